@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "pacsgate", version, about = "Security edge for a localhost PACS")]
+#[command(
+    name = "pacsgate",
+    version,
+    about = "Security edge for a localhost PACS"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -22,6 +26,9 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration and print the effective listeners; exit 64 on error.
     Check(RunArgs),
+    /// Certificate tools.
+    #[command(subcommand)]
+    Cert(CertCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -29,4 +36,32 @@ pub struct RunArgs {
     /// Path of the TOML configuration.
     #[arg(long, short = 'c', default_value = "config.toml", global = true)]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Show subject, SANs, issuer, validity and SHA-256 fingerprint of each certificate.
+    Inspect {
+        /// A PEM file with one or more certificates.
+        file: PathBuf,
+    },
+    /// Generate a self-signed certificate and key (the key is written 0600).
+    SelfSigned {
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// DNS names or IP addresses (localhost and 127.0.0.1 are always added).
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+        /// Key algorithm.
+        #[arg(long, value_enum, default_value = "ecdsa")]
+        algorithm: KeyAlgorithm,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KeyAlgorithm {
+    Ecdsa,
+    Rsa,
 }

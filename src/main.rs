@@ -1,10 +1,118 @@
+//! Thin and loud: parse args, load and validate the configuration (exit 64 on any problem,
+//! before a port is bound), then run until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
 use clap::Parser;
 
-use pacsgate::cli::{Cli, Command};
+use pacsgate::app::Gateway;
+use pacsgate::cli::{CertCommand, Cli, Command, KeyAlgorithm, RunArgs};
+use pacsgate::config::{Config, ConfigError, KeyPairPaths};
+use pacsgate::{telemetry, tls};
 
-fn main() {
+/// EX_USAGE from sysexits.h: the configuration (or the command line) is wrong.
+const EXIT_CONFIG: u8 = 64;
+/// EX_UNAVAILABLE: a port could not be bound or the runtime failed.
+const EXIT_UNAVAILABLE: u8 = 69;
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        None | Some(Command::Run(_)) | Some(Command::Check(_)) => {}
+    let result = match cli.command {
+        None => run(&cli.run),
+        Some(Command::Run(args)) => run(&args),
+        Some(Command::Check(args)) => check(&args),
+        Some(Command::Cert(cmd)) => cert(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            eprintln!("pacsgate: configuration error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Unavailable(msg)) => {
+            eprintln!("pacsgate: {msg}");
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
     }
+}
+
+enum Failure {
+    Config(ConfigError),
+    Unavailable(String),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Config(e)
+    }
+}
+
+fn run(args: &RunArgs) -> Result<(), Failure> {
+    let config = Config::load(&args.config)?;
+    telemetry::init(config.log.format, &config.log.level);
+    let gateway = Gateway::prepare(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Unavailable(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let bound = gateway
+            .bind()
+            .await
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        bound.serve(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn check(args: &RunArgs) -> Result<(), Failure> {
+    let config = Config::load(&args.config)?;
+    print!("{}", pacsgate::check::describe(&config)?);
+    Ok(())
+}
+
+fn cert(cmd: CertCommand) -> Result<(), Failure> {
+    match cmd {
+        CertCommand::Inspect { file } => {
+            print!("{}", tls::inspect::describe(&file)?);
+        }
+        CertCommand::SelfSigned {
+            cert,
+            key,
+            hostnames,
+            algorithm,
+        } => {
+            let paths = KeyPairPaths {
+                cert: cert.clone(),
+                key,
+                cert_key: "--cert",
+                key_key: "--key",
+            };
+            let kind = match algorithm {
+                KeyAlgorithm::Ecdsa => tls::self_signed::KeyKind::EcdsaP256,
+                KeyAlgorithm::Rsa => tls::self_signed::KeyKind::Rsa2048,
+            };
+            tls::self_signed::generate(&paths, kind, &hostnames)?;
+            print!("{}", tls::inspect::describe(&cert)?);
+        }
+    }
+    Ok(())
 }

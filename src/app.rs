@@ -1,0 +1,239 @@
+//! Putting it together: `Gateway::prepare` does everything that can fail because of the
+//! configuration (certificates generated or loaded, TLS configurations built) before any
+//! port is bound; `bind` takes the ports; `Bound::serve` runs until the shutdown future
+//! resolves, then drains connections for the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError};
+use crate::dicom::inbound::{self, DicomContext};
+use crate::dicom::outbound::{self, OutboundContext};
+use crate::http::{self, proxy::Upstream, HttpContext};
+use crate::server::Shutdown;
+use crate::tls::material::Material;
+use crate::tls::reload::TlsReloader;
+use crate::tls::{self, Profile, ReloadableServer};
+
+pub struct Gateway {
+    config: Config,
+    reloader: Option<Arc<TlsReloader>>,
+    http: Option<Arc<HttpContext>>,
+    dicom: Option<Arc<DicomContext>>,
+    outbound: Vec<Arc<OutboundContext>>,
+}
+
+impl Gateway {
+    pub fn prepare(config: Config) -> Result<Self, ConfigError> {
+        let provider = tls::server::provider();
+        let mut servers = Vec::new();
+        let (mut http, mut dicom) = (None, None);
+        if config.http.is_some() || config.dicom.is_some() {
+            for written in tls::self_signed::ensure(&config.tls)? {
+                tracing::info!(cert = %written.display(), "generated a self-signed certificate");
+            }
+            let material = Material::load(&config.tls, &provider)?;
+            for key in &material.keys {
+                tracing::info!(
+                    cert = %key.cert_path.display(),
+                    algorithm = ?key.algorithm,
+                    fingerprint = %key.fingerprint,
+                    "serving certificate"
+                );
+            }
+            if let Some(cfg) = &config.http {
+                let profile = Profile {
+                    name: "https",
+                    alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+                    client_auth: cfg.client_auth,
+                    min_version: config.tls.min_version,
+                };
+                let server = ReloadableServer::new(profile, provider.clone(), &material)?;
+                servers.push(server.clone());
+                let upstream = Upstream::new(cfg).map_err(|e| {
+                    ConfigError::new("http.upstream", e.to_string(), "use a plain HOST:PORT")
+                })?;
+                http = Some(HttpContext::new(cfg.clone(), server, upstream));
+            }
+            if let Some(cfg) = &config.dicom {
+                let profile = Profile {
+                    name: "dicom",
+                    alpn: Vec::new(),
+                    client_auth: cfg.client_auth,
+                    min_version: config.tls.min_version,
+                };
+                let server = ReloadableServer::new(profile, provider.clone(), &material)?;
+                servers.push(server.clone());
+                dicom = Some(Arc::new(DicomContext {
+                    config: cfg.clone(),
+                    tls: server,
+                }));
+            }
+        }
+        let outbound = config
+            .outbound
+            .iter()
+            .map(|o| {
+                let client = tls::client::build(o, &provider)?;
+                OutboundContext::new(o.clone(), client).ok_or_else(|| {
+                    ConfigError::new(format!("{}.server_name", o.name), "is not a valid name", "")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let reloader = (!servers.is_empty())
+            .then(|| Arc::new(TlsReloader::new(config.tls.clone(), provider, servers)));
+        Ok(Self {
+            config,
+            reloader,
+            http,
+            dicom,
+            outbound,
+        })
+    }
+
+    /// Bind every listener; the error names the address that could not be bound.
+    pub async fn bind(self) -> Result<Bound, BindError> {
+        let mut listeners = Vec::new();
+        if let Some(ctx) = &self.http {
+            listeners.push((Listener::Http(ctx.clone()), bind(ctx.config.listen).await?));
+        }
+        if let Some(ctx) = &self.dicom {
+            listeners.push((Listener::Dicom(ctx.clone()), bind(ctx.config.listen).await?));
+        }
+        for ctx in &self.outbound {
+            listeners.push((
+                Listener::Outbound(ctx.clone()),
+                bind(ctx.config.listen).await?,
+            ));
+        }
+        Ok(Bound {
+            gateway: self,
+            listeners,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })
+}
+
+enum Listener {
+    Http(Arc<HttpContext>),
+    Dicom(Arc<DicomContext>),
+    Outbound(Arc<OutboundContext>),
+}
+
+pub struct Bound {
+    gateway: Gateway,
+    listeners: Vec<(Listener, TcpListener)>,
+}
+
+impl Bound {
+    /// Run until `shutdown` resolves, then stop accepting and let in-flight requests and
+    /// associations finish for `server.shutdown_grace`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let sd = Shutdown::default();
+        let tracker = TaskTracker::new();
+        let mut accept_loops = JoinSet::new();
+        for (kind, listener) in self.listeners {
+            let local = listener.local_addr().ok();
+            let (sd, tracker) = (sd.clone(), tracker.clone());
+            let name = match kind {
+                Listener::Http(ctx) => {
+                    accept_loops.spawn(http::serve(listener, ctx, sd, tracker));
+                    "https"
+                }
+                Listener::Dicom(ctx) => {
+                    accept_loops.spawn(inbound::serve(listener, ctx, sd, tracker));
+                    "dicom"
+                }
+                Listener::Outbound(ctx) => {
+                    accept_loops.spawn(outbound::serve(listener, ctx, sd, tracker));
+                    "outbound"
+                }
+            };
+            if let Some(addr) = local {
+                tracing::info!(listener = name, %addr, "listening");
+            }
+        }
+        let reload = tokio::spawn(reload_loop(
+            self.gateway.reloader.clone(),
+            self.gateway.config.tls.watch,
+        ));
+        tracing::info!("pacsgate ready");
+        shutdown.await;
+        let grace = self.gateway.config.shutdown_grace;
+        tracing::info!(
+            in_flight = tracker.len(),
+            grace_s = grace.as_secs_f64(),
+            "shutting down: no new connections"
+        );
+        sd.stop_accepting.cancel();
+        while accept_loops.join_next().await.is_some() {}
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                left = tracker.len(),
+                "grace period over; closing the remaining connections"
+            );
+            sd.abort.cancel();
+            tracker.wait().await;
+        }
+        reload.abort();
+        tracing::info!("stopped");
+    }
+}
+
+/// Reload TLS material on SIGHUP (always) and on file changes (when the bytes changed).
+async fn reload_loop(reloader: Option<Arc<TlsReloader>>, watch: bool) {
+    let Some(reloader) = reloader else { return };
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => return tracing::error!(error = %e, "cannot listen for SIGHUP"),
+    };
+    let (_watcher, mut changes) = match watch.then(|| reloader.watch()) {
+        Some(Ok((w, rx))) => (Some(w), Some(rx)),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot watch certificate files; reload with SIGHUP");
+            (None, None)
+        }
+        None => (None, None),
+    };
+    loop {
+        let force = tokio::select! {
+            s = hangup.recv() => match s { Some(()) => true, None => return },
+            Some(()) = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                // Let a burst of events (cert, then key) settle before reading the files.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                if let Some(rx) = changes.as_mut() {
+                    while rx.try_recv().is_ok() {}
+                }
+                false
+            }
+        };
+        let r = reloader.clone();
+        match tokio::task::spawn_blocking(move || r.reload(force)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the current certificates")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload panicked; keeping the current certificates")
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `pacsgate check`: validate everything that can be validated without binding a port or
+//! writing a file, and describe the effective configuration.
+
+use std::fmt::Write;
+
+use crate::config::{ClientAuth, Config, ConfigError, KeyPairPaths};
+use crate::tls::{self, material};
+
+/// The effective configuration as text; an error if any existing file is unusable.
+pub fn describe(config: &Config) -> Result<String, ConfigError> {
+    let provider = tls::server::provider();
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "configuration {} is valid", config.source.display());
+    let pairs = std::iter::once(&config.tls.primary).chain(config.tls.rsa.iter());
+    for pair in pairs {
+        let _ = writeln!(out, "{}", describe_pair(pair, &provider)?);
+    }
+    if let Some(ca) = &config.tls.client_ca {
+        material::load_roots("tls.client_ca", ca)?;
+        let _ = writeln!(out, "client CAs: {}", ca.display());
+    }
+    if let Some(h) = &config.http {
+        let _ = writeln!(
+            out,
+            "https: {} -> http://{} (client certificates: {})",
+            h.listen,
+            h.upstream.authority,
+            auth(h.client_auth)
+        );
+    }
+    if let Some(d) = &config.dicom {
+        let _ = writeln!(
+            out,
+            "dicom: {} -> {} (client certificates: {})",
+            d.listen,
+            d.upstream,
+            auth(d.client_auth)
+        );
+    }
+    for o in &config.outbound {
+        tls::client::build(o, &provider)?;
+        let _ = writeln!(
+            out,
+            "{}: {} -> {} (TLS, server name {}, client certificate: {})",
+            o.name,
+            o.listen,
+            o.remote,
+            o.server_name,
+            if o.client_identity.is_some() {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    Ok(out)
+}
+
+fn describe_pair(
+    pair: &KeyPairPaths,
+    provider: &std::sync::Arc<rustls::crypto::CryptoProvider>,
+) -> Result<String, ConfigError> {
+    if !pair.cert.exists() && !pair.key.exists() {
+        return Ok(format!(
+            "{}: {} does not exist yet; a self-signed certificate will be generated on first start",
+            pair.cert_key,
+            pair.cert.display()
+        ));
+    }
+    let served = material::load_pair(pair, provider)?;
+    Ok(format!(
+        "{}: {} ({:?}, {})",
+        pair.cert_key,
+        pair.cert.display(),
+        served.algorithm,
+        served.fingerprint
+    ))
+}
+
+fn auth(a: ClientAuth) -> &'static str {
+    match a {
+        ClientAuth::None => "none",
+        ClientAuth::Optional => "optional",
+        ClientAuth::Required => "required",
+    }
+}

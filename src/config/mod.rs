@@ -1,0 +1,151 @@
+//! Configuration: TOML (`raw`) -> validated types (this file) through `validate`. Every
+//! problem is a [`ConfigError`] naming the key and the fix; nothing here binds a port.
+//!
+//! Relative paths are resolved against the directory of the configuration file, so a
+//! service manager can start pacsgate from any working directory.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub tls: TlsConfig,
+    pub http: Option<HttpConfig>,
+    pub dicom: Option<DicomConfig>,
+    pub outbound: Vec<OutboundConfig>,
+    pub log: LogConfig,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// The primary certificate chain and key (ECDSA P-256 when generated).
+    pub primary: KeyPairPaths,
+    /// An optional second pair, chosen for clients that cannot use the primary (RSA when
+    /// generated, for dcmtk 3.6.7 under TLS 1.2).
+    pub rsa: Option<KeyPairPaths>,
+    pub hostnames: Vec<String>,
+    pub client_ca: Option<PathBuf>,
+    pub client_crl: Vec<PathBuf>,
+    pub client_auth: ClientAuth,
+    pub min_version: TlsVersion,
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPairPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Config keys naming the two files, for error messages (`tls.cert`, `tls.rsa_key`).
+    pub cert_key: &'static str,
+    pub key_key: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub upstream: HttpUpstream,
+    pub client_auth: ClientAuth,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// `http://host:port` of the PACS's REST API; only plain HTTP (TLS ends here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUpstream {
+    /// `host:port`, as used in the upstream request URI and Host header.
+    pub authority: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DicomConfig {
+    pub listen: SocketAddr,
+    pub upstream: String,
+    pub client_auth: ClientAuth,
+    pub max_associations: usize,
+    pub max_pdu_length: u32,
+    pub handshake_timeout: Duration,
+    pub artim_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// One `[[dicom.outbound]]` tunnel: plain DICOM in on `listen`, DICOM TLS out to `remote`.
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    /// `dicom.outbound[N]`, for logs and errors.
+    pub name: String,
+    pub listen: SocketAddr,
+    pub remote: String,
+    pub server_name: String,
+    pub ca: PathBuf,
+    pub client_identity: Option<KeyPairPaths>,
+    pub min_version: TlsVersion,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_pdu_length: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Read and validate the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read the configuration file: {e}"),
+                "pass an existing file with --config",
+            )
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut config = Self::parse(&text, base)?;
+        config.source = path.to_path_buf();
+        Ok(config)
+    }
+
+    /// Validate configuration text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw = validate::deserialize(text)?;
+        validate::validate(raw, base)
+    }
+}

@@ -1,0 +1,167 @@
+//! The configuration file exactly as written: serde structs that refuse unknown keys. Values
+//! are still strings here; `validate.rs` turns them into types that cannot be invalid.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub dicom: RawDicom,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub server: RawServer,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub rsa_cert: Option<PathBuf>,
+    pub rsa_key: Option<PathBuf>,
+    pub hostnames: Vec<String>,
+    pub client_ca: Option<PathBuf>,
+    pub client_crl: Vec<PathBuf>,
+    pub client_auth: Option<String>,
+    pub min_version: String,
+    pub watch: bool,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self {
+            cert: "certs/server.crt".into(),
+            key: "certs/server.key".into(),
+            rsa_cert: None,
+            rsa_key: None,
+            hostnames: vec!["localhost".into()],
+            client_ca: None,
+            client_crl: Vec::new(),
+            client_auth: None,
+            min_version: "1.2".into(),
+            watch: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    pub enabled: bool,
+    pub listen: String,
+    pub upstream: String,
+    pub allow_remote_upstream: bool,
+    pub client_auth: Option<String>,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub handshake_timeout: String,
+    pub header_timeout: String,
+    pub upstream_connect_timeout: String,
+    pub idle_timeout: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:443".into(),
+            upstream: "http://127.0.0.1:8042".into(),
+            allow_remote_upstream: false,
+            client_auth: None,
+            max_connections: 1024,
+            max_header_bytes: 64 * 1024,
+            handshake_timeout: "10s".into(),
+            header_timeout: "30s".into(),
+            upstream_connect_timeout: "5s".into(),
+            idle_timeout: "120s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDicom {
+    pub enabled: bool,
+    pub listen: String,
+    pub upstream: String,
+    pub allow_remote_upstream: bool,
+    pub client_auth: Option<String>,
+    pub max_associations: usize,
+    pub max_pdu_length: u32,
+    pub handshake_timeout: String,
+    pub artim_timeout: String,
+    pub upstream_connect_timeout: String,
+    pub idle_timeout: String,
+    pub outbound: Vec<RawOutbound>,
+}
+
+impl Default for RawDicom {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:11112".into(),
+            upstream: "127.0.0.1:4242".into(),
+            allow_remote_upstream: false,
+            client_auth: None,
+            max_associations: 256,
+            max_pdu_length: 1024 * 1024,
+            handshake_timeout: "10s".into(),
+            artim_timeout: "30s".into(),
+            upstream_connect_timeout: "5s".into(),
+            idle_timeout: "300s".into(),
+            outbound: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbound {
+    pub listen: String,
+    pub remote: String,
+    pub server_name: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub min_version: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub shutdown_grace: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: "30s".into(),
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Raw TOML -> validated [`Config`]. Each check names the key it failed on and the fix.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawDicom, RawHttp, RawOutbound, RawTls};
+use super::*;
+
+pub(super) fn deserialize(text: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| syntax_error(text, &e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let message = e.inner().message().to_string();
+        let fix = if message.starts_with("unknown field") {
+            "remove it or fix its spelling (the commented config.toml lists every key)"
+        } else {
+            "see the commented config.toml for the expected form"
+        };
+        ConfigError::new(key, message, fix)
+    })
+}
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+        .unwrap_or(1);
+    ConfigError::new(
+        format!("line {line}"),
+        format!("invalid TOML: {}", e.message()),
+        "fix the syntax at that line",
+    )
+}
+
+pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let tls = tls(raw.tls, base)?;
+    let http = raw.http.enabled.then(|| http(raw.http, &tls)).transpose()?;
+    let outbound = raw
+        .dicom
+        .outbound
+        .iter()
+        .enumerate()
+        .map(|(i, o)| outbound(i, o, raw.dicom.max_pdu_length, base))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dicom = raw
+        .dicom
+        .enabled
+        .then(|| dicom(raw.dicom, &tls))
+        .transpose()?;
+    if http.is_none() && dicom.is_none() && outbound.is_empty() {
+        return Err(ConfigError::new(
+            "http.enabled",
+            "every listener is disabled",
+            "enable [http] or [dicom], or add a [[dicom.outbound]] tunnel",
+        ));
+    }
+    let format = match raw.log.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::new(
+                "log.format",
+                format!("unknown format {other:?}"),
+                "use \"text\" or \"json\"",
+            ))
+        }
+    };
+    tracing_subscriber::EnvFilter::try_new(&raw.log.level).map_err(|e| {
+        ConfigError::new(
+            "log.level",
+            format!("invalid filter {:?}: {e}", raw.log.level),
+            "use error, warn, info, debug or trace (or a tracing filter such as \"info,pacsgate=debug\")",
+        )
+    })?;
+    Ok(Config {
+        source: PathBuf::new(),
+        tls,
+        http,
+        dicom,
+        outbound,
+        log: LogConfig {
+            format,
+            level: raw.log.level,
+        },
+        shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
+    })
+}
+
+fn tls(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
+    let primary = KeyPairPaths {
+        cert: resolve(base, &raw.cert),
+        key: resolve(base, &raw.key),
+        cert_key: "tls.cert",
+        key_key: "tls.key",
+    };
+    let rsa = match (raw.rsa_cert, raw.rsa_key) {
+        (Some(cert), Some(key)) => Some(KeyPairPaths {
+            cert: resolve(base, &cert),
+            key: resolve(base, &key),
+            cert_key: "tls.rsa_cert",
+            key_key: "tls.rsa_key",
+        }),
+        (None, None) => None,
+        (Some(_), None) => return Err(pair_error("tls.rsa_key", "tls.rsa_cert")),
+        (None, Some(_)) => return Err(pair_error("tls.rsa_cert", "tls.rsa_key")),
+    };
+    if rsa
+        .as_ref()
+        .is_some_and(|r| r.cert == primary.cert || r.key == primary.key)
+    {
+        return Err(ConfigError::new(
+            "tls.rsa_cert",
+            "names the same file as tls.cert or tls.key",
+            "give the RSA pair its own files (e.g. certs/server-rsa.crt and certs/server-rsa.key)",
+        ));
+    }
+    if raw.hostnames.iter().any(|h| h.trim().is_empty()) {
+        return Err(ConfigError::new(
+            "tls.hostnames",
+            "contains an empty name",
+            "list DNS names or IP addresses, e.g. [\"pacs.example.org\"]",
+        ));
+    }
+    let client_ca = raw.client_ca.map(|p| resolve(base, &p));
+    if let Some(ca) = &client_ca {
+        readable("tls.client_ca", ca)?;
+    }
+    let client_crl: Vec<PathBuf> = raw.client_crl.iter().map(|p| resolve(base, p)).collect();
+    for crl in &client_crl {
+        readable("tls.client_crl", crl)?;
+    }
+    let default_auth = if client_ca.is_some() {
+        ClientAuth::Optional
+    } else {
+        ClientAuth::None
+    };
+    let client_auth = match raw.client_auth {
+        Some(v) => client_auth("tls.client_auth", &v)?,
+        None => default_auth,
+    };
+    check_client_ca("tls.client_auth", client_auth, client_ca.is_some())?;
+    let min_version = tls_version("tls.min_version", &raw.min_version)?;
+    Ok(TlsConfig {
+        primary,
+        rsa,
+        hostnames: raw.hostnames,
+        client_ca,
+        client_crl,
+        client_auth,
+        min_version,
+        watch: raw.watch,
+    })
+}
+
+fn http(raw: RawHttp, tls: &TlsConfig) -> Result<HttpConfig, ConfigError> {
+    let listen = socket_addr("http.listen", &raw.listen)?;
+    let upstream = http_upstream(&raw.upstream, raw.allow_remote_upstream)?;
+    let client_auth = listener_client_auth("http.client_auth", raw.client_auth, tls)?;
+    Ok(HttpConfig {
+        listen,
+        upstream,
+        client_auth,
+        max_connections: positive("http.max_connections", raw.max_connections)?,
+        max_header_bytes: at_least("http.max_header_bytes", raw.max_header_bytes, 8192)?,
+        handshake_timeout: duration("http.handshake_timeout", &raw.handshake_timeout)?,
+        header_timeout: duration("http.header_timeout", &raw.header_timeout)?,
+        upstream_connect_timeout: duration(
+            "http.upstream_connect_timeout",
+            &raw.upstream_connect_timeout,
+        )?,
+        idle_timeout: duration("http.idle_timeout", &raw.idle_timeout)?,
+    })
+}
+
+fn dicom(raw: RawDicom, tls: &TlsConfig) -> Result<DicomConfig, ConfigError> {
+    let listen = socket_addr("dicom.listen", &raw.listen)?;
+    let upstream = host_port("dicom.upstream", &raw.upstream)?;
+    if !raw.allow_remote_upstream && !is_loopback_host(host_of(&upstream)) {
+        return Err(remote_upstream_error(
+            "dicom.upstream",
+            "dicom.allow_remote_upstream",
+        ));
+    }
+    let client_auth = listener_client_auth("dicom.client_auth", raw.client_auth, tls)?;
+    Ok(DicomConfig {
+        listen,
+        upstream,
+        client_auth,
+        max_associations: positive("dicom.max_associations", raw.max_associations)?,
+        max_pdu_length: pdu_length("dicom.max_pdu_length", raw.max_pdu_length)?,
+        handshake_timeout: duration("dicom.handshake_timeout", &raw.handshake_timeout)?,
+        artim_timeout: duration("dicom.artim_timeout", &raw.artim_timeout)?,
+        upstream_connect_timeout: duration(
+            "dicom.upstream_connect_timeout",
+            &raw.upstream_connect_timeout,
+        )?,
+        idle_timeout: duration("dicom.idle_timeout", &raw.idle_timeout)?,
+    })
+}
+
+fn outbound(
+    index: usize,
+    raw: &RawOutbound,
+    max_pdu_length: u32,
+    base: &Path,
+) -> Result<OutboundConfig, ConfigError> {
+    let name = format!("dicom.outbound[{index}]");
+    let key = |k: &str| format!("{name}.{k}");
+    let listen = socket_addr(&key("listen"), &raw.listen)?;
+    let remote = host_port(&key("remote"), &raw.remote)?;
+    let server_name = raw
+        .server_name
+        .clone()
+        .unwrap_or_else(|| host_of(&remote).to_string());
+    rustls::pki_types::ServerName::try_from(server_name.clone()).map_err(|_| {
+        ConfigError::new(
+            key("server_name"),
+            format!("{server_name:?} is not a DNS name or IP address"),
+            "set server_name to the name in the remote peer's certificate",
+        )
+    })?;
+    let ca = raw.ca.as_ref().map(|p| resolve(base, p)).ok_or_else(|| {
+        ConfigError::new(
+            key("ca"),
+            "is missing: the remote peer's certificate must be verified",
+            "set it to the PEM bundle of the CA that issued the remote peer's certificate",
+        )
+    })?;
+    readable(&key("ca"), &ca)?;
+    let client_identity = match (&raw.client_cert, &raw.client_key) {
+        (Some(cert), Some(k)) => {
+            let pair = KeyPairPaths {
+                cert: resolve(base, cert),
+                key: resolve(base, k),
+                cert_key: "dicom.outbound.client_cert",
+                key_key: "dicom.outbound.client_key",
+            };
+            readable(&key("client_cert"), &pair.cert)?;
+            readable(&key("client_key"), &pair.key)?;
+            Some(pair)
+        }
+        (None, None) => None,
+        (Some(_), None) => return Err(pair_error(&key("client_key"), &key("client_cert"))),
+        (None, Some(_)) => return Err(pair_error(&key("client_cert"), &key("client_key"))),
+    };
+    let opt_duration = |k: &str, v: &Option<String>, default: &str| {
+        duration(&key(k), v.as_deref().unwrap_or(default))
+    };
+    Ok(OutboundConfig {
+        listen,
+        remote,
+        server_name,
+        ca,
+        client_identity,
+        min_version: tls_version(
+            &key("min_version"),
+            raw.min_version.as_deref().unwrap_or("1.2"),
+        )?,
+        connect_timeout: opt_duration("connect_timeout", &raw.connect_timeout, "10s")?,
+        idle_timeout: opt_duration("idle_timeout", &raw.idle_timeout, "300s")?,
+        max_pdu_length,
+        name,
+    })
+}
+
+// === small parsers ===
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn readable(key: &str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path).map(drop).map_err(|e| {
+        ConfigError::new(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+            "point it at an existing PEM file readable by pacsgate",
+        )
+    })
+}
+
+fn pair_error(missing: &str, present: &str) -> ConfigError {
+    ConfigError::new(
+        missing,
+        format!("is missing while {present} is set"),
+        format!("set both {missing} and {present}, or neither"),
+    )
+}
+
+fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("{value:?} is not an IP address with a port"),
+            "write it as IP:PORT, e.g. \"0.0.0.0:443\" or \"[::]:443\"",
+        )
+    })
+}
+
+/// `host:port` where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
+fn host_port(key: &str, value: &str) -> Result<String, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            key,
+            format!("{value:?} is not HOST:PORT"),
+            "write it as HOST:PORT, e.g. \"127.0.0.1:4242\"",
+        )
+    };
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        }
+    };
+    if !host_ok || port == 0 {
+        return Err(bad());
+    }
+    Ok(value.to_string())
+}
+
+fn host_of(host_port: &str) -> &str {
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+fn remote_upstream_error(key: &str, allow_key: &str) -> ConfigError {
+    ConfigError::new(
+        key,
+        "is not a loopback address; the PACS should only listen on localhost",
+        format!("use 127.0.0.1, or set {allow_key} = true if the network between is trusted"),
+    )
+}
+
+fn http_upstream(value: &str, allow_remote: bool) -> Result<HttpUpstream, ConfigError> {
+    let rest = value.strip_prefix("http://").ok_or_else(|| {
+        ConfigError::new(
+            "http.upstream",
+            format!("{value:?} is not a plain http:// URL"),
+            "use the PACS's local REST address, e.g. \"http://127.0.0.1:8042\"",
+        )
+    })?;
+    let authority = rest.trim_end_matches('/');
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.contains(']'))
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    host_port("http.upstream", &with_port).map_err(|_| {
+        ConfigError::new(
+            "http.upstream",
+            format!("{value:?} must be http://HOST:PORT with no path"),
+            "e.g. \"http://127.0.0.1:8042\"",
+        )
+    })?;
+    if !allow_remote && !is_loopback_host(host_of(&with_port)) {
+        return Err(remote_upstream_error(
+            "http.upstream",
+            "http.allow_remote_upstream",
+        ));
+    }
+    Ok(HttpUpstream {
+        authority: with_port,
+    })
+}
+
+fn client_auth(key: &str, value: &str) -> Result<ClientAuth, ConfigError> {
+    match value {
+        "none" => Ok(ClientAuth::None),
+        "optional" => Ok(ClientAuth::Optional),
+        "required" => Ok(ClientAuth::Required),
+        other => Err(ConfigError::new(
+            key,
+            format!("unknown mode {other:?}"),
+            "use \"none\", \"optional\" or \"required\"",
+        )),
+    }
+}
+
+fn check_client_ca(key: &str, auth: ClientAuth, has_ca: bool) -> Result<(), ConfigError> {
+    if auth != ClientAuth::None && !has_ca {
+        return Err(ConfigError::new(
+            key,
+            "client certificates are enabled but tls.client_ca is not set",
+            "set tls.client_ca to a PEM bundle of the CAs that issue client certificates",
+        ));
+    }
+    Ok(())
+}
+
+fn listener_client_auth(
+    key: &str,
+    value: Option<String>,
+    tls: &TlsConfig,
+) -> Result<ClientAuth, ConfigError> {
+    let Some(v) = value else {
+        return Ok(tls.client_auth);
+    };
+    let auth = client_auth(key, &v)?;
+    check_client_ca(key, auth, tls.client_ca.is_some())?;
+    Ok(auth)
+}
+
+fn tls_version(key: &str, value: &str) -> Result<TlsVersion, ConfigError> {
+    match value {
+        "1.2" => Ok(TlsVersion::V1_2),
+        "1.3" => Ok(TlsVersion::V1_3),
+        other => Err(ConfigError::new(
+            key,
+            format!("unsupported TLS version {other:?}"),
+            "use \"1.2\" or \"1.3\" (older versions are not offered, per BCP 195)",
+        )),
+    }
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    match humantime::parse_duration(value) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(ConfigError::new(
+            key,
+            format!("{value:?} is not a positive duration"),
+            "write it like \"30s\", \"500ms\" or \"5m\"",
+        )),
+    }
+}
+
+fn positive(key: &str, value: usize) -> Result<usize, ConfigError> {
+    at_least(key, value, 1)
+}
+
+fn at_least(key: &str, value: usize, min: usize) -> Result<usize, ConfigError> {
+    if value < min {
+        return Err(ConfigError::new(
+            key,
+            format!("{value} is too small"),
+            format!("use at least {min}"),
+        ));
+    }
+    Ok(value)
+}
+
+fn pdu_length(key: &str, value: u32) -> Result<u32, ConfigError> {
+    // PS3.8 §9.3.1: P-DATA-TF PDUs of at least a few KiB are needed by every peer; Orthanc
+    // and dcmtk default to 16 KiB.
+    const MIN: u32 = 4096;
+    const MAX: u32 = 64 * 1024 * 1024;
+    if !(MIN..=MAX).contains(&value) {
+        return Err(ConfigError::new(
+            key,
+            format!("{value} is out of range"),
+            format!("use a length between {MIN} and {MAX} bytes"),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests;

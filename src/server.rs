@@ -1,0 +1,191 @@
+//! What every listener shares: a bounded accept loop (one permit per connection, backoff
+//! on accept errors), task tracking for graceful shutdown, and an activity clock for idle
+//! timeouts.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Shutdown has two steps: stop accepting (SIGTERM: in-flight work may finish), then abort
+/// (the grace period is over: drop whatever is left).
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    pub stop_accepting: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+/// Accept connections until shutdown, at most `max_connections` at a time (further clients
+/// wait in the kernel backlog), each handled on its own task tracked by `tracker`.
+pub async fn accept_loop<F, Fut>(
+    name: &'static str,
+    listener: TcpListener,
+    max_connections: usize,
+    shutdown: Shutdown,
+    tracker: TaskTracker,
+    handler: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(max_connections));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p,
+            () = shutdown.stop_accepting.cancelled() => break,
+        };
+        // The semaphore is never closed, so acquiring only fails if it were; stop then.
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = shutdown.stop_accepting.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning (mini-redis does the same).
+                tracing::warn!(listener = name, error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(10);
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(listener = name, %peer, error = %e, "TCP_NODELAY failed");
+        }
+        let work = handler(stream, peer);
+        let abort = shutdown.abort.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = work => {}
+                () = abort.cancelled() => {
+                    tracing::info!(listener = name, %peer, "connection dropped at the end of the shutdown grace period");
+                }
+            }
+            drop(permit);
+        });
+    }
+    tracing::debug!(listener = name, "stopped accepting");
+}
+
+/// When a connection last moved a byte, shared between its IO wrapper and its watchdog.
+#[derive(Debug)]
+pub struct Activity {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.base.elapsed().saturating_sub(last)
+    }
+
+    /// Resolves once no byte has moved for `limit`.
+    pub async fn idle_timeout(&self, limit: Duration) {
+        loop {
+            let idle = self.idle_for();
+            if idle >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - idle).await;
+        }
+    }
+}
+
+pin_project! {
+    /// An IO stream that records each read and write in an [`Activity`].
+    pub struct Tracked<S> {
+        #[pin]
+        inner: S,
+        activity: Arc<Activity>,
+    }
+}
+
+impl<S> Tracked<S> {
+    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for Tracked<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let res = this.inner.poll_read(cx, buf);
+        if buf.filled().len() != before {
+            this.activity.touch();
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,157 @@
+//! Child processes for tests: killed on drop, output captured to files, readiness by port or
+//! log line (never by sleeping).
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// Poll until `cond` is true or `timeout` passes; panics with `what` on timeout.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+pub fn port_open(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    wait_until(&format!("127.0.0.1:{port} to accept"), timeout, || {
+        port_open(port)
+    });
+}
+
+/// A running child process whose stdout+stderr go to `log`.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Proc {
+        let out = File::create(log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {name} ({cmd:?}): {e}; run tests/run.sh, which installs it")
+        });
+        Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn output(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Wait until the output contains `needle`; panics (with the output) if the process
+    /// exits or `timeout` passes first.
+    pub fn wait_for_output(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.output().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before printing {needle:?}:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print {needle:?} in {timeout:?}:\n{}",
+                self.name,
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} {} failed", self.pid());
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit in {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_field(self.pid(), "VmHWM:")
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        status_field(self.pid(), "VmRSS:")
+    }
+}
+
+fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a command to completion with a timeout; returns (status, stdout+stderr).
+pub fn run(cmd: Command, timeout: Duration) -> (ExitStatus, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("out");
+    let name = format!("{cmd:?}");
+    let mut p = Proc::spawn(&name, cmd, &log);
+    let status = p.wait_exit(timeout);
+    (status, p.output())
+}
