@@ -209,6 +209,7 @@ fn slow_request_heads_are_cut_off() {
     client.stdout.take().unwrap().read_to_end(&mut out).unwrap();
     let waited = started.elapsed();
     let _ = client.kill();
+    let _ = client.wait();
     assert!(
         waited >= Duration::from_millis(900),
         "closed too early: {waited:?}"
