@@ -57,7 +57,7 @@ impl Ca {
         let san = format!("{}.test", cn.to_ascii_lowercase());
         self.leaf(
             dir,
-            &format!("client-{cn}"),
+            &format!("client-{cn}-{}", slug(&self.name)),
             cn,
             &[&san],
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -93,9 +93,22 @@ impl Ca {
             key: dir.join(format!("{file}.key")),
         };
         std::fs::write(&leaf.cert, cert.pem()).expect("write leaf");
-        std::fs::write(&leaf.key, key.serialize_pem()).expect("write key");
+        write_private(&leaf.key, key.serialize_pem().as_bytes());
         leaf
     }
+}
+
+/// Keys are written 0600, as an operator would (pacsgate warns about readable keys).
+fn write_private(path: &Path, data: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create key file");
+    std::io::Write::write_all(&mut f, data).expect("write key");
 }
 
 fn slug(name: &str) -> String {
