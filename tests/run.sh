@@ -1,8 +1,43 @@
 #!/usr/bin/env bash
-# The one test command (README, .ci/run): installs what the tests need, then runs them all.
+# The one test command (README, .ci/run): installs what the tests need on a fresh Debian 12
+# machine (idempotent: skips what is present), then runs formatting, lints and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/pacsgate-target}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Real peers the tests drive: Orthanc 1.10.1, dcmtk 3.6.7, curl/openssl clients, gcc for
+# the loopback bind shim.
+apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# pynetdicom as a second DICOM peer; pydicom for its offline sample files.
+if ! python3 -c 'import pydicom, pynetdicom' 2>/dev/null; then
+  step "pip install pydicom pynetdicom"
+  python3 -m pip install -q 'pydicom>=3,<4' 'pynetdicom>=3,<4'
+fi
+
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    step "rustup component add $component"
+    rustup component add "$component"
+  fi
+done
+
+step "cargo fmt --check"
 cargo fmt --all -- --check
+step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test"
 cargo test --workspace

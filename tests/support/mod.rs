@@ -22,7 +22,7 @@ use std::time::Duration;
 pub fn bind_lo() -> PathBuf {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/bind_lo.c");
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/bind_lo.c");
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("bind_lo-{}.so", std::process::id()));
         let status = Command::new("gcc")

@@ -1,6 +1,7 @@
-/* LD_PRELOAD shim for tests: bind(INADDR_ANY / in6addr_any) becomes bind(127.0.0.1 / ::1).
- * Orthanc 1.10.1 and dcmtk's storescp cannot choose their listen address, and test
- * servers must listen on loopback only. Built by tests/support/mod.rs with gcc. */
+/* LD_PRELOAD shim: bind(INADDR_ANY / in6addr_any) becomes bind(127.0.0.1 / ::1).
+ * Orthanc 1.10.1 and dcmtk's storescp cannot choose their listen address; behind pacsgate
+ * the PACS must listen on loopback only, or its plain DICOM port bypasses the gateway. Built by deploy/quickstart.sh and the tests:
+ *   gcc -shared -fPIC -O2 -o bind_lo.so bind_lo.c -ldl */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
