@@ -96,6 +96,10 @@ impl Gateway {
         })
     }
 
+    pub fn worker_threads(&self) -> usize {
+        self.config.worker_threads
+    }
+
     /// Bind every listener; the error names the address that could not be bound.
     pub async fn bind(self) -> Result<Bound, BindError> {
         let mut listeners = Vec::new();

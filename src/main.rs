@@ -51,9 +51,7 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
     let config = Config::load(&args.config)?;
     telemetry::init(config.log.format, &config.log.level);
     let gateway = Gateway::prepare(config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let runtime = runtime(gateway.worker_threads())
         .map_err(|e| Failure::Unavailable(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
         let bound = gateway
@@ -63,6 +61,23 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         bound.serve(shutdown_signal()).await;
         Ok(())
     })
+}
+
+/// One worker per usable CPU (0 = auto). On a single CPU (a pinned sidecar) the
+/// current-thread scheduler does the same work without cross-thread synchronisation.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder.enable_all().build()
 }
 
 async fn shutdown_signal() {
@@ -116,3 +131,8 @@ fn cert(cmd: CertCommand) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// mimalloc: the proxy allocates small, short-lived objects per request (headers, URIs)
+/// across threads; glibc's allocator showed up at ~6 % of CPU in profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -24,6 +24,8 @@ pub struct Config {
     pub outbound: Vec<OutboundConfig>,
     pub log: LogConfig,
     pub shutdown_grace: Duration,
+    /// Runtime worker threads; 0 = one per CPU this process may use.
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone)]

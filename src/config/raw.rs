@@ -156,12 +156,14 @@ impl Default for RawLog {
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub shutdown_grace: String,
+    pub worker_threads: usize,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
         Self {
             shutdown_grace: "30s".into(),
+            worker_threads: 0,
         }
     }
 }

@@ -84,6 +84,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             level: raw.log.level,
         },
         shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
+        worker_threads: raw.server.worker_threads,
     })
 }
 

@@ -19,8 +19,11 @@ use super::session::Session;
 use super::walker::{Action, Outbox, Walker};
 use crate::server::{Activity, Tracked};
 
-/// Read granularity: a few TLS records, several 16 KiB PDUs.
-const READ_CHUNK: usize = 64 * 1024;
+/// Read batch sizes: start small (most associations exchange a few small PDUs) and grow
+/// while reads keep filling the buffer (a C-STORE data set), so each write to the other
+/// socket carries many PDUs.
+const MIN_CHUNK: usize = 16 * 1024;
+const MAX_CHUNK: usize = 256 * 1024;
 /// Replies a peer may leave unread before the association is aborted.
 const REPLY_QUEUE: usize = 16;
 /// Bound on writing the final A-ABORT / close_notify to a peer that does not read.
@@ -174,11 +177,12 @@ impl Pump<'_> {
         W: AsyncWrite + Unpin,
     {
         let mut walker = Walker::new(self.from);
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut chunk = MIN_CHUNK;
+        let mut buf = BytesMut::with_capacity(chunk);
         let mut out = Outbox::default();
         let mut total = 0u64;
         let result = loop {
-            buf.reserve(READ_CHUNK);
+            buf.reserve(chunk);
             let at_boundary = walker.at_boundary();
             let read = tokio::select! {
                 biased;
@@ -205,6 +209,9 @@ impl Pump<'_> {
                 }
                 Err(e) => break Err(e),
                 Ok(_) => {}
+            }
+            if read_more_now(&mut src, &mut buf).await {
+                chunk = (chunk * 2).min(MAX_CHUNK);
             }
             out.clear();
             let fed = {
@@ -292,6 +299,20 @@ impl Pump<'_> {
             _ => AbortReason::Unspecified,
         }
     }
+}
+
+/// Take whatever more the source has ready without waiting, up to the buffer's capacity,
+/// so one walk and one write cover it. Returns true if the buffer filled up. An EOF or
+/// error seen here is seen again by the next regular read.
+async fn read_more_now<R: AsyncRead + Unpin>(src: &mut R, buf: &mut BytesMut) -> bool {
+    use futures_util::FutureExt;
+    while buf.capacity() > buf.len() {
+        match src.read_buf(buf).now_or_never() {
+            Some(Ok(n)) if n > 0 => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 enum Flow {

@@ -5,6 +5,7 @@
 pub mod error;
 mod headers;
 pub mod proxy;
+mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -98,7 +99,8 @@ async fn handle_connection(
     };
     let identity = tls::peer_identity(stream.get_ref().1);
     tls::record_identity(&tracing::Span::current(), identity.as_deref());
-    let conn_info = Arc::new(ConnInfo { peer, identity });
+    let conn_info = Arc::new(ConnInfo::new(peer, identity));
+    let info = conn_info.clone();
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
     let service_ctx = ctx.clone();
@@ -110,17 +112,24 @@ async fn handle_connection(
     let conn = ctx.builder.serve_connection(io, service);
     tokio::pin!(conn);
     let idle = ctx.config.idle_timeout;
-    tokio::select! {
-        res = conn.as_mut() => return log_connection_end(res),
-        () = stop.cancelled() => {}
+    let ended = tokio::select! {
+        res = conn.as_mut() => Some(res),
+        () = stop.cancelled() => None,
         () = activity.idle_timeout(idle) => {
             tracing::debug!("idle timeout");
-            return;
+            Some(Ok(()))
         }
-    }
-    // Shutdown: finish in-flight requests, close idle keep-alive connections.
-    conn.as_mut().graceful_shutdown();
-    log_connection_end(conn.await);
+    };
+    let result = match ended {
+        Some(res) => res,
+        // Shutdown: finish in-flight requests, close idle keep-alive connections.
+        None => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    ctx.upstream.release(&info);
+    log_connection_end(result);
 }
 
 async fn handle_request(

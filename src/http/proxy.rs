@@ -3,19 +3,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HeaderValue;
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::error::ProxyError;
 use super::headers;
+use super::upstream::{Pool, Sticky};
 use crate::config::HttpConfig;
 use crate::tls::PeerIdentity;
 
@@ -27,31 +25,46 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub identity: Option<Arc<PeerIdentity>>,
+    /// The peer's IP as a header value, built once per connection.
+    pub peer_header: HeaderValue,
+    /// The upstream connection this client connection is using.
+    pub upstream: Sticky,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, identity: Option<Arc<PeerIdentity>>) -> Self {
+        // An IP address is always a valid header value; the fallback is unreachable.
+        let peer_header = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self {
+            peer,
+            identity,
+            peer_header,
+            upstream: Sticky::default(),
+        }
+    }
 }
 
 /// The PACS's REST API and a pool of keep-alive connections to it.
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    pool: Pool,
     authority: HeaderValue,
-    base: String,
 }
 
 impl Upstream {
     pub fn new(config: &HttpConfig) -> Result<Self, http::header::InvalidHeaderValue> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.upstream_connect_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
         Ok(Self {
-            client,
+            pool: Pool::new(
+                config.upstream.authority.clone(),
+                config.upstream_connect_timeout,
+            ),
             authority: HeaderValue::from_str(&config.upstream.authority)?,
-            base: format!("http://{}", config.upstream.authority),
         })
+    }
+
+    /// The client connection ended: keep its upstream connection for others.
+    pub fn release(&self, conn: &ConnInfo) {
+        self.pool.release(&conn.upstream);
     }
 
     /// Send `req` (already authorised) upstream and return the response to stream back.
@@ -61,13 +74,7 @@ impl Upstream {
         conn: &ConnInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let req = self.rewrite(req, conn)?;
-        let mut resp = self.client.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                ProxyError::ConnectUpstream(error_chain(&e))
-            } else {
-                ProxyError::ForwardRequest(error_chain(&e))
-            }
-        })?;
+        let mut resp = self.pool.send(req, &conn.upstream).await?;
         headers::strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }
@@ -83,16 +90,18 @@ impl Upstream {
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             .or_else(|| parts.headers.get(http::header::HOST).cloned());
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = format!("{}{}", self.base, path)
-            .parse::<Uri>()
-            .map_err(|e| ProxyError::ForwardRequest(e.to_string()))?;
+        // Origin-form towards the PACS (RFC 9112 §3.2.1); the authority goes in Host.
+        let path = std::mem::take(&mut parts.uri)
+            .into_parts()
+            .path_and_query
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(path);
         // HTTP/2 from the client, HTTP/1.1 to the PACS (Orthanc speaks only HTTP/1.1).
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::set_forwarded(
             &mut parts.headers,
-            conn.peer.ip(),
+            &conn.peer_header,
             client_host,
             &self.authority,
         );

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# pacsgate as a benchmark candidate: builds its configuration from the BENCH_* environment
+# (see bench/README.md) and runs in the foreground until SIGTERM.
+#   PACSGATE_BIN   the binary (default: release build under $CARGO_TARGET_DIR)
+set -euo pipefail
+: "${BENCH_HTTPS_LISTEN:?start me through a benchmark harness (BENCH_* variables)}"
+BIN=${PACSGATE_BIN:-${CARGO_TARGET_DIR:-/var/tmp/pacsgate-target}/release/pacsgate}
+cfg="$BENCH_WORKDIR/pacsgate-bench.toml"
+cat >"$cfg" <<TOML
+[tls]
+cert = "$BENCH_CERT"
+key = "$BENCH_KEY"
+watch = false
+[http]
+listen = "$BENCH_HTTPS_LISTEN"
+upstream = "http://$BENCH_HTTP_UPSTREAM"
+max_connections = 4000
+[dicom]
+listen = "$BENCH_DICOM_LISTEN"
+upstream = "$BENCH_DICOM_UPSTREAM"
+[log]
+level = "warn"
+[server]
+shutdown_grace = "1s"
+TOML
+exec "$BIN" run --config "$cfg"
