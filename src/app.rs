@@ -35,7 +35,8 @@ impl Gateway {
         let (mut http, mut dicom) = (None, None);
         if config.http.is_some() || config.dicom.is_some() {
             for written in tls::self_signed::ensure(&config.tls)? {
-                tracing::info!(cert = %written.display(), "generated a self-signed certificate");
+                tracing::info!(cert = %written.cert.display(), "generated a self-signed certificate");
+                crate::privileges::hand_over(&config, &[&written.cert, &written.key]);
             }
             let material = Material::load(&config.tls, &provider)?;
             for key in &material.keys {
@@ -100,6 +101,10 @@ impl Gateway {
         self.config.worker_threads
     }
 
+    pub fn run_as(&self) -> Option<&crate::config::RunAs> {
+        self.config.run_as.as_ref()
+    }
+
     /// Bind every listener; the error names the address that could not be bound.
     pub async fn bind(self) -> Result<Bound, BindError> {
         let mut listeners = Vec::new();
@@ -147,6 +152,11 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// Switch to `server.user` now that the ports are bound (no-op if not root).
+    pub fn drop_privileges(&self) -> Result<(), crate::privileges::DropError> {
+        crate::privileges::drop_root(self.gateway.run_as())
+    }
+
     /// Run until `shutdown` resolves, then stop accepting and let in-flight requests and
     /// associations finish for `server.shutdown_grace`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {

@@ -7,6 +7,7 @@
 //! - [`config`]: TOML -> validated types; every error names the key and the fix (exit 64).
 //! - [`tls`]: certificates (load, generate self-signed, choose RSA or ECDSA per
 //!   ClientHello), hot reload, client-certificate identity, outbound client configs.
+//! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, shutdown, idle tracking.
 //! - [`http`]: the HTTPS listener and the streaming reverse proxy.
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay.
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod dicom;
 pub mod http;
+pub mod privileges;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

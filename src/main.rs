@@ -58,6 +58,9 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
             .bind()
             .await
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        bound
+            .drop_privileges()
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
         bound.serve(shutdown_signal()).await;
         Ok(())
     })

@@ -26,6 +26,15 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Runtime worker threads; 0 = one per CPU this process may use.
     pub worker_threads: usize,
+    /// Started as root: the account to switch to once the ports are bound.
+    pub run_as: Option<RunAs>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -157,6 +157,7 @@ impl Default for RawLog {
 pub struct RawServer {
     pub shutdown_grace: String,
     pub worker_threads: usize,
+    pub user: Option<String>,
 }
 
 impl Default for RawServer {
@@ -164,6 +165,7 @@ impl Default for RawServer {
         Self {
             shutdown_grace: "30s".into(),
             worker_threads: 0,
+            user: None,
         }
     }
 }

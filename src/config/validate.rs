@@ -85,6 +85,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         },
         shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
         worker_threads: raw.server.worker_threads,
+        run_as: raw.server.user.as_deref().map(run_as).transpose()?,
     })
 }
 
@@ -262,6 +263,24 @@ fn outbound(
         idle_timeout: opt_duration("idle_timeout", &raw.idle_timeout, "300s")?,
         max_pdu_length,
         name,
+    })
+}
+
+fn run_as(name: &str) -> Result<RunAs, ConfigError> {
+    let user = nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            ConfigError::new(
+                "server.user",
+                format!("no such user {name:?}"),
+                format!("create it (useradd --system {name}) or remove the key"),
+            )
+        })?;
+    Ok(RunAs {
+        name: name.to_string(),
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
     })
 }
 

@@ -29,18 +29,18 @@ pub enum KeyKind {
     Rsa2048,
 }
 
-/// Generate the configured pairs that do not exist yet. Returns the cert paths written.
-pub fn ensure(config: &TlsConfig) -> Result<Vec<std::path::PathBuf>, ConfigError> {
+/// Generate the configured pairs that do not exist yet. Returns the pairs written.
+pub fn ensure(config: &TlsConfig) -> Result<Vec<KeyPairPaths>, ConfigError> {
     let mut written = Vec::new();
     if state(&config.primary)? == PairState::Absent {
         generate(&config.primary, KeyKind::EcdsaP256, &config.hostnames)?;
-        written.push(config.primary.cert.clone());
+        written.push(config.primary.clone());
     }
     if let Some(rsa) = &config.rsa {
         if state(rsa)? == PairState::Absent {
             if is_self_signed(&config.primary.cert) {
                 generate(rsa, KeyKind::Rsa2048, &config.hostnames)?;
-                written.push(rsa.cert.clone());
+                written.push(rsa.clone());
             } else {
                 // The operator brought their own certificate: a self-signed RSA one beside
                 // it would silently serve an untrusted certificate to some clients.
