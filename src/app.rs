@@ -11,10 +11,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::Audit;
 use crate::config::{Config, ConfigError};
 use crate::dicom::inbound::{self, DicomContext};
 use crate::dicom::outbound::{self, OutboundContext};
 use crate::http::{self, proxy::Upstream, HttpContext};
+use crate::reload::Reloader;
 use crate::server::Shutdown;
 use crate::tls::material::Material;
 use crate::tls::reload::TlsReloader;
@@ -22,6 +24,7 @@ use crate::tls::{self, Profile, ReloadableServer};
 
 pub struct Gateway {
     config: Config,
+    audit: Arc<Audit>,
     reloader: Option<Arc<TlsReloader>>,
     http: Option<Arc<HttpContext>>,
     dicom: Option<Arc<DicomContext>>,
@@ -30,6 +33,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn prepare(config: Config) -> Result<Self, ConfigError> {
+        let audit = Arc::new(Audit::open(config.audit_path.as_deref())?);
         let provider = tls::server::provider();
         let mut servers = Vec::new();
         let (mut http, mut dicom) = (None, None);
@@ -59,7 +63,12 @@ impl Gateway {
                 let upstream = Upstream::new(cfg).map_err(|e| {
                     ConfigError::new("http.upstream", e.to_string(), "use a plain HOST:PORT")
                 })?;
-                http = Some(HttpContext::new(cfg.clone(), server, upstream));
+                http = Some(HttpContext::new(
+                    cfg.clone(),
+                    server,
+                    upstream,
+                    audit.clone(),
+                ));
             }
             if let Some(cfg) = &config.dicom {
                 let profile = Profile {
@@ -73,6 +82,7 @@ impl Gateway {
                 dicom = Some(Arc::new(DicomContext {
                     config: cfg.clone(),
                     tls: server,
+                    audit: audit.clone(),
                 }));
             }
         }
@@ -81,7 +91,7 @@ impl Gateway {
             .iter()
             .map(|o| {
                 let client = tls::client::build(o, &provider)?;
-                OutboundContext::new(o.clone(), client).ok_or_else(|| {
+                OutboundContext::new(o.clone(), client, audit.clone()).ok_or_else(|| {
                     ConfigError::new(format!("{}.server_name", o.name), "is not a valid name", "")
                 })
             })
@@ -90,11 +100,22 @@ impl Gateway {
             .then(|| Arc::new(TlsReloader::new(config.tls.clone(), provider, servers)));
         Ok(Self {
             config,
+            audit,
             reloader,
             http,
             dicom,
             outbound,
         })
+    }
+
+    fn reloader(&self) -> Reloader {
+        Reloader {
+            config_path: self.config.source.clone(),
+            tls: self.reloader.clone(),
+            watch_tls: self.config.tls.watch,
+            audit: self.audit.clone(),
+            parts: Vec::new(),
+        }
     }
 
     pub fn worker_threads(&self) -> usize {
@@ -184,10 +205,7 @@ impl Bound {
                 tracing::info!(listener = name, %addr, "listening");
             }
         }
-        let reload = tokio::spawn(reload_loop(
-            self.gateway.reloader.clone(),
-            self.gateway.config.tls.watch,
-        ));
+        let reload = tokio::spawn(self.gateway.reloader().run());
         tracing::info!("pacsgate ready");
         shutdown.await;
         let grace = self.gateway.config.shutdown_grace;
@@ -209,45 +227,5 @@ impl Bound {
         }
         reload.abort();
         tracing::info!("stopped");
-    }
-}
-
-/// Reload TLS material on SIGHUP (always) and on file changes (when the bytes changed).
-async fn reload_loop(reloader: Option<Arc<TlsReloader>>, watch: bool) {
-    let Some(reloader) = reloader else { return };
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => return tracing::error!(error = %e, "cannot listen for SIGHUP"),
-    };
-    let (_watcher, mut changes) = match watch.then(|| reloader.watch()) {
-        Some(Ok((w, rx))) => (Some(w), Some(rx)),
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "cannot watch certificate files; reload with SIGHUP");
-            (None, None)
-        }
-        None => (None, None),
-    };
-    loop {
-        let force = tokio::select! {
-            s = hangup.recv() => match s { Some(()) => true, None => return },
-            Some(()) = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                // Let a burst of events (cert, then key) settle before reading the files.
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                if let Some(rx) = changes.as_mut() {
-                    while rx.try_recv().is_ok() {}
-                }
-                false
-            }
-        };
-        let r = reloader.clone();
-        match tokio::task::spawn_blocking(move || r.reload(force)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "TLS reload failed; keeping the current certificates")
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "TLS reload panicked; keeping the current certificates")
-            }
-        }
     }
 }

@@ -12,6 +12,8 @@
 //! - [`http`]: the HTTPS listener and the streaming reverse proxy.
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay.
 //! - [`check`]: what `pacsgate check` validates and prints.
+//! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations.
+//! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
 //! - [`app`]: prepare (everything that can fail on config) -> bind -> serve -> drain.
 //! - [`telemetry`]: tracing setup.
 //!
@@ -28,12 +30,14 @@
 //! data-set bytes go from the read buffer to the other socket without further copies.
 
 pub mod app;
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dicom;
 pub mod http;
 pub mod privileges;
+pub mod reload;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

@@ -28,6 +28,8 @@ pub struct Config {
     pub worker_threads: usize,
     /// Started as root: the account to switch to once the ports are bound.
     pub run_as: Option<RunAs>,
+    /// Audit records go to this JSON-lines file; to the log when unset.
+    pub audit_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

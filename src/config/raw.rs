@@ -18,6 +18,14 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub server: RawServer,
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

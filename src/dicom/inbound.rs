@@ -16,6 +16,7 @@ use super::inspect::PassThrough;
 use super::pdu::{abort_pdu, AbortReason, Rejection};
 use super::relay::{self, read_first_pdu, FirstPduError, Report};
 use super::session::{Session, CONTROL_PDU_MAX};
+use crate::audit::Audit;
 use crate::config::DicomConfig;
 use crate::server::{self, Shutdown};
 use crate::tls::{self, ReloadableServer};
@@ -23,6 +24,7 @@ use crate::tls::{self, ReloadableServer};
 pub struct DicomContext {
     pub config: DicomConfig,
     pub tls: Arc<ReloadableServer>,
+    pub audit: Arc<Audit>,
 }
 
 pub async fn serve(

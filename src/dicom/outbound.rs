@@ -17,6 +17,7 @@ use super::inbound::{
     connect_upstream, forward_and_relay, log_report, read_association_rq, reject,
 };
 use super::pdu::Rejection;
+use crate::audit::Audit;
 use crate::config::OutboundConfig;
 use crate::server::{self, Shutdown};
 use crate::tls;
@@ -25,15 +26,21 @@ pub struct OutboundContext {
     pub config: OutboundConfig,
     pub tls: Arc<ClientConfig>,
     pub server_name: ServerName<'static>,
+    pub audit: Arc<Audit>,
 }
 
 impl OutboundContext {
-    pub fn new(config: OutboundConfig, tls: Arc<ClientConfig>) -> Option<Arc<Self>> {
+    pub fn new(
+        config: OutboundConfig,
+        tls: Arc<ClientConfig>,
+        audit: Arc<Audit>,
+    ) -> Option<Arc<Self>> {
         let server_name = ServerName::try_from(config.server_name.clone()).ok()?;
         Some(Arc::new(Self {
             config,
             tls,
             server_name,
+            audit,
         }))
     }
 }

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use self::proxy::{ConnInfo, ProxyBody, Upstream};
+use crate::audit::Audit;
 use crate::config::HttpConfig;
 use crate::server::{self, Activity, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
@@ -30,11 +31,17 @@ pub struct HttpContext {
     pub config: HttpConfig,
     pub tls: Arc<ReloadableServer>,
     pub upstream: Upstream,
+    pub audit: Arc<Audit>,
     builder: auto::Builder<TokioExecutor>,
 }
 
 impl HttpContext {
-    pub fn new(config: HttpConfig, tls: Arc<ReloadableServer>, upstream: Upstream) -> Arc<Self> {
+    pub fn new(
+        config: HttpConfig,
+        tls: Arc<ReloadableServer>,
+        upstream: Upstream,
+        audit: Arc<Audit>,
+    ) -> Arc<Self> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -50,6 +57,7 @@ impl HttpContext {
             config,
             tls,
             upstream,
+            audit,
             builder,
         })
     }
