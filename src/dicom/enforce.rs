@@ -136,3 +136,89 @@ impl Inspector for Enforcer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Services;
+    use crate::dicom::access::Rules;
+    use crate::dicom::association::Association;
+    use crate::dicom::command::STATUS_NOT_AUTHORIZED;
+    use crate::dicom::session::Session;
+    use crate::dicom::walker::{Action, Outbox, Walker};
+
+    const RQ: &[u8] = include_bytes!("../../tests/fixtures/pdu/dcmtk-echoscu-A-ASSOCIATE-RQ.bin");
+    const AC: &[u8] = include_bytes!("../../tests/fixtures/pdu/orthanc-A-ASSOCIATE-AC.bin");
+    const STORE: &[u8] =
+        include_bytes!("../../tests/fixtures/pdu/dcmtk-C-STORE-RQ-command.P-DATA-TF.bin");
+
+    fn session(allow: Services) -> (Session, Arc<Mutex<Activity>>) {
+        let grant = Grant {
+            rules: Some(Rules {
+                allow,
+                move_destinations: None,
+                strict_aet: false,
+            }),
+            modality: Some("ct1".into()),
+        };
+        let activity = Arc::new(Mutex::new(Activity::default()));
+        let parties = Arc::new(Parties::new("dicom", [127, 0, 0, 1].into(), None));
+        let enforcer = Enforcer::new(grant, parties, Arc::new(Audit::to_log()), activity.clone());
+        let rq = Association::parse_rq(RQ).unwrap();
+        let mut s = Session::new(rq, 1 << 20, Box::new(enforcer));
+        let mut w = Walker::new(Direction::FromAcceptor);
+        assert_eq!(w.feed(AC, &mut s, &mut Outbox::default()), Ok(AC.len()));
+        (s, activity)
+    }
+
+    /// The C-STORE command PDU, then its data set in two P-DATA-TFs.
+    fn store_message() -> Vec<u8> {
+        let mut input = STORE.to_vec();
+        input.extend_from_slice(&p_data(41, 0x00, &[7u8; 100]));
+        input.extend_from_slice(&p_data(41, 0x02, &[8u8; 50]));
+        input
+    }
+
+    fn feed(s: &mut Session, input: &[u8]) -> (Vec<u8>, Vec<Bytes>) {
+        let mut w = Walker::new(Direction::FromRequestor);
+        let mut out = Outbox::default();
+        assert_eq!(w.feed(input, s, &mut out), Ok(input.len()));
+        let mut sent = Vec::new();
+        for a in &out.actions {
+            match a {
+                Action::Forward(r) => sent.extend_from_slice(&input[r.clone()]),
+                Action::Send(b) => sent.extend_from_slice(b),
+            }
+        }
+        (sent, out.replies.queued)
+    }
+
+    #[test]
+    fn allowed_store_passes_byte_for_byte() {
+        let (mut s, activity) = session(Services::STORE);
+        let input = store_message();
+        let (sent, replies) = feed(&mut s, &input);
+        assert_eq!(sent, input);
+        assert!(replies.is_empty());
+        assert_eq!(activity.lock().unwrap().commands["C-STORE"], 1);
+    }
+
+    #[test]
+    fn refused_store_is_swallowed_and_answered_after_its_data_set() {
+        let (mut s, activity) = session(Services::ECHO);
+        let (sent, replies) = feed(&mut s, &store_message());
+        assert!(
+            sent.is_empty(),
+            "nothing of a refused message goes upstream"
+        );
+        assert_eq!(replies.len(), 1);
+        let rsp = Command::parse(&replies[0][12..]).unwrap();
+        assert_eq!(rsp.field, 0x8001);
+        assert_eq!(rsp.status, Some(STATUS_NOT_AUTHORIZED));
+        assert_eq!(replies[0][10], 41, "same presentation context");
+        assert_eq!(activity.lock().unwrap().refused, 1);
+        // The association goes on: the next allowed-or-not message is judged afresh.
+        let (sent, replies) = feed(&mut s, &store_message());
+        assert!(sent.is_empty() && replies.len() == 1);
+    }
+}
