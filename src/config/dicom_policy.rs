@@ -298,3 +298,87 @@ fn rate(key: &str, value: &str) -> Result<Rate, ConfigError> {
     }
     Ok(Rate { count, period })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+    use super::*;
+
+    fn parse(dicom: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            &format!("[http]\nenabled = false\n[dicom]\n{dicom}"),
+            Path::new("."),
+        )
+    }
+
+    fn error_key(dicom: &str) -> String {
+        let e = parse(dicom).unwrap_err();
+        assert!(!e.fix.is_empty(), "{e}");
+        e.key
+    }
+
+    #[test]
+    fn orthanc_defaults_and_a_full_modality() {
+        let c = parse("").unwrap().dicom.unwrap().policy;
+        assert_eq!(c.always_allow, Services::ECHO.union(Services::STORE));
+        assert!(c.modalities.is_empty() && c.called_aet.is_none());
+        let fp = "sha256:".to_string() + &"AB:".repeat(31) + "AB";
+        let c = parse(&format!(
+            "called_aet = \" ORTHANC \"\nassociation_rate_per_ip = \"60/min\"\n[dicom.modalities.ct1]\naet = \"CT1\"\nhosts = [\"10.0.0.1\", \"10.1.0.0/16\"]\ncertificate = \"{fp}\"\nallow = [\"echo\", \"find_worklist\"]\nmove_destinations = [\"WS1\"]\n"
+        ))
+        .unwrap()
+        .dicom
+        .unwrap()
+        .policy;
+        assert_eq!(c.called_aet.as_deref(), Some("ORTHANC"));
+        assert_eq!(c.association_rate_per_ip.unwrap().count, 60);
+        let m = &c.modalities[0];
+        assert_eq!((m.name.as_str(), m.aet.as_str()), ("ct1", "CT1"));
+        assert!(m.allow.contains(Services::FIND_WORKLIST) && !m.allow.contains(Services::FIND));
+        assert!(matches!(
+            m.certificate,
+            Some(CertificateMatch::Fingerprint(_))
+        ));
+        assert_eq!(m.hosts.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let m = "[dicom.modalities.ct1]\naet = \"CT1\"\n";
+        assert_eq!(error_key(m), "dicom.modalities.ct1.allow");
+        assert_eq!(
+            error_key(&format!("{m}allow = [\"delete\"]")),
+            "dicom.modalities.ct1.allow"
+        );
+        assert_eq!(
+            error_key(&format!("{m}allow = []\ncertificate = \"sha256:12\"")),
+            "dicom.modalities.ct1.certificate"
+        );
+        assert_eq!(
+            error_key(&format!("{m}allow = []\nhosts = [\"ct.example.org\"]")),
+            "dicom.modalities.ct1.hosts"
+        );
+        assert_eq!(
+            error_key(&format!("check_modality_host = true\n{m}allow = []")),
+            "dicom.modalities.ct1.hosts"
+        );
+        assert_eq!(
+            error_key("called_aet = \"MUCH_TOO_LONG_FOR_AN_AE\""),
+            "dicom.called_aet"
+        );
+        assert_eq!(
+            error_key("association_rate_per_ip = \"10 per second\""),
+            "dicom.association_rate_per_ip"
+        );
+        assert_eq!(
+            error_key("max_associations_per_ip = 0"),
+            "dicom.max_associations_per_ip"
+        );
+        assert_eq!(
+            error_key(&format!("{m}allow = []\ncolour = \"red\"")),
+            "dicom.modalities.ct1.colour"
+        );
+    }
+}
