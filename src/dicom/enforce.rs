@@ -28,6 +28,12 @@ pub struct Enforcer {
     /// A refused command's data set is being swallowed; send this response after its
     /// last fragment.
     swallowing: Option<Bytes>,
+    /// Presentation context of the command being held.
+    holding: Option<u8>,
+    /// Presentation context on which an allowed command's data set is due (PS3.7 §6.3.1:
+    /// a data set follows iff CommandDataSetType is not 0x0101). Data anywhere else is
+    /// refused, so no data set can reach the PACS without the command it belongs to.
+    expect_data: Option<u8>,
 }
 
 impl Enforcer {
@@ -43,6 +49,8 @@ impl Enforcer {
             audit,
             activity,
             swallowing: None,
+            holding: None,
+            expect_data: None,
         }
     }
 
@@ -100,11 +108,26 @@ impl Inspector for Enforcer {
             }
             return Ok(PdvVerdict::Swallow);
         }
-        Ok(if pdv.is_command() {
-            PdvVerdict::Hold
-        } else {
-            PdvVerdict::Forward
-        })
+        if pdv.is_command() {
+            if self.expect_data.is_some() || self.holding.is_some_and(|p| p != pdv.pcid) {
+                return Err(Abort::new(
+                    AbortReason::UnexpectedPduParameter,
+                    "command fragment out of place (PS3.7 §6.3.1)",
+                ));
+            }
+            self.holding = Some(pdv.pcid);
+            return Ok(PdvVerdict::Hold);
+        }
+        if self.expect_data != Some(pdv.pcid) {
+            return Err(Abort::new(
+                AbortReason::UnexpectedPduParameter,
+                "data set without its command",
+            ));
+        }
+        if pdv.is_last() {
+            self.expect_data = None;
+        }
+        Ok(PdvVerdict::Forward)
     }
 
     fn command(
@@ -123,8 +146,14 @@ impl Inspector for Enforcer {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             activity.count(cmd.name(), cmd.sop_class.as_deref());
         }
+        self.holding = None;
         match self.grant.check(&cmd) {
-            Ok(()) => Ok(CommandVerdict::Allow),
+            Ok(()) => {
+                if cmd.has_data_set() {
+                    self.expect_data = Some(pcid);
+                }
+                Ok(CommandVerdict::Allow)
+            }
             Err(why) => {
                 self.activity
                     .lock()
@@ -201,6 +230,21 @@ mod tests {
         assert_eq!(sent, input);
         assert!(replies.is_empty());
         assert_eq!(activity.lock().unwrap().commands["C-STORE"], 1);
+    }
+
+    #[test]
+    fn data_without_its_command_aborts() {
+        let (mut s, _) = session(Services::STORE);
+        let mut w = Walker::new(Direction::FromRequestor);
+        let stray = p_data(41, 0x02, &[1u8; 10]);
+        assert!(w.feed(&stray, &mut s, &mut Outbox::default()).is_err());
+        // A command set that says "no data set" followed by data.
+        let (mut s, _) = session(Services::ECHO);
+        let echo = include_bytes!("../../tests/fixtures/pdu/dcmtk-C-ECHO-RQ.P-DATA-TF.bin");
+        let mut input = echo.to_vec();
+        input.extend_from_slice(&p_data(echo[10], 0x02, &[1u8; 10]));
+        let mut w = Walker::new(Direction::FromRequestor);
+        assert!(w.feed(&input, &mut s, &mut Outbox::default()).is_err());
     }
 
     #[test]
