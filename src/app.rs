@@ -79,11 +79,7 @@ impl Gateway {
                 };
                 let server = ReloadableServer::new(profile, provider.clone(), &material)?;
                 servers.push(server.clone());
-                dicom = Some(Arc::new(DicomContext {
-                    config: cfg.clone(),
-                    tls: server,
-                    audit: audit.clone(),
-                }));
+                dicom = Some(DicomContext::new(cfg.clone(), server, audit.clone()));
             }
         }
         let outbound = config
@@ -114,7 +110,11 @@ impl Gateway {
             tls: self.reloader.clone(),
             watch_tls: self.config.tls.watch,
             audit: self.audit.clone(),
-            parts: Vec::new(),
+            parts: self
+                .dicom
+                .iter()
+                .map(|d| d.clone() as Arc<dyn crate::reload::Reloadable>)
+                .collect(),
         }
     }
 

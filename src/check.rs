@@ -37,6 +37,25 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
             d.upstream,
             auth(d.client_auth)
         );
+        for m in &d.policy.modalities {
+            let allow: Vec<&str> = crate::config::Services::NAMES
+                .iter()
+                .filter(|(_, s)| m.allow.contains(*s))
+                .map(|(n, _)| *n)
+                .collect();
+            let _ = writeln!(
+                out,
+                "dicom modality {}: AE {} allow [{}]{}",
+                m.name,
+                m.aet,
+                allow.join(", "),
+                if m.certificate.is_some() {
+                    ", bound to a certificate"
+                } else {
+                    ""
+                }
+            );
+        }
     }
     for o in &config.outbound {
         tls::client::build(o, &provider)?;

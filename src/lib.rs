@@ -10,7 +10,9 @@
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, shutdown, idle tracking.
 //! - [`http`]: the HTTPS listener and the streaming reverse proxy.
-//! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay.
+//! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
+//!   DICOM policy: modality registry and certificate binding (`policy`), command rights
+//!   and refusal mapping (`access`), the enforcing inspector (`enforce`), limits, audit.
 //! - [`check`]: what `pacsgate check` validates and prints.
 //! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations.
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
@@ -24,10 +26,12 @@
 //! X-Forwarded-* set -> pooled upstream connection, bodies streamed both ways.
 //!
 //! DICOM: accept (permit) -> TLS handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
-//! (policy) -> connect the PACS (A-ASSOCIATE-RJ if it is down) -> replay the RQ's original
-//! bytes -> `dicom::relay`: two pumps, each walking PDU/PDV headers with a sans-IO
-//! `Walker` that validates framing and asks the `Inspector` about PDVs and commands;
-//! data-set bytes go from the read buffer to the other socket without further copies.
+//! limits + policy (calling/called AE, certificate binding; A-ASSOCIATE-RJ on refusal) ->
+//! connect the PACS (A-ASSOCIATE-RJ if it is down) -> replay the RQ's original bytes ->
+//! `dicom::relay`: two pumps, each walking PDU/PDV headers with a sans-IO `Walker` that
+//! validates framing and asks the `Enforcer` about PDVs and held commands (refused ones
+//! are answered with status 0x0124 and their data set swallowed); data-set bytes go from
+//! the read buffer to the other socket without further copies -> one audit record.
 
 pub mod app;
 pub mod audit;

@@ -41,3 +41,19 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace
+
+# Bounded fuzzing of the DICOM parsers (fuzz/, outside the workspace). cargo-fuzz needs
+# nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    step "cargo install cargo-fuzz"
+    cargo install -q --locked cargo-fuzz
+  fi
+  for target in pdu_walker association command_set; do
+    step "cargo fuzz run $target (${FUZZ_SECONDS}s)"
+    mkdir -p "fuzz/corpus/$target"
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" ../tests/fixtures/pdu -- \
+      -max_total_time="$FUZZ_SECONDS" -max_len=70000 -rss_limit_mb=1024)
+  done
+fi

@@ -4,6 +4,7 @@
 //! Relative paths are resolved against the directory of the configuration file, so a
 //! service manager can start pacsgate from any working directory.
 
+mod dicom_policy;
 mod error;
 mod raw;
 mod validate;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use dicom_policy::{CertificateMatch, DicomPolicy, Modality, Rate, Services};
 pub use error::ConfigError;
 
 /// The whole validated configuration.
@@ -107,6 +109,7 @@ pub struct DicomConfig {
     pub artim_timeout: Duration,
     pub upstream_connect_timeout: Duration,
     pub idle_timeout: Duration,
+    pub policy: DicomPolicy,
 }
 
 /// One `[[dicom.outbound]]` tunnel: plain DICOM in on `listen`, DICOM TLS out to `remote`.
@@ -123,6 +126,8 @@ pub struct OutboundConfig {
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_pdu_length: u32,
+    /// Called AE titles the local PACS may reach (empty: any).
+    pub remote_aets: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -109,6 +109,20 @@ pub struct RawDicom {
     pub upstream_connect_timeout: String,
     pub idle_timeout: String,
     pub outbound: Vec<RawOutbound>,
+    // Association policy (config/dicom_policy.rs); names and defaults follow Orthanc.
+    pub called_aet: Option<String>,
+    pub always_allow_echo: bool,
+    pub always_allow_store: bool,
+    pub always_allow_find: bool,
+    pub always_allow_find_worklist: bool,
+    pub always_allow_move: bool,
+    pub always_allow_get: bool,
+    pub check_modality_host: bool,
+    pub strict_aet_comparison: bool,
+    pub max_associations_per_ip: Option<usize>,
+    pub max_associations_per_modality: Option<usize>,
+    pub association_rate_per_ip: Option<String>,
+    pub modalities: std::collections::BTreeMap<String, RawModality>,
 }
 
 impl Default for RawDicom {
@@ -126,6 +140,19 @@ impl Default for RawDicom {
             upstream_connect_timeout: "5s".into(),
             idle_timeout: "300s".into(),
             outbound: Vec::new(),
+            called_aet: None,
+            always_allow_echo: true,
+            always_allow_store: true,
+            always_allow_find: false,
+            always_allow_find_worklist: false,
+            always_allow_move: false,
+            always_allow_get: false,
+            check_modality_host: false,
+            strict_aet_comparison: false,
+            max_associations_per_ip: None,
+            max_associations_per_modality: None,
+            association_rate_per_ip: None,
+            modalities: Default::default(),
         }
     }
 }
@@ -142,6 +169,9 @@ pub struct RawOutbound {
     pub min_version: Option<String>,
     pub connect_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    /// Called AE titles the local PACS may reach through this tunnel (empty: any).
+    #[serde(default)]
+    pub remote_aets: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,4 +206,18 @@ impl Default for RawServer {
             user: None,
         }
     }
+}
+
+/// `[dicom.modalities.NAME]`: one known DICOM peer, like an entry of Orthanc's
+/// `DicomModalities` (see `dicom_policy.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModality {
+    pub aet: String,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub certificate: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub move_destinations: Option<Vec<String>>,
+    pub max_associations: Option<usize>,
 }

@@ -185,8 +185,10 @@ fn dicom(raw: RawDicom, tls: &TlsConfig) -> Result<DicomConfig, ConfigError> {
             "dicom.allow_remote_upstream",
         ));
     }
-    let client_auth = listener_client_auth("dicom.client_auth", raw.client_auth, tls)?;
+    let client_auth = listener_client_auth("dicom.client_auth", raw.client_auth.clone(), tls)?;
+    let policy = super::dicom_policy::policy(&raw)?;
     Ok(DicomConfig {
+        policy,
         listen,
         upstream,
         client_auth,
@@ -263,6 +265,11 @@ fn outbound(
         connect_timeout: opt_duration("connect_timeout", &raw.connect_timeout, "10s")?,
         idle_timeout: opt_duration("idle_timeout", &raw.idle_timeout, "300s")?,
         max_pdu_length,
+        remote_aets: raw
+            .remote_aets
+            .iter()
+            .map(|a| super::dicom_policy::ae_title(&key("remote_aets"), a))
+            .collect::<Result<_, _>>()?,
         name,
     })
 }

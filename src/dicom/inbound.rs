@@ -1,30 +1,67 @@
 //! The DICOM TLS listener: handshake, one bounded A-ASSOCIATE-RQ under the ARTIM timer,
-//! then one upstream connection per association and the relay. The policy issue decides
-//! here, between reading the RQ and connecting upstream, and supplies the inspector.
+//! then admission (limits, then [`Policy`]: A-ASSOCIATE-RJ on refusal), one upstream
+//! connection per association and the relay with the [`Enforcer`] as inspector. One
+//! `dicom.association` audit record per association.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::access::{AssociationRefusal, Grant};
 use super::association::Association;
-use super::inspect::PassThrough;
+use super::enforce::Enforcer;
+use super::inspect::Inspector;
+use super::limits::{Guard, Limits};
 use super::pdu::{abort_pdu, AbortReason, Rejection};
+use super::policy::{Peer, Policy};
+use super::record::{self, Activity, AssociationRecord, Parties};
 use super::relay::{self, read_first_pdu, FirstPduError, Report};
 use super::session::{Session, CONTROL_PDU_MAX};
 use crate::audit::Audit;
-use crate::config::DicomConfig;
+use crate::config::{Config, ConfigError, DicomConfig};
+use crate::reload::{Commit, Reloadable};
 use crate::server::{self, Shutdown};
-use crate::tls::{self, ReloadableServer};
+use crate::tls::{self, PeerIdentity, ReloadableServer};
 
 pub struct DicomContext {
     pub config: DicomConfig,
     pub tls: Arc<ReloadableServer>,
     pub audit: Arc<Audit>,
+    /// Swapped whole on SIGHUP (see [`Reloadable`]); limits need a restart.
+    pub policy: Arc<ArcSwap<Policy>>,
+    pub limits: Arc<Limits>,
+}
+
+impl DicomContext {
+    pub fn new(config: DicomConfig, tls: Arc<ReloadableServer>, audit: Arc<Audit>) -> Arc<Self> {
+        let p = &config.policy;
+        let limits = Limits::new(p.max_associations_per_ip, p.association_rate_per_ip);
+        Arc::new(Self {
+            policy: Arc::new(ArcSwap::from_pointee(Policy::new(config.policy.clone()))),
+            limits,
+            config,
+            tls,
+            audit,
+        })
+    }
+}
+
+/// SIGHUP: the new `[dicom]` policy and modalities apply to new associations.
+impl Reloadable for DicomContext {
+    fn prepare(&self, config: &Config) -> Result<Commit, ConfigError> {
+        let Some(dicom) = &config.dicom else {
+            return Ok(Box::new(|| {}));
+        };
+        let policy = Arc::new(Policy::new(dicom.policy.clone()));
+        let slot = self.policy.clone();
+        Ok(Box::new(move || slot.store(policy)))
+    }
 }
 
 pub async fn serve(
@@ -56,7 +93,7 @@ pub async fn serve(
     .await;
 }
 
-async fn handle(tcp: TcpStream, _peer: SocketAddr, ctx: Arc<DicomContext>) {
+async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<DicomContext>) {
     let started = Instant::now();
     let cfg = &ctx.config;
     let handshake = tokio::time::timeout(
@@ -73,23 +110,77 @@ async fn handle(tcp: TcpStream, _peer: SocketAddr, ctx: Arc<DicomContext>) {
     let Some((rq_bytes, rq)) = read_association_rq(&mut stream, cfg.artim_timeout).await else {
         return;
     };
+    let mut parties = Parties::new("dicom", peer.ip(), identity.as_deref());
+    parties.calling_ae = rq.calling_ae.clone();
+    parties.called_ae = rq.called_ae.clone();
+    let (grant, _guards) = match admit(&ctx, &rq, peer, identity.as_deref()) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            tracing::info!(reason = %refusal, "association rejected");
+            audit_rejection(&ctx.audit, &parties, &refusal, started);
+            return reject(&mut stream, refusal.rejection()).await;
+        }
+    };
+    parties.modality = grant.modality.clone();
     let upstream = match connect_upstream(&cfg.upstream, cfg.upstream_connect_timeout).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(upstream = %cfg.upstream, error = %e, "PACS unreachable; association rejected (transient)");
-            return reject(&mut stream, Rejection::TEMPORARY_CONGESTION).await;
+            let refusal = AssociationRefusal::Unreachable("pacs_unreachable");
+            audit_rejection(&ctx.audit, &parties, &refusal, started);
+            return reject(&mut stream, refusal.rejection()).await;
         }
     };
+    let parties = Arc::new(parties);
+    let activity = Arc::new(Mutex::new(Activity::default()));
+    let enforcer = Enforcer::new(grant, parties.clone(), ctx.audit.clone(), activity.clone());
     let report = forward_and_relay(
         stream,
         upstream,
         &rq_bytes,
         rq,
-        cfg.max_pdu_length,
-        cfg.idle_timeout,
+        Box::new(enforcer),
+        (cfg.max_pdu_length, cfg.idle_timeout),
     )
     .await;
     log_report(&report, started);
+    audit_report(&ctx.audit, &parties, &activity, &report, started);
+}
+
+/// Limits first (cheap, and they bound what a flood costs), then the policy, then the
+/// matched modality's limit. The guards release their slots when the association ends.
+fn admit(
+    ctx: &DicomContext,
+    rq: &Association,
+    peer: SocketAddr,
+    identity: Option<&PeerIdentity>,
+) -> Result<(Grant, Vec<Guard>), AssociationRefusal> {
+    let mut guards = Vec::new();
+    let limit = |e: super::limits::LimitExceeded| AssociationRefusal::LimitExceeded(e.code());
+    guards.push(
+        ctx.limits
+            .admit_ip(peer.ip(), Instant::now())
+            .map_err(limit)?,
+    );
+    let policy = ctx.policy.load();
+    let grant = policy.admit(
+        &rq.calling_ae,
+        &rq.called_ae,
+        &Peer {
+            ip: peer.ip(),
+            identity,
+        },
+    )?;
+    if let Some(m) = &grant.modality {
+        if let Some(g) = ctx
+            .limits
+            .admit_modality(m, policy.modality_limit(m))
+            .map_err(limit)?
+        {
+            guards.push(g);
+        }
+    }
+    Ok((grant, guards))
 }
 
 /// rustls reads ciphertext 4 KiB at a time; a user-space buffer below it turns that into
@@ -183,14 +274,14 @@ pub async fn forward_and_relay<C, U>(
     mut upstream: U,
     rq_bytes: &[u8],
     rq: Association,
-    max_pdu_length: u32,
-    idle: std::time::Duration,
+    inspector: Box<dyn Inspector>,
+    (max_pdu_length, idle): (u32, std::time::Duration),
 ) -> Report
 where
     C: AsyncRead + AsyncWrite + Send,
     U: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    let session = Session::new(rq, max_pdu_length, Box::new(PassThrough));
+    let session = Session::new(rq, max_pdu_length, inspector);
     if let Err(e) = upstream.write_all(rq_bytes).await {
         return Report {
             ending: relay::Ending::Failed(e.to_string()),
@@ -211,5 +302,61 @@ pub fn log_report(report: &Report, started: Instant) {
         bytes.from_acceptor = report.bytes_from_acceptor,
         duration_ms = started.elapsed().as_millis() as u64,
         "association ended"
+    );
+}
+
+/// One `dicom.association` record for an association pacsgate refused.
+pub fn audit_rejection(
+    audit: &Audit,
+    parties: &Parties,
+    refusal: &AssociationRefusal,
+    started: Instant,
+) {
+    let rj = refusal.rejection();
+    record::association(
+        audit,
+        &AssociationRecord {
+            parties,
+            outcome: "rejected",
+            reason: Some(refusal.code().to_string()),
+            rejection: Some([rj.result, rj.source, rj.reason]),
+            activity: &Activity::default(),
+            bytes_from_requestor: 0,
+            bytes_from_acceptor: 0,
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+    );
+}
+
+/// One `dicom.association` record for a relayed association.
+pub fn audit_report(
+    audit: &Audit,
+    parties: &Parties,
+    activity: &Mutex<Activity>,
+    report: &Report,
+    started: Instant,
+) {
+    let (outcome, reason) = match (&report.ending, report.session.ac.is_some()) {
+        (relay::Ending::Aborted(a), _) => ("aborted", Some(a.why.clone())),
+        (relay::Ending::IdleTimeout, _) => ("aborted", Some("idle timeout".to_string())),
+        (relay::Ending::Failed(e), _) => ("failed", Some(e.clone())),
+        (relay::Ending::Closed, true) => ("accepted", None),
+        (relay::Ending::Closed, false) => ("not_accepted_by_pacs", None),
+    };
+    let activity = activity
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    record::association(
+        audit,
+        &AssociationRecord {
+            parties,
+            outcome,
+            reason,
+            rejection: None,
+            activity: &activity,
+            bytes_from_requestor: report.bytes_from_requestor,
+            bytes_from_acceptor: report.bytes_from_acceptor,
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
     );
 }

@@ -1,9 +1,10 @@
 //! Outbound tunnels (stunnel's client mode): plain DICOM from the local PACS on `listen`,
 //! DICOM TLS to `remote`, the remote's certificate verified against `ca` and `server_name`,
 //! our client certificate presented. The association is read and relayed exactly like an
-//! inbound one, so the same framing checks (and later policy) apply.
+//! inbound one, so the same framing checks apply; the called AE must be in `remote_aets`
+//! (when set), commands are counted, and the same audit records are written.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustls::pki_types::ServerName;
@@ -13,10 +14,13 @@ use tokio_rustls::TlsConnector;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::access::{aet_eq, AssociationRefusal, Grant};
+use super::enforce::Enforcer;
 use super::inbound::{
-    connect_upstream, forward_and_relay, log_report, read_association_rq, reject,
+    audit_rejection, audit_report, connect_upstream, forward_and_relay, log_report,
+    read_association_rq, reject,
 };
-use super::pdu::Rejection;
+use super::record::{Activity, Parties};
 use crate::audit::Audit;
 use crate::config::OutboundConfig;
 use crate::server::{self, Shutdown};
@@ -69,38 +73,65 @@ pub async fn serve(
                 calling = tracing::field::Empty,
                 called = tracing::field::Empty
             );
-            handle(tcp, ctx.clone()).instrument(span)
+            handle(tcp, peer.ip(), ctx.clone()).instrument(span)
         },
     )
     .await;
 }
 
-async fn handle(mut local: TcpStream, ctx: Arc<OutboundContext>) {
+async fn handle(mut local: TcpStream, peer_ip: std::net::IpAddr, ctx: Arc<OutboundContext>) {
     let started = Instant::now();
     let cfg = &ctx.config;
     let Some((rq_bytes, rq)) = read_association_rq(&mut local, cfg.connect_timeout).await else {
         return;
     };
+    let mut parties = Parties::new(&cfg.name, peer_ip, None);
+    parties.calling_ae = rq.calling_ae.clone();
+    parties.called_ae = rq.called_ae.clone();
+    if !cfg.remote_aets.is_empty()
+        && !cfg
+            .remote_aets
+            .iter()
+            .any(|a| aet_eq(a, &rq.called_ae, false))
+    {
+        let refusal = AssociationRefusal::CalledAeUnknown(rq.called_ae.clone());
+        tracing::info!(reason = %refusal, "association rejected");
+        audit_rejection(&ctx.audit, &parties, &refusal, started);
+        return reject(&mut local, refusal.rejection()).await;
+    }
     let remote = match connect_remote(&ctx).await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::warn!(error = %e, "remote DICOM TLS peer unreachable; association rejected (transient)");
-            return reject(&mut local, Rejection::TEMPORARY_CONGESTION).await;
+            let refusal = AssociationRefusal::Unreachable("remote_unreachable");
+            audit_rejection(&ctx.audit, &parties, &refusal, started);
+            return reject(&mut local, refusal.rejection()).await;
         }
     };
     if let Some(id) = tls::peer_identity(remote.get_ref().1) {
         tracing::debug!(remote.subject = %id.subject, remote.fp = %id.fingerprint, "remote verified");
+        parties.tls_fingerprint = Some(id.fingerprint.to_string());
+        parties.tls_cn = id.common_name.clone();
     }
+    let parties = Arc::new(parties);
+    let activity = Arc::new(Mutex::new(Activity::default()));
+    let counter = Enforcer::new(
+        Grant::everything(),
+        parties.clone(),
+        ctx.audit.clone(),
+        activity.clone(),
+    );
     let report = forward_and_relay(
         local,
         remote,
         &rq_bytes,
         rq,
-        cfg.max_pdu_length,
-        cfg.idle_timeout,
+        Box::new(counter),
+        (cfg.max_pdu_length, cfg.idle_timeout),
     )
     .await;
     log_report(&report, started);
+    audit_report(&ctx.audit, &parties, &activity, &report, started);
 }
 
 async fn connect_remote(

@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod orthanc;
 pub mod pki;
 pub mod process;
+pub mod raw;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,11 +2,14 @@
 """pynetdicom SCU for tests: one association over TLS (or plain), one operation.
 
   pynd_scu.py HOST PORT --called AE --calling AE [--ca CA] [--cert C --key K] [--plain]
-              (echo | store FILE... | find)
+              (echo | store FILE... | find | move DEST | seq STEP...)
+
+`seq` runs several operations on ONE association; steps are `echo`, `find`,
+`store:FILE` and `move:DEST`.
 
 Prints one line per result, e.g. `ECHO 0x0000`, `STORE 0x0000 file`, `FIND 0x0124`,
-`REJECTED 1 1 3`, `ABORTED`. Exit: 0 all success, 2 rejected, 3 aborted or TLS failure,
-4 a non-success status.
+`MOVE 0x0124`, `REJECTED 1 1 3`, `ABORTED`. Exit: 0 all success, 2 rejected, 3 aborted or
+TLS failure, 4 a non-success status.
 """
 import argparse
 import ssl
@@ -15,7 +18,14 @@ import sys
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts
-from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind, Verification
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    MRImageStorage,
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    RTPlanStorage,
+    Verification,
+)
 
 
 def main():
@@ -28,7 +38,7 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--plain", action="store_true")
-    p.add_argument("op", choices=["echo", "store", "find"])
+    p.add_argument("op", choices=["echo", "store", "find", "move", "seq"])
     p.add_argument("files", nargs="*")
     a = p.parse_args()
 
@@ -38,6 +48,16 @@ def main():
         ae.add_requested_context(Verification)
     elif a.op == "find":
         ae.add_requested_context(PatientRootQueryRetrieveInformationModelFind)
+    elif a.op in ("move", "seq"):
+        for sop in (
+            Verification,
+            PatientRootQueryRetrieveInformationModelFind,
+            PatientRootQueryRetrieveInformationModelMove,
+            CTImageStorage,
+            MRImageStorage,
+            RTPlanStorage,
+        ):
+            ae.add_requested_context(sop)
     else:
         ae.requested_contexts = StoragePresentationContexts
     tls = None
@@ -58,25 +78,43 @@ def main():
     if not assoc.is_established:
         print("ABORTED")
         return 3
-    worst = 0
-    if a.op == "echo":
-        worst = report("ECHO", assoc.send_c_echo(), "")
+    if a.op == "seq":
+        steps = a.files
     elif a.op == "store":
-        for f in a.files:
-            worst = max(worst, report("STORE", assoc.send_c_store(dcmread(f)), f))
+        steps = ["store:" + f for f in a.files]
+    elif a.op == "move":
+        steps = ["move:" + f for f in a.files]
     else:
-        q = Dataset()
-        q.QueryRetrieveLevel = "PATIENT"
-        q.PatientID = "*"
-        last = None
-        for status, _ in assoc.send_c_find(q, PatientRootQueryRetrieveInformationModelFind):
-            last = status
-        worst = report("FIND", last, "")
+        steps = [a.op]
+    worst = 0
+    for step in steps:
+        if assoc.is_aborted:
+            break
+        worst = max(worst, run(assoc, step))
     if assoc.is_aborted:
         print("ABORTED")
         return 3
     assoc.release()
     return worst
+
+
+def run(assoc, step):
+    op, _, arg = step.partition(":")
+    if op == "echo":
+        return report("ECHO", assoc.send_c_echo(), "")
+    if op == "store":
+        return report("STORE", assoc.send_c_store(dcmread(arg)), arg)
+    q = Dataset()
+    q.QueryRetrieveLevel = "PATIENT"
+    q.PatientID = "*"
+    last = None
+    if op == "find":
+        for status, _ in assoc.send_c_find(q, PatientRootQueryRetrieveInformationModelFind):
+            last = status
+        return report("FIND", last, "")
+    for status, _ in assoc.send_c_move(q, arg, PatientRootQueryRetrieveInformationModelMove):
+        last = status
+    return report("MOVE", last, arg)
 
 
 def report(op, status, what):

@@ -1,0 +1,218 @@
+//! DIMSE command sets (PS3.7 §6.3, §9.3, Annex E): always Implicit VR Little Endian, group
+//! 0000 only, each element `group u16 LE | element u16 LE | length u32 LE | value`. The
+//! decoder reads the handful of elements policy needs from a held, bounded command set and
+//! builds the gateway's own failure responses. Sans-IO; every length is checked against the
+//! bytes that are really there.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Element header: group, element, value length (PS3.5 §7.1.2, implicit VR).
+const ELEMENT_HEADER_LEN: usize = 8;
+
+// Tags of group 0000 (PS3.7 Annex E.1), as the element number.
+const GROUP_LENGTH: u16 = 0x0000;
+const AFFECTED_SOP_CLASS: u16 = 0x0002;
+const REQUESTED_SOP_CLASS: u16 = 0x0003;
+const COMMAND_FIELD: u16 = 0x0100;
+const MESSAGE_ID: u16 = 0x0110;
+const MESSAGE_ID_RESPONDED_TO: u16 = 0x0120;
+const MOVE_DESTINATION: u16 = 0x0600;
+const DATA_SET_TYPE: u16 = 0x0800;
+const STATUS: u16 = 0x0900;
+const ERROR_COMMENT: u16 = 0x0902;
+const AFFECTED_SOP_INSTANCE: u16 = 0x1000;
+
+/// CommandDataSetType (0000,0800) value meaning "no data set follows" (PS3.7 E.1).
+pub const NO_DATA_SET: u16 = 0x0101;
+/// Refused: Not Authorized (PS3.7 C.4.x general status).
+pub const STATUS_NOT_AUTHORIZED: u16 = 0x0124;
+
+/// Command Field values (PS3.7 E.1); a response is the request | 0x8000.
+pub mod field {
+    pub const C_STORE: u16 = 0x0001;
+    pub const C_GET: u16 = 0x0010;
+    pub const C_FIND: u16 = 0x0020;
+    pub const C_MOVE: u16 = 0x0021;
+    pub const C_ECHO: u16 = 0x0030;
+    pub const C_CANCEL: u16 = 0x0FFF;
+    pub const RESPONSE: u16 = 0x8000;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("command element at offset {0} overruns the command set")]
+    Overrun(usize),
+    #[error("command element ({0:04x},{1:04x}) is not in group 0000")]
+    WrongGroup(u16, u16),
+    #[error("command element (0000,{0:04x}) has a bad length")]
+    BadLength(u16),
+    #[error("command set has no Command Field (0000,0100)")]
+    NoCommandField,
+}
+
+/// The elements of a command set that policy and audit use. No patient data lives in a
+/// command set (identifiers travel in the data set), so these may be logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Command {
+    pub field: u16,
+    pub message_id: Option<u16>,
+    pub responded_to: Option<u16>,
+    /// Affected SOP Class UID, else Requested SOP Class UID.
+    pub sop_class: Option<String>,
+    pub sop_instance: Option<String>,
+    pub move_destination: Option<String>,
+    pub data_set_type: Option<u16>,
+    pub status: Option<u16>,
+}
+
+impl Command {
+    /// Decode a whole command set (the concatenated command fragments).
+    pub fn parse(bytes: &[u8]) -> Result<Self, CommandError> {
+        let mut cmd = Command::default();
+        let mut field = None;
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let head = bytes
+                .get(pos..pos + ELEMENT_HEADER_LEN)
+                .ok_or(CommandError::Overrun(pos))?;
+            let group = u16::from_le_bytes([head[0], head[1]]);
+            let element = u16::from_le_bytes([head[2], head[3]]);
+            let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            if group != 0 {
+                return Err(CommandError::WrongGroup(group, element));
+            }
+            let start = pos + ELEMENT_HEADER_LEN;
+            let value = start
+                .checked_add(len)
+                .and_then(|end| bytes.get(start..end))
+                .ok_or(CommandError::Overrun(pos))?;
+            match element {
+                COMMAND_FIELD => field = Some(us(element, value)?),
+                MESSAGE_ID => cmd.message_id = Some(us(element, value)?),
+                MESSAGE_ID_RESPONDED_TO => cmd.responded_to = Some(us(element, value)?),
+                DATA_SET_TYPE => cmd.data_set_type = Some(us(element, value)?),
+                STATUS => cmd.status = Some(us(element, value)?),
+                AFFECTED_SOP_CLASS => cmd.sop_class = Some(text(value)),
+                REQUESTED_SOP_CLASS if cmd.sop_class.is_none() => cmd.sop_class = Some(text(value)),
+                AFFECTED_SOP_INSTANCE => cmd.sop_instance = Some(text(value)),
+                MOVE_DESTINATION => cmd.move_destination = Some(text(value)),
+                _ => {}
+            }
+            pos = start + len;
+        }
+        cmd.field = field.ok_or(CommandError::NoCommandField)?;
+        Ok(cmd)
+    }
+
+    pub fn is_response(&self) -> bool {
+        self.field & field::RESPONSE != 0
+    }
+
+    /// A data set follows this command (PS3.7 E.1: any value but 0x0101).
+    pub fn has_data_set(&self) -> bool {
+        self.data_set_type.is_some_and(|t| t != NO_DATA_SET)
+    }
+
+    /// Short name for logs and audit records.
+    pub fn name(&self) -> &'static str {
+        name(self.field)
+    }
+
+    /// The final failure response to this request (PS3.7 §9.3: C-xxx-RSP with the
+    /// request's SOP class, its Message ID as Message ID Being Responded To, no data set,
+    /// the given status and comment). For C-FIND/C-GET/C-MOVE one final response is
+    /// enough; C-STORE echoes the SOP instance.
+    pub fn failure_response(&self, status: u16, comment: &str) -> Bytes {
+        let mut body = BytesMut::with_capacity(256);
+        if let Some(uid) = &self.sop_class {
+            put_text(&mut body, AFFECTED_SOP_CLASS, uid, 0);
+        }
+        put_us(&mut body, COMMAND_FIELD, self.field | field::RESPONSE);
+        put_us(
+            &mut body,
+            MESSAGE_ID_RESPONDED_TO,
+            self.message_id.unwrap_or(0),
+        );
+        put_us(&mut body, DATA_SET_TYPE, NO_DATA_SET);
+        put_us(&mut body, STATUS, status);
+        // ErrorComment is LO: at most 64 characters, space-padded (PS3.5 §6.2).
+        let comment: String = comment.chars().take(64).collect();
+        put_text(&mut body, ERROR_COMMENT, &comment, b' ');
+        if self.field == field::C_STORE {
+            if let Some(uid) = &self.sop_instance {
+                put_text(&mut body, AFFECTED_SOP_INSTANCE, uid, 0);
+            }
+        }
+        let mut out = BytesMut::with_capacity(12 + body.len());
+        out.put_u16_le(0);
+        out.put_u16_le(GROUP_LENGTH);
+        out.put_u32_le(4);
+        out.put_u32_le(body.len() as u32);
+        out.put_slice(&body);
+        out.freeze()
+    }
+}
+
+pub fn name(command_field: u16) -> &'static str {
+    match command_field & !field::RESPONSE {
+        field::C_STORE => "C-STORE",
+        field::C_GET => "C-GET",
+        field::C_FIND => "C-FIND",
+        field::C_MOVE => "C-MOVE",
+        field::C_ECHO => "C-ECHO",
+        field::C_CANCEL => "C-CANCEL",
+        0x0100 => "N-EVENT-REPORT",
+        0x0110 => "N-GET",
+        0x0120 => "N-SET",
+        0x0130 => "N-ACTION",
+        0x0140 => "N-CREATE",
+        0x0150 => "N-DELETE",
+        _ => "unknown",
+    }
+}
+
+fn us(element: u16, value: &[u8]) -> Result<u16, CommandError> {
+    let b: [u8; 2] = value
+        .try_into()
+        .map_err(|_| CommandError::BadLength(element))?;
+    Ok(u16::from_le_bytes(b))
+}
+
+/// UI values are NUL-padded, AE/LO space-padded (PS3.5 §6.2); keep printable ASCII only
+/// so a hostile value cannot forge log lines.
+fn text(value: &[u8]) -> String {
+    let s: String = value
+        .iter()
+        .take(64)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    s.trim_matches(|c| c == ' ' || c == '?').to_string()
+}
+
+fn put_us(out: &mut BytesMut, element: u16, value: u16) {
+    out.put_u16_le(0);
+    out.put_u16_le(element);
+    out.put_u32_le(2);
+    out.put_u16_le(value);
+}
+
+/// Values have even length (PS3.5 §7.1): pad with `pad` (NUL for UI, space for LO/AE).
+fn put_text(out: &mut BytesMut, element: u16, value: &str, pad: u8) {
+    let odd = value.len() % 2;
+    out.put_u16_le(0);
+    out.put_u16_le(element);
+    out.put_u32_le((value.len() + odd) as u32);
+    out.put_slice(value.as_bytes());
+    if odd == 1 {
+        out.put_u8(pad);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! Association limits: concurrent associations per source IP and per modality (RAII
+//! guards, released when the association ends) and an association rate per source IP
+//! (GCRA, with the clock passed in). Exceeding one is a transient A-ASSOCIATE-RJ
+//! (2/3/2, local limit exceeded). Limits are checked after the TLS handshake and the RQ,
+//! because the RJ needs the TLS channel; the accept loop's global bound comes first.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::Rate;
+
+/// Rate state is kept for at most this many addresses; full buckets are dropped first.
+const MAX_TRACKED: usize = 4096;
+
+#[derive(Default)]
+struct State {
+    per_ip: HashMap<IpAddr, usize>,
+    per_modality: HashMap<String, usize>,
+    /// GCRA theoretical arrival time per IP.
+    tat: HashMap<IpAddr, Instant>,
+}
+
+pub struct Limits {
+    per_ip: Option<usize>,
+    rate: Option<Rate>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error("association rate per IP")]
+    Rate,
+    #[error("concurrent associations per IP")]
+    PerIp,
+    #[error("concurrent associations per modality")]
+    PerModality,
+}
+
+impl LimitExceeded {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Rate => "rate_per_ip",
+            Self::PerIp => "concurrent_per_ip",
+            Self::PerModality => "concurrent_per_modality",
+        }
+    }
+}
+
+/// Holds one slot; dropping it releases the slot.
+pub struct Guard {
+    limits: Arc<Limits>,
+    key: Key,
+}
+
+enum Key {
+    Ip(IpAddr),
+    Modality(String),
+}
+
+impl Limits {
+    pub fn new(per_ip: Option<usize>, rate: Option<Rate>) -> Arc<Self> {
+        Arc::new(Self {
+            per_ip,
+            rate,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Count one association from `ip` against the rate and the per-IP limit.
+    pub fn admit_ip(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Guard, LimitExceeded> {
+        let mut state = self.lock();
+        if let Some(rate) = self.rate {
+            gcra(&mut state.tat, ip, rate, now)?;
+        }
+        let n = state.per_ip.entry(ip).or_insert(0);
+        if self.per_ip.is_some_and(|max| *n >= max) {
+            return Err(LimitExceeded::PerIp);
+        }
+        *n += 1;
+        Ok(Guard {
+            limits: self.clone(),
+            key: Key::Ip(ip),
+        })
+    }
+
+    /// Count one association of `modality` against `max`.
+    pub fn admit_modality(
+        self: &Arc<Self>,
+        modality: &str,
+        max: Option<usize>,
+    ) -> Result<Option<Guard>, LimitExceeded> {
+        let Some(max) = max else { return Ok(None) };
+        let mut state = self.lock();
+        let n = state.per_modality.entry(modality.to_string()).or_insert(0);
+        if *n >= max {
+            return Err(LimitExceeded::PerModality);
+        }
+        *n += 1;
+        Ok(Some(Guard {
+            limits: self.clone(),
+            key: Key::Modality(modality.to_string()),
+        }))
+    }
+}
+
+/// Generic cell rate algorithm: one association per `period / count`, bursts of `count`.
+fn gcra(
+    tat: &mut HashMap<IpAddr, Instant>,
+    ip: IpAddr,
+    rate: Rate,
+    now: Instant,
+) -> Result<(), LimitExceeded> {
+    let interval = rate.period / rate.count;
+    let burst = interval * rate.count;
+    let current = tat.get(&ip).copied().unwrap_or(now).max(now);
+    if current.saturating_duration_since(now) + interval > burst {
+        return Err(LimitExceeded::Rate);
+    }
+    if tat.len() >= MAX_TRACKED && !tat.contains_key(&ip) {
+        tat.retain(|_, t| *t > now);
+        if tat.len() >= MAX_TRACKED {
+            // Every tracked address is mid-burst: forget the oldest half rather than grow.
+            let mut times: Vec<Instant> = tat.values().copied().collect();
+            times.sort();
+            let cut = times[times.len() / 2];
+            tat.retain(|_, t| *t > cut);
+        }
+    }
+    tat.insert(ip, current + interval);
+    Ok(())
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let mut state = self.limits.lock();
+        match &self.key {
+            Key::Ip(ip) => release(&mut state.per_ip, ip),
+            Key::Modality(m) => release(&mut state.per_modality, m),
+        }
+    }
+}
+
+fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn concurrent_slots_are_released_on_drop() {
+        let limits = Limits::new(Some(2), None);
+        let now = Instant::now();
+        let a = limits.admit_ip(IP, now).unwrap();
+        let _b = limits.admit_ip(IP, now).unwrap();
+        assert_eq!(limits.admit_ip(IP, now).err(), Some(LimitExceeded::PerIp));
+        drop(a);
+        assert!(limits.admit_ip(IP, now).is_ok());
+        let m = limits.admit_modality("ct1", Some(1)).unwrap();
+        assert_eq!(
+            limits.admit_modality("ct1", Some(1)).err(),
+            Some(LimitExceeded::PerModality)
+        );
+        drop(m);
+        assert!(limits.admit_modality("ct1", Some(1)).is_ok());
+        assert!(limits.lock().per_modality.is_empty());
+    }
+
+    #[test]
+    fn rate_allows_a_burst_then_refills() {
+        let rate = Rate {
+            count: 3,
+            period: Duration::from_secs(3),
+        };
+        let limits = Limits::new(None, Some(rate));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            drop(limits.admit_ip(IP, t0).unwrap());
+        }
+        assert_eq!(limits.admit_ip(IP, t0).err(), Some(LimitExceeded::Rate));
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+        assert!(limits.admit_ip(other, t0).is_ok());
+        assert!(limits.admit_ip(IP, t0 + Duration::from_secs(1)).is_ok());
+        assert_eq!(
+            limits.admit_ip(IP, t0 + Duration::from_secs(1)).err(),
+            Some(LimitExceeded::Rate)
+        );
+    }
+}

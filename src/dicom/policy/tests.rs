@@ -1,0 +1,117 @@
+use super::*;
+use crate::config::Services;
+use crate::tls::Fingerprint;
+
+fn id(cn: &str) -> PeerIdentity {
+    PeerIdentity {
+        subject: format!("CN={cn}"),
+        common_name: Some(cn.into()),
+        sans: vec![format!("{}.test", cn.to_ascii_lowercase())],
+        fingerprint: Fingerprint::of(cn.as_bytes()),
+    }
+}
+
+fn modality(name: &str, aet: &str, cert: Option<CertificateMatch>, allow: Services) -> Modality {
+    Modality {
+        name: name.into(),
+        aet: aet.into(),
+        hosts: vec!["10.0.0.0/8".parse().unwrap()],
+        certificate: cert,
+        allow,
+        move_destinations: None,
+        max_associations: None,
+    }
+}
+
+fn policy(always: Services) -> Policy {
+    Policy::new(DicomPolicy {
+        called_aet: Some("ORTHANC".into()),
+        always_allow: always,
+        modalities: vec![
+            modality(
+                "ct1",
+                "CT1",
+                Some(CertificateMatch::Fingerprint(Fingerprint::of(b"CT1"))),
+                Services::STORE,
+            ),
+            modality(
+                "mr1",
+                "MR1",
+                Some(CertificateMatch::Name("MR1".into())),
+                Services::FIND,
+            ),
+            modality("ws", "WS", None, Services::MOVE),
+        ],
+        ..DicomPolicy::default()
+    })
+}
+
+fn peer(identity: Option<&PeerIdentity>) -> Peer<'_> {
+    Peer {
+        ip: "10.1.2.3".parse().unwrap(),
+        identity,
+    }
+}
+
+#[test]
+fn called_ae_is_checked_first() {
+    let p = policy(Services::default());
+    let ct = id("CT1");
+    let err = p.admit("CT1", "OTHER", &peer(Some(&ct))).unwrap_err();
+    assert!(matches!(err, AssociationRefusal::CalledAeUnknown(_)));
+    // Not strict: case does not matter.
+    assert!(p.admit("ct1", "orthanc", &peer(Some(&ct))).is_ok());
+}
+
+#[test]
+fn certificates_bind_ae_titles_both_ways() {
+    let p = policy(Services::default());
+    let (ct, mr, other) = (id("CT1"), id("MR1"), id("ROGUE"));
+    let g = p.admit("CT1", "ORTHANC", &peer(Some(&ct))).unwrap();
+    assert_eq!(g.modality.as_deref(), Some("ct1"));
+    // CT1 claimed with MR1's certificate, with an unrelated one, with none.
+    for who in [Some(&mr), Some(&other), None] {
+        let err = p.admit("CT1", "ORTHANC", &peer(who)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AssociationRefusal::CertificateMismatch(_)
+                    | AssociationRefusal::CertificateNotForAe(_)
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.rejection().reason, 3);
+    }
+    // MR1's certificate cannot claim WS either (a certificate owns its AE titles) ...
+    assert!(p.admit("WS", "ORTHANC", &peer(Some(&mr))).is_err());
+    // ... but WS names no certificate, so an unrelated one may claim it.
+    assert!(p.admit("WS", "ORTHANC", &peer(Some(&other))).is_ok());
+}
+
+#[test]
+fn unknown_calling_ae_gets_always_allowed_services_or_reason_3() {
+    let strict = policy(Services::default());
+    let err = strict.admit("NOBODY", "ORTHANC", &peer(None)).unwrap_err();
+    assert_eq!(err.rejection().reason, 3);
+    let lenient = policy(Services::ECHO.union(Services::STORE));
+    let g = lenient.admit("NOBODY", "ORTHANC", &peer(None)).unwrap();
+    assert!(g.rules.unwrap().allow.contains(Services::STORE));
+}
+
+#[test]
+fn host_check_applies_when_enabled() {
+    let mut p = policy(Services::default());
+    p.config.check_modality_host = true;
+    let mut outside = peer(None);
+    outside.ip = "192.168.1.1".parse().unwrap();
+    let err = p.admit("WS", "ORTHANC", &outside).unwrap_err();
+    assert!(matches!(err, AssociationRefusal::HostNotAllowed(_)));
+    assert!(p.admit("WS", "ORTHANC", &peer(None)).is_ok());
+}
+
+#[test]
+fn no_modalities_means_no_command_policy() {
+    let p = Policy::new(DicomPolicy::default());
+    let g = p.admit("ANY", "ANY", &peer(None)).unwrap();
+    assert!(g.rules.is_none());
+}
