@@ -5,6 +5,7 @@
 //! service manager can start pacsgate from any working directory.
 
 mod error;
+mod policy;
 mod raw;
 mod validate;
 
@@ -87,6 +88,8 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     pub upstream_connect_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Users, rules, limits: what `http::policy` enforces (reloadable).
+    pub policy: crate::http::policy::PolicyConfig,
 }
 
 /// `http://host:port` of the PACS's REST API; only plain HTTP (TLS ends here).
