@@ -177,12 +177,31 @@ async fn handle_request(
         Err(refusal) => {
             tracing::info!(reason = %refusal, path = ?entry.record.path, "request refused");
             entry.record.denied = Some(refusal.to_string());
+            drain(req.into_body()).await;
             refusal.into_response()
         }
     };
     guard::harden(resp.headers_mut(), &policy);
     entry.record.status = resp.status().as_u16();
     resp.map(|b| Metered::with_entry(b, entry))
+}
+
+/// Read (and discard) a small unread request body before refusing: an HTTP/2 stream reset
+/// racing the response makes clients report a framing error instead of the status, and
+/// HTTP/1.1 cannot reuse a connection with an unread body. Large bodies are not waited for.
+async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    const LIMIT: usize = 64 * 1024;
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
 }
 
 fn new_record(req: &Request<Incoming>, conn: &ConnInfo) -> RequestRecord {
