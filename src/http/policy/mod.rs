@@ -167,3 +167,44 @@ pub fn warn_if_open(policy: &Policy) {
         );
     }
 }
+
+/// The effective policy as text, for `pacsgate check`.
+pub fn describe(config: &PolicyConfig) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for u in &config.users {
+        let how = match (&u.password_hash, &u.certificate) {
+            (Some(_), Some(_)) => "password or certificate",
+            (Some(_), None) => "password",
+            _ => "certificate",
+        };
+        let _ = writeln!(out, "user {}: {how}", u.name);
+    }
+    if config.rules.is_empty() {
+        let _ = writeln!(out, "rules: none (open: no authentication; deny set only)");
+    }
+    for (i, r) in config.rules.iter().enumerate() {
+        let methods: Vec<&str> = r.methods.iter().map(http::Method::as_str).collect();
+        let paths: Vec<&str> = r.paths.iter().map(rules::Glob::as_str).collect();
+        let _ = writeln!(
+            out,
+            "rule {} {:?}: {:?} users {:?} from {:?} methods {:?} paths {:?}",
+            i + 1,
+            r.name,
+            r.action,
+            r.users,
+            r.sources,
+            methods,
+            paths
+        );
+    }
+    for d in dangerous::DANGEROUS {
+        let state = if config.allow_dangerous.iter().any(|o| o == d.id) {
+            "OPENED by http.allow_dangerous"
+        } else {
+            "denied"
+        };
+        let _ = writeln!(out, "built-in {} {:?}: {state}", d.id, d.paths);
+    }
+    out
+}
