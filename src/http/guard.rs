@@ -26,6 +26,8 @@ static METHOD_OVERRIDES: [HeaderName; 3] = [
     HeaderName::from_static("x-method-override"),
     HeaderName::from_static("x-http-method"),
 ];
+/// How long a login waits for a free password-hashing slot before getting 429.
+const HASH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub static X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
@@ -128,10 +130,20 @@ async fn authenticate(
         .check(&ip_key, now)
         .and(handle.user_failures.check(&user_key, now))
         .map_err(Refusal::LockedOut)?;
+    // Wait briefly for a hashing slot; a queue that does not move means a login flood.
+    let permit = tokio::time::timeout(HASH_QUEUE_WAIT, handle.hashing.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or(Refusal::Throttled {
+            limit: "password hashing",
+            retry_after: std::time::Duration::from_secs(1),
+        })?;
     let users = policy.users.clone();
     let verified = tokio::task::spawn_blocking(move || users.verify(&creds, Instant::now()))
         .await
         .unwrap_or(Verification::Failed);
+    drop(permit);
     match verified {
         Verification::Cached(name) | Verification::Verified(name) => {
             handle.user_failures.succeed(&user_key);

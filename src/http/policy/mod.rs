@@ -127,6 +127,9 @@ pub struct PolicyHandle {
     current: Arc<ArcSwap<Policy>>,
     pub ip_failures: Lockouts<IpKey>,
     pub user_failures: Lockouts<String>,
+    /// Password hashes computed at once: argon2id takes ~19 MiB and a core each, so
+    /// concurrent logins from many addresses must queue, not exhaust memory or threads.
+    pub hashing: tokio::sync::Semaphore,
 }
 
 impl PolicyHandle {
@@ -135,6 +138,9 @@ impl PolicyHandle {
             current: Arc::new(ArcSwap::from_pointee(policy)),
             ip_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
             user_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         })
     }
 
