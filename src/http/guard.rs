@@ -97,6 +97,10 @@ async fn authenticate(
     handle: &PolicyHandle,
     conn: &ConnInfo,
 ) -> Result<Caller, Refusal> {
+    if policy.users.is_empty() {
+        // No users configured: Authorization belongs to the PACS (pass-through mode).
+        return Ok(Caller::Anonymous);
+    }
     let Some(value) = headers.get(AUTHORIZATION) else {
         let by_cert = conn
             .identity
@@ -258,7 +262,10 @@ fn rewrite<B>(
         Some(PathAndQuery::try_from(target).map_err(|_| PathRefusal::BadEscape)?);
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| PathRefusal::NotAPath)?;
     let headers = req.headers_mut();
-    headers.remove(AUTHORIZATION);
+    if !policy.users.is_empty() {
+        // The client's credentials were for us; the PACS never sees them.
+        headers.remove(AUTHORIZATION);
+    }
     headers.remove(&X_FORWARDED_USER);
     if let Some(name) = caller.name().and_then(|n| HeaderValue::from_str(n).ok()) {
         headers.insert(X_FORWARDED_USER.clone(), name);
