@@ -109,3 +109,54 @@ paths = ["/echo"]
     assert_eq!(code, "401");
     assert_eq!(backend.request_count(), 2);
 }
+
+#[test]
+fn without_users_authorization_passes_through_and_the_deny_set_still_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let ca = Ca::new(dir.path(), "Test CA");
+    let server = ca.server(dir.path(), "server");
+    let port = free_port();
+    let toml = format!(
+        "{}[dicom]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n",
+        tls_section(&server, ""),
+        backend.port()
+    );
+    let gateway = Gateway::start(dir.path(), &toml);
+    assert!(
+        gateway.log().contains("no [[http.rules]] configured"),
+        "{}",
+        gateway.log()
+    );
+    let cacert = ca.path.display().to_string();
+    let base = format!("https://localhost:{port}");
+    let (ok, body, err) = curl(&[
+        "--cacert",
+        &cacert,
+        "-u",
+        "orthanc:orthanc",
+        "-H",
+        "X-Forwarded-User: admin",
+        &format!("{base}/echo"),
+    ]);
+    assert!(ok.success(), "{err}");
+    let lower = body.to_ascii_lowercase();
+    assert!(
+        lower.contains("authorization: basic b3j0agfuyzpvcnroyw5j\n"),
+        "{body}"
+    );
+    assert!(!lower.contains("x-forwarded-user"), "{body}");
+    let (_, code, _) = curl(&[
+        "--cacert",
+        &cacert,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-d",
+        "print(1)",
+        &format!("{base}//tools/./execute-script/"),
+    ]);
+    assert_eq!(code, "403");
+    assert_eq!(backend.request_count(), 1);
+}
