@@ -69,7 +69,7 @@ pub async fn admit<B>(
     let rule = if policy.is_open() {
         "open".to_string()
     } else {
-        match rules::evaluate(&policy.rules, &caller, ip, req.method(), &path) {
+        match rules::evaluate(&policy.rules, &caller, ip, req.method(), &segments) {
             Verdict::Allow(name) => name.to_string(),
             Verdict::Deny(name) => return Err(Refusal::DeniedByRule(name.to_string())),
             Verdict::NoMatch if caller == Caller::Anonymous && policy.users.has_passwords() => {

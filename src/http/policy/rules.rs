@@ -8,7 +8,6 @@ use http::Method;
 use ipnet::IpNet;
 
 use super::identity::Caller;
-use crate::http::canonical::CanonicalPath;
 
 /// A path pattern: `*` matches one segment, `**` any number (also none), anything else a
 /// segment literally (ASCII case-insensitive).
@@ -133,17 +132,16 @@ impl Rule {
     }
 }
 
-/// First match wins (like the Lua filter of the Orthanc book, and firewall rule lists).
+/// First match wins (like the Lua filter of the Orthanc book, and firewall rule lists);
+/// `path` holds the segments of the canonical path.
 pub fn evaluate<'a>(
     rules: &'a [Rule],
     caller: &Caller,
     source: IpAddr,
     method: &Method,
-    path: &CanonicalPath,
+    path: &[&str],
 ) -> Verdict<'a> {
     let source = unmap(source);
-    let path: Vec<&str> = path.segments().collect();
-    let path = path.as_slice();
     for rule in rules {
         if rule.matches(caller, source, method, path) {
             return match rule.action {

@@ -54,7 +54,9 @@ fn sample() -> Vec<Rule> {
 
 fn decide<'a>(rules: &'a [Rule], c: &Caller, ip: &str, m: Method, p: &str) -> Verdict<'a> {
     let ip: IpAddr = ip.parse().unwrap();
-    evaluate(rules, c, ip, &m, &canonicalize(p).unwrap())
+    let path = canonicalize(p).unwrap();
+    let segments: Vec<&str> = path.segments().collect();
+    evaluate(rules, c, ip, &m, &segments)
 }
 
 #[test]
