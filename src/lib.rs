@@ -23,9 +23,10 @@
 //!
 //! HTTPS: accept (permit) -> TLS handshake (timeout; client certificate -> `PeerIdentity`)
 //! -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request` -> `http::guard::admit`
-//! (canonical path -> per-IP limit -> authenticate -> deny set -> per-user/route limits ->
-//! CSRF -> rules; refusals answered here) -> hop-by-hop headers out, X-Forwarded-* set ->
-//! pooled upstream connection, bodies streamed both ways and counted -> one audit record.
+//! (canonical path -> per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF
+//! -> rules -> per-route limit; refusals answered here) -> hop-by-hop headers out,
+//! X-Forwarded-* set -> pooled upstream connection, bodies streamed both ways and counted
+//! -> one audit record.
 //!
 //! DICOM: accept (permit) -> TLS handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
 //! (policy) -> connect the PACS (A-ASSOCIATE-RJ if it is down) -> replay the RQ's original

@@ -1,5 +1,5 @@
 //! The policy phases of one request, in order: canonical target -> per-client limit ->
-//! authenticate -> built-in deny set -> per-user and per-route limits -> CSRF -> rules.
+//! authenticate -> built-in deny set -> per-user limit -> CSRF -> rules -> per-route limit.
 //! On success the request is rewritten for the PACS: canonical path, no client
 //! credentials or method overrides, our own `X-Forwarded-User`, the PACS's own account.
 
@@ -59,10 +59,6 @@ pub async fn admit<B>(
     if let Caller::User { name, .. } = &caller {
         policy.limits.check_user(name).map_err(throttled)?;
     }
-    policy
-        .limits
-        .check_route(req.method(), &segments)
-        .map_err(throttled)?;
     if policy.csrf && is_cross_site(req) {
         return Err(Refusal::CrossSite);
     }
@@ -79,6 +75,11 @@ pub async fn admit<B>(
         }
     };
     record.rule = Some(rule);
+    // Only admitted requests spend a route's shared budget.
+    policy
+        .limits
+        .check_route(req.method(), &segments)
+        .map_err(throttled)?;
     rewrite(req, &path, &caller, policy)
 }
 
