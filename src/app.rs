@@ -15,6 +15,7 @@ use crate::audit::Audit;
 use crate::config::{Config, ConfigError};
 use crate::dicom::inbound::{self, DicomContext};
 use crate::dicom::outbound::{self, OutboundContext};
+use crate::http::policy::{self, Policy, PolicyHandle};
 use crate::http::{self, proxy::Upstream, HttpContext};
 use crate::reload::Reloader;
 use crate::server::Shutdown;
@@ -63,11 +64,14 @@ impl Gateway {
                 let upstream = Upstream::new(cfg).map_err(|e| {
                     ConfigError::new("http.upstream", e.to_string(), "use a plain HOST:PORT")
                 })?;
+                let policy = Policy::build(&cfg.policy)?;
+                policy::warn_if_open(&policy);
                 http = Some(HttpContext::new(
                     cfg.clone(),
                     server,
                     upstream,
                     audit.clone(),
+                    PolicyHandle::new(policy),
                 ));
             }
             if let Some(cfg) = &config.dicom {
@@ -114,6 +118,11 @@ impl Gateway {
                 .dicom
                 .iter()
                 .map(|d| d.clone() as Arc<dyn crate::reload::Reloadable>)
+                .chain(
+                    self.http
+                        .iter()
+                        .map(|h| h.policy.clone() as Arc<dyn crate::reload::Reloadable>),
+                )
                 .collect(),
         }
     }

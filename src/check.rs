@@ -28,6 +28,7 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
             h.upstream.authority,
             auth(h.client_auth)
         );
+        let _ = write!(out, "{}", crate::http::policy::describe(&h.policy));
     }
     if let Some(d) = &config.dicom {
         let _ = writeln!(

@@ -29,6 +29,9 @@ pub enum Command {
     /// Certificate tools.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Read a password (from the terminal without echo, or stdin) and print its argon2id
+    /// hash for `[users.NAME] password_hash`.
+    HashPassword,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,7 +9,9 @@
 //!   ClientHello), hot reload, client-certificate identity, outbound client configs.
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, shutdown, idle tracking.
-//! - [`http`]: the HTTPS listener and the streaming reverse proxy.
+//! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, rules, deny
+//!   set, rate limits, lockouts; applied by `http::guard` on canonical paths from
+//!   `http::canonical`) and the streaming reverse proxy.
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
 //!   DICOM policy: modality registry and certificate binding (`policy`), command rights
 //!   and refusal mapping (`access`), the enforcing inspector (`enforce`), limits, audit.
@@ -22,8 +24,11 @@
 //! # Flows
 //!
 //! HTTPS: accept (permit) -> TLS handshake (timeout; client certificate -> `PeerIdentity`)
-//! -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request` -> hop-by-hop headers out,
-//! X-Forwarded-* set -> pooled upstream connection, bodies streamed both ways.
+//! -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request` -> `http::guard::admit`
+//! (canonical path -> per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF
+//! -> rules -> per-route limit; refusals answered here) -> hop-by-hop headers out,
+//! X-Forwarded-* set -> pooled upstream connection, bodies streamed both ways and counted
+//! -> one audit record.
 //!
 //! DICOM: accept (permit) -> TLS handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
 //! limits + policy (calling/called AE, certificate binding; A-ASSOCIATE-RJ on refusal) ->

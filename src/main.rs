@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(&args),
         Some(Command::Check(args)) => check(&args),
         Some(Command::Cert(cmd)) => cert(cmd),
+        Some(Command::HashPassword) => hash_password(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,6 +133,13 @@ fn cert(cmd: CertCommand) -> Result<(), Failure> {
             print!("{}", tls::inspect::describe(&cert)?);
         }
     }
+    Ok(())
+}
+
+fn hash_password() -> Result<(), Failure> {
+    let hash = pacsgate::http::policy::hash_cli::run()
+        .map_err(|e| Failure::Unavailable(format!("hash-password: {e}")))?;
+    println!("{hash}");
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 mod dicom_policy;
 mod error;
+mod policy;
 mod raw;
 mod validate;
 
@@ -89,6 +90,8 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     pub upstream_connect_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Users, rules, limits: what `http::policy` enforces (reloadable).
+    pub policy: crate::http::policy::PolicyConfig,
 }
 
 /// `http://host:port` of the PACS's REST API; only plain HTTP (TLS ends here).

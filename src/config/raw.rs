@@ -1,6 +1,7 @@
 //! The configuration file exactly as written: serde structs that refuse unknown keys. Values
 //! are still strings here; `validate.rs` turns them into types that cannot be invalid.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -20,6 +21,9 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub audit: RawAudit,
+    /// HTTPS users (DESIGN.md contract: `[users.NAME]`).
+    #[serde(default)]
+    pub users: BTreeMap<String, RawUser>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +78,13 @@ pub struct RawHttp {
     pub header_timeout: String,
     pub upstream_connect_timeout: String,
     pub idle_timeout: String,
+    // Access policy (config/policy.rs).
+    pub rules: Vec<RawRule>,
+    pub allow_dangerous: Vec<String>,
+    pub rate_limits: RawRateLimits,
+    pub csrf_protection: bool,
+    pub upstream_credentials_file: Option<PathBuf>,
+    pub response_headers: BTreeMap<String, String>,
 }
 
 impl Default for RawHttp {
@@ -90,8 +101,77 @@ impl Default for RawHttp {
             header_timeout: "30s".into(),
             upstream_connect_timeout: "5s".into(),
             idle_timeout: "120s".into(),
+            rules: Vec::new(),
+            allow_dangerous: Vec::new(),
+            rate_limits: RawRateLimits::default(),
+            csrf_protection: true,
+            upstream_credentials_file: None,
+            response_headers: BTreeMap::new(),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub password_hash: Option<String>,
+    pub certificate: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Option<String>,
+    #[serde(default = "any_user")]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    pub paths: Vec<String>,
+    #[serde(default = "allow")]
+    pub action: String,
+}
+
+fn any_user() -> Vec<String> {
+    vec!["*".into()]
+}
+
+fn allow() -> String {
+    "allow".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimits {
+    pub per_ip: Option<String>,
+    pub per_user: Option<String>,
+    pub routes: Vec<RawRouteLimit>,
+    pub auth_failures_per_ip: String,
+    pub auth_failures_per_user: String,
+    pub max_lockout: String,
+}
+
+impl Default for RawRateLimits {
+    fn default() -> Self {
+        Self {
+            per_ip: None,
+            per_user: None,
+            routes: Vec::new(),
+            auth_failures_per_ip: "20/min".into(),
+            auth_failures_per_user: "5/min".into(),
+            max_lockout: "15m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteLimit {
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    pub rate: String,
 }
 
 #[derive(Debug, Deserialize)]

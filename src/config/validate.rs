@@ -35,7 +35,11 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
 
 pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let tls = tls(raw.tls, base)?;
-    let http = raw.http.enabled.then(|| http(raw.http, &tls)).transpose()?;
+    let http = raw
+        .http
+        .enabled
+        .then(|| http(raw.http, &raw.users, &tls, base))
+        .transpose()?;
     let outbound = raw
         .dicom
         .outbound
@@ -156,7 +160,13 @@ fn tls(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
     })
 }
 
-fn http(raw: RawHttp, tls: &TlsConfig) -> Result<HttpConfig, ConfigError> {
+fn http(
+    raw: RawHttp,
+    users: &std::collections::BTreeMap<String, super::raw::RawUser>,
+    tls: &TlsConfig,
+    base: &Path,
+) -> Result<HttpConfig, ConfigError> {
+    let policy = super::policy::policy(&raw, users, base)?;
     let listen = socket_addr("http.listen", &raw.listen)?;
     let upstream = http_upstream(&raw.upstream, raw.allow_remote_upstream)?;
     let client_auth = listener_client_auth("http.client_auth", raw.client_auth, tls)?;
@@ -173,6 +183,7 @@ fn http(raw: RawHttp, tls: &TlsConfig) -> Result<HttpConfig, ConfigError> {
             &raw.upstream_connect_timeout,
         )?,
         idle_timeout: duration("http.idle_timeout", &raw.idle_timeout)?,
+        policy,
     })
 }
 

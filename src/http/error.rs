@@ -1,9 +1,12 @@
 //! The one place where a refusal or failure becomes an HTTP status (STYLE habit 5).
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use http::{header, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 
+use super::canonical::PathRefusal;
 use super::proxy::ProxyBody;
 
 /// Why a request got no answer from the PACS.
@@ -34,6 +37,88 @@ impl ProxyError {
 
     pub fn into_response(self) -> Response<ProxyBody> {
         plain(self.status(), self.body())
+    }
+}
+
+/// Why the access policy refused a request (never forwarded to the PACS).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
+    #[error("bad request target: {0}")]
+    BadTarget(#[from] PathRefusal),
+    #[error("method override in the query string (_method)")]
+    MethodOverrideQuery,
+    #[error("no credentials")]
+    Unauthenticated,
+    #[error("wrong credentials")]
+    BadCredentials,
+    #[error("authentication locked out")]
+    LockedOut(Duration),
+    #[error("rate limit {limit}")]
+    Throttled {
+        limit: &'static str,
+        retry_after: Duration,
+    },
+    #[error("built-in deny set: {0}")]
+    Dangerous(&'static str),
+    #[error("cross-site request")]
+    CrossSite,
+    #[error("denied by rule {0:?}")]
+    DeniedByRule(String),
+    #[error("no rule allows it")]
+    NoRule,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::BadTarget(_) | Refusal::MethodOverrideQuery => StatusCode::BAD_REQUEST,
+            Refusal::Unauthenticated | Refusal::BadCredentials => StatusCode::UNAUTHORIZED,
+            Refusal::LockedOut(_) | Refusal::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Dangerous(_)
+            | Refusal::CrossSite
+            | Refusal::DeniedByRule(_)
+            | Refusal::NoRule => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn body(&self) -> &'static str {
+        match self {
+            Refusal::BadTarget(_) | Refusal::MethodOverrideQuery => {
+                "400 Bad Request: ambiguous request target\n"
+            }
+            Refusal::Unauthenticated | Refusal::BadCredentials => {
+                "401 Unauthorized: valid credentials required\n"
+            }
+            Refusal::LockedOut(_) | Refusal::Throttled { .. } => {
+                "429 Too Many Requests: retry later\n"
+            }
+            Refusal::Dangerous(_) => "403 Forbidden: this endpoint is disabled at the gateway\n",
+            Refusal::CrossSite => "403 Forbidden: cross-site request\n",
+            Refusal::DeniedByRule(_) | Refusal::NoRule => "403 Forbidden\n",
+        }
+    }
+
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let mut resp = plain(self.status(), self.body());
+        let h = resp.headers_mut();
+        match self {
+            Refusal::Unauthenticated | Refusal::BadCredentials => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"pacsgate\", charset=\"UTF-8\""),
+                );
+            }
+            Refusal::LockedOut(wait)
+            | Refusal::Throttled {
+                retry_after: wait, ..
+            } => {
+                // RFC 9110 §10.2.3: whole seconds, rounded up so an early retry is rare.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            _ => {}
+        }
+        resp
     }
 }
 

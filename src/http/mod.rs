@@ -1,15 +1,20 @@
 //! The HTTPS listener: TLS handshake (bounded), HTTP/1.1 or HTTP/2 by ALPN, then each
-//! request goes through the proxy to the PACS. The policy issue inserts authenticate ->
-//! rate-limit -> authorize in `handle_request`, before `Upstream::forward`.
+//! request passes the access policy (`guard`: canonical path, authenticate, rate-limit,
+//! authorize) and goes through the proxy to the PACS; one audit record per request.
 
+pub mod canonical;
 pub mod error;
+pub mod guard;
 mod headers;
+pub mod metered;
+pub mod policy;
 pub mod proxy;
 mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -20,6 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use self::metered::{AuditEntry, Metered, RequestRecord};
+use self::policy::identity::AuthMethod;
+use self::policy::PolicyHandle;
 use self::proxy::{ConnInfo, ProxyBody, Upstream};
 use crate::audit::Audit;
 use crate::config::HttpConfig;
@@ -32,6 +40,7 @@ pub struct HttpContext {
     pub tls: Arc<ReloadableServer>,
     pub upstream: Upstream,
     pub audit: Arc<Audit>,
+    pub policy: Arc<PolicyHandle>,
     builder: auto::Builder<TokioExecutor>,
 }
 
@@ -41,6 +50,7 @@ impl HttpContext {
         tls: Arc<ReloadableServer>,
         upstream: Upstream,
         audit: Arc<Audit>,
+        policy: Arc<PolicyHandle>,
     ) -> Arc<Self> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -58,6 +68,7 @@ impl HttpContext {
             tls,
             upstream,
             audit,
+            policy,
             builder,
         })
     }
@@ -140,17 +151,73 @@ async fn handle_connection(
     log_connection_end(result);
 }
 
+/// What the client receives: the PACS's body or ours, counted, audited when done.
+pub type ResponseBody = Metered<ProxyBody>;
+
 async fn handle_request(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     ctx: &HttpContext,
     conn: &ConnInfo,
-) -> Response<ProxyBody> {
-    match ctx.upstream.forward(req, conn).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            tracing::warn!(error = %e, "upstream failed");
-            e.into_response()
+) -> Response<ResponseBody> {
+    let policy = ctx.policy.current();
+    let mut entry = AuditEntry::new(ctx.audit.clone(), Instant::now(), new_record(&req, conn));
+    let admitted = guard::admit(&mut req, &policy, &ctx.policy, conn, &mut entry.record).await;
+    let mut resp = match admitted {
+        Ok(()) => {
+            let req = req.map(|b| Metered::new(b, entry.bytes_in.clone()));
+            match ctx.upstream.forward(req, conn).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "upstream failed");
+                    entry.record.denied = Some(e.to_string());
+                    e.into_response()
+                }
+            }
         }
+        Err(refusal) => {
+            tracing::info!(reason = %refusal, path = ?entry.record.path, "request refused");
+            entry.record.denied = Some(refusal.to_string());
+            drain(req.into_body()).await;
+            refusal.into_response()
+        }
+    };
+    guard::harden(resp.headers_mut(), &policy);
+    entry.record.status = resp.status().as_u16();
+    resp.map(|b| Metered::with_entry(b, entry))
+}
+
+/// Read (and discard) a small unread request body before refusing: an HTTP/2 stream reset
+/// racing the response makes clients report a framing error instead of the status, and
+/// HTTP/1.1 cannot reuse a connection with an unread body. Large bodies are not waited for.
+async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    const LIMIT: usize = 64 * 1024;
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+}
+
+fn new_record(req: &Request<Incoming>, conn: &ConnInfo) -> RequestRecord {
+    RequestRecord {
+        user: None,
+        auth: AuthMethod::None,
+        cert_fingerprint: conn.identity.as_ref().map(|id| id.fingerprint.to_string()),
+        client: conn.peer.ip().to_string(),
+        method: req.method().as_str().to_string(),
+        path: None,
+        rule: None,
+        denied: None,
+        status: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        duration_ms: 0.0,
     }
 }
 

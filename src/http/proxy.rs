@@ -20,6 +20,9 @@ use crate::tls::PeerIdentity;
 /// Body of every response we send: the PACS's, streamed, or a short one of our own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
+/// Body of every request we forward: the client's, streamed, bytes counted for the audit.
+pub type RequestBody = super::metered::Metered<Incoming>;
+
 /// What the proxy knows about the connection a request arrived on.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -70,7 +73,7 @@ impl Upstream {
     /// Send `req` (already authorised) upstream and return the response to stream back.
     pub async fn forward(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: &ConnInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let req = self.rewrite(req, conn)?;
@@ -81,9 +84,9 @@ impl Upstream {
 
     fn rewrite(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: &ConnInfo,
-    ) -> Result<Request<Incoming>, ProxyError> {
+    ) -> Result<Request<RequestBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         let client_host = parts
             .uri

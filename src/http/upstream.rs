@@ -13,14 +13,14 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::ProxyError;
-use super::proxy::error_chain;
+use super::proxy::{error_chain, RequestBody};
 
 /// Idle upstream connections older than this are closed rather than reused: the PACS
 /// may have dropped them already (Orthanc's HTTP server closes idle keep-alives).
 const IDLE_EXPIRY: Duration = Duration::from_secs(30);
 const MAX_IDLE: usize = 256;
 
-pub type Sender = SendRequest<Incoming>;
+pub type Sender = SendRequest<RequestBody>;
 
 /// The upstream connection a client connection is using, if any.
 #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ impl Pool {
     /// as long as the request has not been written.
     pub async fn send(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         sticky: &Sticky,
     ) -> Result<Response<Incoming>, ProxyError> {
         let mut retried = false;

@@ -9,6 +9,7 @@ pub mod dicom;
 pub mod gateway;
 pub mod orthanc;
 pub mod pki;
+pub mod policy;
 pub mod process;
 pub mod raw;
 

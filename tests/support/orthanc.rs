@@ -20,6 +20,12 @@ impl Orthanc {
     /// Start Orthanc with a loopback test configuration; `extra` is merged over it (JSON
     /// object, e.g. `{"DicomCheckCalledAet": true}` or `{"Plugins": [...]}`).
     pub fn start(dir: &Path, extra: serde_json::Value) -> Orthanc {
+        Self::start_with_args(dir, extra, &[])
+    }
+
+    /// As `start`, with extra command-line arguments (e.g. `--verbose`, which logs every
+    /// REST request as `(http) METHOD /uri`: proof of what reached Orthanc).
+    pub fn start_with_args(dir: &Path, extra: serde_json::Value, args: &[&str]) -> Orthanc {
         let http_port = free_port();
         let dicom_port = free_port();
         let storage = dir.join("orthanc-storage");
@@ -50,7 +56,8 @@ impl Orthanc {
         let config_path = dir.join("orthanc.json");
         std::fs::write(&config_path, config.to_string()).expect("write orthanc.json");
         let mut cmd = Command::new(ORTHANC);
-        cmd.arg(&config_path)
+        cmd.args(args)
+            .arg(&config_path)
             .current_dir(dir)
             .env("LD_PRELOAD", bind_lo());
         let mut proc = Proc::spawn("Orthanc", cmd, &dir.join("orthanc.log"));

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Cost of the HTTPS access policy: keep-alive HTTPS req/s through the same release binary
+# with the policy ON (2 argon2id users, HTTP Basic on every request, 20 rules with the
+# match last, per-IP and per-user rate limits) and OFF (pass-through mode: no users, no
+# rules), interleaved in one run. Both write the audit file. Backend: nginx answering
+# 1 KiB on loopback. Gateway pinned to CPU 0; wrk and nginx to CPU 1.
+#   ROUNDS=3 DURATION=10s CONNS=32 bench/policy.sh
+# Needs: wrk, nginx, curl, taskset (apt-get install wrk nginx curl util-linux).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+BIN=${PACSGATE_BIN:-${CARGO_TARGET_DIR:-/var/tmp/pacsgate-target}/release/pacsgate}
+[ -x "$BIN" ] || cargo build --release
+for tool in wrk nginx curl taskset; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk nginx)" >&2; exit 1; }
+done
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+backend=$(free_port)
+body=$(head -c 1024 /dev/zero | tr '\0' x)
+cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  server { listen 127.0.0.1:$backend; location / { return 200 "$body"; } }
+}
+NGINX
+taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" &
+pids+=($!)
+wait_port "$backend"
+
+"$BIN" cert self-signed --cert "$work/server.crt" --key "$work/server.key" >/dev/null
+hash_user=$(printf 'user-pw\n' | "$BIN" hash-password)
+hash_admin=$(printf 'admin-pw\n' | "$BIN" hash-password)
+
+config() { # mode port
+  cat <<TOML
+[tls]
+cert = "$work/server.crt"
+key = "$work/server.key"
+watch = false
+[http]
+listen = "127.0.0.1:$2"
+upstream = "http://127.0.0.1:$backend"
+max_connections = 4000
+[dicom]
+enabled = false
+[log]
+level = "warn"
+[audit]
+path = "$work/audit-$1.jsonl"
+[server]
+worker_threads = 1
+shutdown_grace = "1s"
+TOML
+  [ "$1" = on ] || return 0
+  cat <<TOML
+[http.rate_limits]
+per_ip = "1000000/s burst 1000000"
+per_user = "1000000/s burst 1000000"
+[users.admin]
+password_hash = "$hash_admin"
+[users.user]
+password_hash = "$hash_user"
+TOML
+  for i in $(seq 1 19); do
+    printf '[[http.rules]]\nname = "decoy-%s"\nusers = ["admin", "user"]\nsources = ["10.%s.0.0/16"]\nmethods = ["GET", "POST"]\npaths = ["/decoy-%s/**", "/instances/*/decoy-%s"]\n' "$i" "$i" "$i" "$i"
+  done
+  printf '[[http.rules]]\nname = "user-read"\nusers = ["user"]\nmethods = ["GET"]\npaths = ["/**"]\n'
+}
+
+run() { # mode -> req/s
+  local port; port=$(free_port)
+  config "$1" "$port" >"$work/$1.toml"
+  taskset -c 0 "$BIN" run --config "$work/$1.toml" 2>"$work/$1.log" &
+  local gw=$!
+  wait_port "$port"
+  local url="https://127.0.0.1:$port/1k" auth="Authorization: Basic $(printf user:user-pw | base64)"
+  [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "$auth" "$url")" = 200 ] || { echo "$1: no 200" >&2; cat "$work/$1.log" >&2; exit 1; }
+  taskset -c 1 wrk -t1 -c"$CONNS" -d2s -H "$auth" "$url" >/dev/null
+  local rps
+  rps=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" -H "$auth" "$url" | awk '/Requests\/sec/ {print $2}')
+  local non2xx; non2xx=$(grep -c '"status":[^2]' "$work/audit-$1.jsonl" || true)
+  kill "$gw"; wait "$gw" 2>/dev/null || true
+  [ "$non2xx" = 0 ] || { echo "$1: $non2xx non-2xx answers" >&2; exit 1; }
+  echo "$rps"
+}
+
+declare -a off on
+echo "| round | policy off (req/s) | policy on (req/s) | on/off |"
+echo "|---|---|---|---|"
+for r in $(seq 1 "$ROUNDS"); do
+  o=$(run off); n=$(run on)
+  off+=("$o"); on+=("$n")
+  echo "| $r | $o | $n | $(python3 -c "print(f'{$n/$o:.3f}')") |"
+done
+python3 - "${off[*]}" "${on[*]}" <<'PY'
+import statistics, sys
+off = [float(x) for x in sys.argv[1].split()]
+on = [float(x) for x in sys.argv[2].split()]
+mo, mn = statistics.median(off), statistics.median(on)
+print(f"| median | {mo:.0f} | {mn:.0f} | {mn/mo:.3f} |")
+PY

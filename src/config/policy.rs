@@ -1,0 +1,347 @@
+//! Validation of the HTTPS access policy: `[users.NAME]` and the policy keys of `[http]`
+//! (`rules`, `allow_dangerous`, `rate_limits`, `csrf_protection`,
+//! `upstream_credentials_file`, `response_headers`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use ipnet::IpNet;
+
+use super::raw::{RawHttp, RawRule, RawUser};
+use super::ConfigError;
+use crate::http::policy::dangerous::DenySet;
+use crate::http::policy::identity::{check_phc, CertificateMatch, User};
+use crate::http::policy::limits::{LimitsConfig, Rate, RouteLimit};
+use crate::http::policy::lockout::LockoutPolicy;
+use crate::http::policy::rules::{Action, Glob, Rule, UserMatch};
+use crate::http::policy::PolicyConfig;
+use crate::tls::Fingerprint;
+
+/// Headers added to every response unless `[http.response_headers]` overrides them ("" removes).
+const DEFAULT_RESPONSE_HEADERS: &[(&str, &str)] = &[
+    ("strict-transport-security", "max-age=31536000"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "SAMEORIGIN"),
+    ("content-security-policy", "frame-ancestors 'self'"),
+];
+
+pub(super) fn policy(
+    raw: &RawHttp,
+    users: &BTreeMap<String, RawUser>,
+    base: &Path,
+) -> Result<PolicyConfig, ConfigError> {
+    let users = users
+        .iter()
+        .map(|(name, u)| user(name, u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rules = raw
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| rule(i, r, &users))
+        .collect::<Result<Vec<_>, _>>()?;
+    if rules.is_empty() && !users.is_empty() {
+        return Err(ConfigError::new(
+            "http.rules",
+            "users are configured but no rule says what they may do",
+            "add [[http.rules]] entries (see the commented example in config.toml)",
+        ));
+    }
+    for id in &raw.allow_dangerous {
+        if !DenySet::is_known(id) {
+            return Err(ConfigError::new(
+                "http.allow_dangerous",
+                format!("unknown entry {id:?}"),
+                "use ids from the README table: execute-script, export, webdav",
+            ));
+        }
+    }
+    let rl = &raw.rate_limits;
+    let max_lockout = duration("http.rate_limits.max_lockout", &rl.max_lockout)?;
+    Ok(PolicyConfig {
+        users,
+        rules,
+        allow_dangerous: raw.allow_dangerous.clone(),
+        limits: LimitsConfig {
+            per_ip: rl
+                .per_ip
+                .as_deref()
+                .map(|r| rate("http.rate_limits.per_ip", r))
+                .transpose()?,
+            per_user: rl
+                .per_user
+                .as_deref()
+                .map(|r| rate("http.rate_limits.per_user", r))
+                .transpose()?,
+            routes: rl
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let key = format!("http.rate_limits.routes[{i}]");
+                    Ok(RouteLimit {
+                        methods: methods(&format!("{key}.methods"), &r.methods)?,
+                        paths: globs(&format!("{key}.paths"), &r.paths)?,
+                        rate: rate(&format!("{key}.rate"), &r.rate)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?,
+        },
+        auth_failures_per_ip: lockout(
+            "http.rate_limits.auth_failures_per_ip",
+            &rl.auth_failures_per_ip,
+            max_lockout,
+        )?,
+        auth_failures_per_user: lockout(
+            "http.rate_limits.auth_failures_per_user",
+            &rl.auth_failures_per_user,
+            max_lockout,
+        )?,
+        csrf: raw.csrf_protection,
+        upstream_credentials_file: raw.upstream_credentials_file.as_ref().map(|p| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        }),
+        response_headers: response_headers(&raw.response_headers)?,
+    })
+}
+
+fn user(name: &str, raw: &RawUser) -> Result<User, ConfigError> {
+    let key = |k: &str| format!("users.{name}.{k}");
+    let name_ok = !name.is_empty()
+        && name != "anonymous"
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if !name_ok {
+        return Err(ConfigError::new(
+            format!("users.{name}"),
+            "is not a usable user name",
+            "use letters, digits, '.', '_', '-' or '@' (not \"anonymous\")",
+        ));
+    }
+    if let Some(phc) = &raw.password_hash {
+        check_phc(phc).map_err(|e| {
+            ConfigError::new(
+                key("password_hash"),
+                e,
+                "paste the output of `pacsgate hash-password`",
+            )
+        })?;
+    }
+    let certificate = raw
+        .certificate
+        .as_deref()
+        .map(|c| certificate(&key("certificate"), c))
+        .transpose()?;
+    if raw.password_hash.is_none() && certificate.is_none() {
+        return Err(ConfigError::new(
+            format!("users.{name}"),
+            "has neither password_hash nor certificate",
+            "set password_hash (from `pacsgate hash-password`) and/or certificate",
+        ));
+    }
+    Ok(User {
+        name: name.to_string(),
+        password_hash: raw.password_hash.clone(),
+        certificate,
+    })
+}
+
+fn certificate(key: &str, value: &str) -> Result<CertificateMatch, ConfigError> {
+    let v = value.trim();
+    if v.to_ascii_lowercase().starts_with("sha256:") {
+        return Fingerprint::parse(v)
+            .map(CertificateMatch::Fingerprint)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    key,
+                    format!("{value:?} is not a SHA-256 fingerprint"),
+                    "write sha256: and 64 hex digits (`pacsgate cert inspect` prints it)",
+                )
+            });
+    }
+    if v.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            "is empty",
+            "write a fingerprint or a subject CN/SAN",
+        ));
+    }
+    Ok(CertificateMatch::Name(v.to_string()))
+}
+
+fn rule(index: usize, raw: &RawRule, users: &[User]) -> Result<Rule, ConfigError> {
+    let key = |k: &str| format!("http.rules[{index}].{k}");
+    let name = raw
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("rule {}", index + 1));
+    let user_matches = raw
+        .users
+        .iter()
+        .map(|u| match u.as_str() {
+            "*" => Ok(UserMatch::AnyUser),
+            "anonymous" => Ok(UserMatch::Anonymous),
+            n if users.iter().any(|x| x.name == n) => Ok(UserMatch::Named(n.to_string())),
+            n => Err(ConfigError::new(
+                key("users"),
+                format!("names unknown user {n:?}"),
+                "define it under [users.NAME], or use \"*\" or \"anonymous\"",
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if user_matches.is_empty() {
+        return Err(ConfigError::new(
+            key("users"),
+            "is empty",
+            "list user names, \"*\" or \"anonymous\"",
+        ));
+    }
+    let sources = raw
+        .sources
+        .iter()
+        .map(|s| source(&key("sources"), s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let action = match raw.action.as_str() {
+        "allow" => Action::Allow,
+        "deny" => Action::Deny,
+        other => {
+            return Err(ConfigError::new(
+                key("action"),
+                format!("unknown action {other:?}"),
+                "use \"allow\" or \"deny\"",
+            ))
+        }
+    };
+    Ok(Rule {
+        name,
+        users: user_matches,
+        sources,
+        methods: methods(&key("methods"), &raw.methods)?,
+        paths: globs(&key("paths"), &raw.paths)?,
+        action,
+    })
+}
+
+fn source(key: &str, value: &str) -> Result<IpNet, ConfigError> {
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            ConfigError::new(
+                key,
+                format!("{value:?} is not an address or CIDR"),
+                "write e.g. \"127.0.0.1/32\", \"10.0.0.0/8\" or \"::1\"",
+            )
+        })
+}
+
+/// `["*"]` (or nothing) means any method: an empty list.
+fn methods(key: &str, raw: &[String]) -> Result<Vec<Method>, ConfigError> {
+    if raw.is_empty() || raw.iter().any(|m| m == "*") {
+        return Ok(Vec::new());
+    }
+    raw.iter()
+        .map(|m| {
+            Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                ConfigError::new(
+                    key,
+                    format!("{m:?} is not an HTTP method"),
+                    "e.g. [\"GET\", \"POST\"]",
+                )
+            })
+        })
+        .collect()
+}
+
+fn globs(key: &str, raw: &[String]) -> Result<Vec<Glob>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            "is empty",
+            "list path patterns such as \"/**\" or \"/instances/*/file\"",
+        ));
+    }
+    raw.iter()
+        .map(|p| {
+            Glob::parse(p).map_err(|e| {
+                ConfigError::new(
+                    key,
+                    e,
+                    "patterns start with /; `*` is one segment, `**` any depth",
+                )
+            })
+        })
+        .collect()
+}
+
+fn rate(key: &str, value: &str) -> Result<Rate, ConfigError> {
+    Rate::parse(value).ok_or_else(|| {
+        ConfigError::new(
+            key,
+            format!("{value:?} is not a rate"),
+            "write N/s, N/min or N/h, optionally followed by `burst M`, e.g. \"20/s burst 40\"",
+        )
+    })
+}
+
+fn lockout(key: &str, value: &str, max_lockout: Duration) -> Result<LockoutPolicy, ConfigError> {
+    let r = rate(key, value)?;
+    Ok(LockoutPolicy {
+        failures: r.count.get(),
+        window: r.period,
+        max_lockout: max_lockout.max(r.period),
+    })
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            ConfigError::new(
+                key,
+                format!("{value:?} is not a positive duration"),
+                "e.g. \"15m\"",
+            )
+        })
+}
+
+fn response_headers(
+    raw: &BTreeMap<String, String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
+    let mut merged: BTreeMap<String, String> = DEFAULT_RESPONSE_HEADERS
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    for (k, v) in raw {
+        merged.insert(k.to_ascii_lowercase(), v.clone());
+    }
+    merged
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| {
+            let bad = || {
+                ConfigError::new(
+                    format!("http.response_headers.{k}"),
+                    "is not a valid header name and value",
+                    "use a header name as key and a printable ASCII value (\"\" removes a default)",
+                )
+            };
+            Ok((
+                HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad())?,
+                HeaderValue::from_str(&v).map_err(|_| bad())?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

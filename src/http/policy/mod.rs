@@ -1,0 +1,216 @@
+//! The HTTPS access policy, compiled from the configuration: users, the built-in deny set,
+//! ordered rules, rate limits, CSRF and the headers added on the way. `guard.rs` applies it
+//! to each request. A [`PolicyHandle`] holds the current policy and swaps it atomically on
+//! reload; lockout state lives beside it so a reload does not unlock an attacker.
+
+pub mod dangerous;
+pub mod hash_cli;
+pub mod identity;
+pub mod limits;
+pub mod lockout;
+pub mod rules;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::{HeaderName, HeaderValue};
+
+use self::dangerous::DenySet;
+use self::identity::{User, Users};
+use self::limits::{IpKey, LimitsConfig, RateLimits};
+use self::lockout::{LockoutPolicy, Lockouts};
+use self::rules::Rule;
+use crate::config::{Config, ConfigError};
+use crate::reload::{Commit, Reloadable};
+
+/// Failed-login keys remembered at most per kind (client networks; user names are bounded
+/// by the configuration plus one shared key for unknown names).
+const MAX_LOCKOUT_KEYS: usize = 100_000;
+
+/// `[users]` plus the policy keys of `[http]`, validated.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub users: Vec<User>,
+    /// Empty: no rules configured; every request the deny set lets through is forwarded.
+    pub rules: Vec<Rule>,
+    pub allow_dangerous: Vec<String>,
+    pub limits: LimitsConfig,
+    pub auth_failures_per_ip: LockoutPolicy,
+    pub auth_failures_per_user: LockoutPolicy,
+    pub csrf: bool,
+    pub upstream_credentials_file: Option<PathBuf>,
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The compiled policy one request is judged by.
+pub struct Policy {
+    pub users: Arc<Users>,
+    pub rules: Vec<Rule>,
+    pub deny: DenySet,
+    pub limits: RateLimits,
+    pub ip_lockout: LockoutPolicy,
+    pub user_lockout: LockoutPolicy,
+    pub csrf: bool,
+    /// `Authorization` value sent to the PACS (its own account), if configured.
+    pub upstream_authorization: Option<HeaderValue>,
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Policy {
+    /// Build from validated configuration; reads the upstream credentials file.
+    pub fn build(config: &PolicyConfig) -> Result<Self, ConfigError> {
+        let key = random_bytes::<32>()?;
+        let salt = random_bytes::<16>()?;
+        let decoy = identity::hash_password(&crate::tls::Fingerprint::of(&key).to_string(), &salt)
+            .map_err(|e| ConfigError::new("users", e, ""))?;
+        Ok(Self {
+            users: Arc::new(Users::new(&config.users, key, decoy)),
+            rules: config.rules.clone(),
+            deny: DenySet::new(&config.allow_dangerous),
+            limits: RateLimits::new(&config.limits),
+            ip_lockout: config.auth_failures_per_ip,
+            user_lockout: config.auth_failures_per_user,
+            csrf: config.csrf,
+            upstream_authorization: config
+                .upstream_credentials_file
+                .as_deref()
+                .map(upstream_authorization)
+                .transpose()?,
+            response_headers: config.response_headers.clone(),
+        })
+    }
+
+    /// No rules: the gateway forwards whatever the deny set lets through.
+    pub fn is_open(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// `user:password` from the file (first line), as a Basic `Authorization` value.
+fn upstream_authorization(path: &std::path::Path) -> Result<HeaderValue, ConfigError> {
+    use base64::Engine;
+    let key = "http.upstream_credentials_file";
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+            "point it at a file holding user:password for the PACS (mode 0600)",
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("").trim();
+    if !line.contains(':') {
+        return Err(ConfigError::new(
+            key,
+            "does not hold user:password on its first line",
+            "write the PACS account as user:password",
+        ));
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(line);
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+        .map_err(|_| ConfigError::new(key, "is not a valid header value", ""))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], ConfigError> {
+    let mut out = [0u8; N];
+    crate::tls::server::provider()
+        .secure_random
+        .fill(&mut out)
+        .map_err(|_| ConfigError::new("users", "no system randomness", "check /dev/urandom"))?;
+    Ok(out)
+}
+
+/// The current policy plus state that outlives reloads.
+pub struct PolicyHandle {
+    current: Arc<ArcSwap<Policy>>,
+    pub ip_failures: Lockouts<IpKey>,
+    pub user_failures: Lockouts<String>,
+    /// Password hashes computed at once: argon2id takes ~19 MiB and a core each, so
+    /// concurrent logins from many addresses must queue, not exhaust memory or threads.
+    pub hashing: tokio::sync::Semaphore,
+}
+
+impl PolicyHandle {
+    pub fn new(policy: Policy) -> Arc<Self> {
+        Arc::new(Self {
+            current: Arc::new(ArcSwap::from_pointee(policy)),
+            ip_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
+            user_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Policy> {
+        self.current.load_full()
+    }
+}
+
+impl Reloadable for PolicyHandle {
+    fn prepare(&self, config: &Config) -> Result<Commit, ConfigError> {
+        let Some(http) = &config.http else {
+            return Err(ConfigError::new(
+                "http.enabled",
+                "cannot disable the HTTPS listener by reloading",
+                "restart pacsgate to change listeners",
+            ));
+        };
+        let policy = Arc::new(Policy::build(&http.policy)?);
+        let target = self.current.clone();
+        warn_if_open(&policy);
+        Ok(Box::new(move || target.store(policy)))
+    }
+}
+
+pub fn warn_if_open(policy: &Policy) {
+    if policy.is_open() {
+        tracing::warn!(
+            "no [[http.rules]] configured: every request except the built-in deny set is \
+             forwarded without authentication; add users and rules (see config.toml)"
+        );
+    }
+}
+
+/// The effective policy as text, for `pacsgate check`.
+pub fn describe(config: &PolicyConfig) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for u in &config.users {
+        let how = match (&u.password_hash, &u.certificate) {
+            (Some(_), Some(_)) => "password or certificate",
+            (Some(_), None) => "password",
+            _ => "certificate",
+        };
+        let _ = writeln!(out, "user {}: {how}", u.name);
+    }
+    if config.rules.is_empty() {
+        let _ = writeln!(out, "rules: none (open: no authentication; deny set only)");
+    }
+    for (i, r) in config.rules.iter().enumerate() {
+        let methods: Vec<&str> = r.methods.iter().map(http::Method::as_str).collect();
+        let paths: Vec<&str> = r.paths.iter().map(rules::Glob::as_str).collect();
+        let _ = writeln!(
+            out,
+            "rule {} {:?}: {:?} users {:?} from {:?} methods {:?} paths {:?}",
+            i + 1,
+            r.name,
+            r.action,
+            r.users,
+            r.sources,
+            methods,
+            paths
+        );
+    }
+    for d in dangerous::DANGEROUS {
+        let state = if config.allow_dangerous.iter().any(|o| o == d.id) {
+            "OPENED by http.allow_dangerous"
+        } else {
+            "denied"
+        };
+        let _ = writeln!(out, "built-in {} {:?}: {state}", d.id, d.paths);
+    }
+    out
+}

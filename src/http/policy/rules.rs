@@ -1,0 +1,165 @@
+//! Ordered access rules: the first rule whose users, sources, methods and paths all match
+//! decides; no match denies. Paths are globs over canonical paths, compared without regard
+//! to ASCII case (Orthanc's routes are lower-case; refusing `/TOOLS/...` costs nothing).
+
+use std::net::IpAddr;
+
+use http::Method;
+use ipnet::IpNet;
+
+use super::identity::Caller;
+
+/// A path pattern: `*` matches one segment, `**` any number (also none), anything else a
+/// segment literally (ASCII case-insensitive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    text: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    One,
+    Any,
+}
+
+impl Glob {
+    /// Parse a pattern such as `/instances/*/file` or `/app/**`. Segments may not mix `*`
+    /// with other characters, and literal segments must be in canonical form.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if !text.starts_with('/') {
+            return Err(format!("{text:?} does not start with /"));
+        }
+        let mut parts = Vec::new();
+        for segment in text.split('/').skip(1).filter(|s| !s.is_empty()) {
+            parts.push(match segment {
+                "*" => Part::One,
+                "**" => Part::Any,
+                s if s.contains('*') => {
+                    return Err(format!(
+                        "{text:?}: `*` must be a whole segment (`*` or `**`)"
+                    ))
+                }
+                "." | ".." => return Err(format!("{text:?} has a dot segment")),
+                s if s.contains('%') => {
+                    return Err(format!("{text:?}: write segments decoded, without %"))
+                }
+                s => Part::Literal(s.to_ascii_lowercase()),
+            });
+        }
+        // One `**` keeps matching linear in the number of segments.
+        if parts.iter().filter(|p| **p == Part::Any).count() > 1 {
+            return Err(format!("{text:?}: use `**` at most once"));
+        }
+        Ok(Self {
+            text: text.to_string(),
+            parts,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Match against a path already split into segments (`CanonicalPath::segments`).
+    pub fn matches(&self, segments: &[&str]) -> bool {
+        match_parts(&self.parts, segments)
+    }
+}
+
+fn match_parts(parts: &[Part], segments: &[&str]) -> bool {
+    match parts.split_first() {
+        None => segments.is_empty(),
+        Some((Part::Any, rest)) => {
+            (0..=segments.len()).any(|skip| match_parts(rest, &segments[skip..]))
+        }
+        Some((part, rest)) => match segments.split_first() {
+            None => false,
+            Some((seg, more)) => {
+                let ok = match part {
+                    Part::One => true,
+                    Part::Literal(lit) => lit.eq_ignore_ascii_case(seg),
+                    Part::Any => unreachable!("handled above"),
+                };
+                ok && match_parts(rest, more)
+            }
+        },
+    }
+}
+
+/// Who a rule is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserMatch {
+    /// Any authenticated user (`"*"`).
+    AnyUser,
+    /// No credentials at all (`"anonymous"`).
+    Anonymous,
+    Named(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// One `[[http.rules]]` entry, validated. Empty `sources` or `methods` match anything.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub users: Vec<UserMatch>,
+    pub sources: Vec<IpNet>,
+    pub methods: Vec<Method>,
+    pub paths: Vec<Glob>,
+    pub action: Action,
+}
+
+/// What the rules decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    Allow(&'a str),
+    Deny(&'a str),
+    NoMatch,
+}
+
+impl Rule {
+    fn matches(&self, caller: &Caller, source: IpAddr, method: &Method, path: &[&str]) -> bool {
+        self.users.iter().any(|u| caller.is(u))
+            && (self.sources.is_empty() || self.sources.iter().any(|n| n.contains(&source)))
+            && (self.methods.is_empty() || self.methods.contains(method))
+            && self.paths.iter().any(|g| g.matches(path))
+    }
+}
+
+/// First match wins (like the Lua filter of the Orthanc book, and firewall rule lists);
+/// `path` holds the segments of the canonical path.
+pub fn evaluate<'a>(
+    rules: &'a [Rule],
+    caller: &Caller,
+    source: IpAddr,
+    method: &Method,
+    path: &[&str],
+) -> Verdict<'a> {
+    let source = unmap(source);
+    for rule in rules {
+        if rule.matches(caller, source, method, path) {
+            return match rule.action {
+                Action::Allow => Verdict::Allow(&rule.name),
+                Action::Deny => Verdict::Deny(&rule.name),
+            };
+        }
+    }
+    Verdict::NoMatch
+}
+
+/// `::ffff:127.0.0.1` (a dual-stack listener's view of an IPv4 client) is 127.0.0.1.
+pub fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests;
