@@ -63,7 +63,7 @@ BYTES=$(du -cb "$work"/data/*.dcm | tail -1 | cut -f1)
 
 gcc -shared -fPIC -O2 -o "$work/bind_lo.so" deploy/bind_lo.c -ldl
 SCP=$(free_port)
-LD_PRELOAD="$work/bind_lo.so" taskset -c "$SERVER_CPU" storescp --ignore -aet STORESCP "$SCP" >"$work/scp.log" 2>&1 &
+TCP_NODELAY=1 LD_PRELOAD="$work/bind_lo.so" taskset -c "$SERVER_CPU" /usr/bin/storescp --ignore -aet STORESCP "$SCP" >"$work/scp.log" 2>&1 &
 pids+=($!); wait_port "$SCP"
 
 start_pacsgate() { # name policy-lines
@@ -122,7 +122,7 @@ for run in $(seq "$RUNS"); do
     [ "$t" = plain ] && tls=()
     before=$(cpu_ticks "${!pid_var}")
     t0=$(date +%s.%N)
-    TCP_NODELAY=1 taskset -c "$CLIENT_CPU" storescu -aet BENCHSCU -aec STORESCP "${tls[@]}" \
+    TCP_NODELAY=1 taskset -c "$CLIENT_CPU" /usr/bin/storescu -aet BENCHSCU -aec STORESCP "${tls[@]}" \
       127.0.0.1 "${!port_var}" "$work"/data/*.dcm >"$work/scu-$t.log" 2>&1 \
       || { echo "storescu through $t failed:"; tail -5 "$work/scu-$t.log"; exit 1; }
     t1=$(date +%s.%N)
@@ -132,16 +132,22 @@ for run in $(seq "$RUNS"); do
   done
 done
 median() { python3 -c 'import statistics,sys; print("%.0f" % statistics.median(map(float, sys.argv[1:])))' $1; }
-median2() { python3 -c 'import statistics,sys; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' $1; }
+median2() { python3 -c 'import statistics,sys; print("%.3f" % statistics.median(map(float, sys.argv[1:])))' $1; }
 on=$(median "${mbs[on]}"); off=$(median "${mbs[off]}"); ha=$(median "${mbs[haproxy]}")
+# MB per second of the terminator's own CPU: what it could relay on one core, robust to
+# a load generator slowed by other processes on a shared host.
+per_cpu() { python3 -c "print('%.0f' % ($BYTES / 1e6 / max(float('$(median2 "${cpu[$1]}")'), 0.01)))"; }
 echo
-echo "C-STORE, $FILES files, $((BYTES / 1000000)) MB per run, one association, medians of $RUNS runs"
+echo "C-STORE, $FILES files, $((BYTES / 1000000)) MB per run, one association, medians of $RUNS runs;"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| target | MB/s (median) | runs (MB/s) | server CPU s per run |"
-echo "|---|---|---|---|"
+echo "| target | MB/s (median) | runs (MB/s) | server CPU s per run | MB per server CPU s |"
+echo "|---|---|---|---|---|"
 for t in "${targets[@]}"; do
   label=$t; case $t in on) label="pacsgate, policy on";; off) label="pacsgate, policy off";; haproxy) label="HAProxy (mode tcp, ssl)";; plain) label="direct, no TLS (limit)";; esac
-  echo "| $label | $(median "${mbs[$t]}") | $(printf '%.0f ' ${mbs[$t]}) | $( [ "$t" = plain ] && echo - || median2 "${cpu[$t]}") |"
+  if [ "$t" = plain ]; then c="-" e="-"; else c=$(median2 "${cpu[$t]}") e=$(per_cpu "$t"); fi
+  echo "| $label | $(median "${mbs[$t]}") | $(printf '%.0f ' ${mbs[$t]}) | $c | $e |"
 done
 echo
-python3 -c "print('policy on / off: %.2fx   policy on / HAProxy: %.2fx' % ($on/$off, $on/$ha))"
+python3 -c "print('MB/s: policy on / off %.2fx, policy on / HAProxy %.2fx' % ($on/$off, $on/$ha))"
+python3 -c "print('MB per CPU s: policy on / off %.2fx, policy on / HAProxy %.2fx' % ($(per_cpu on)/$(per_cpu off), $(per_cpu on)/$(per_cpu haproxy)))"

@@ -251,9 +251,20 @@ where
     None
 }
 
-/// Send an A-ASSOCIATE-RJ and close.
-pub async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, rejection: Rejection) {
+/// After an RJ, how long the peer gets to read it and close first (PS3.8 §9.1.5 runs
+/// ARTIM here; closing at once can reset the connection before the peer read the RJ).
+const REJECT_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Send an A-ASSOCIATE-RJ, then wait (bounded) for the peer to close.
+pub async fn reject<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, rejection: Rejection) {
+    use tokio::io::AsyncReadExt;
     let _ = stream.write_all(&rejection.to_pdu()).await;
+    let _ = stream.flush().await;
+    let drain = async {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(REJECT_LINGER, drain).await;
     let _ = stream.shutdown().await;
 }
 
