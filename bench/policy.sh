@@ -91,26 +91,34 @@ run() { # mode -> req/s
   local url="https://127.0.0.1:$port/1k" auth="Authorization: Basic $(printf user:user-pw | base64)"
   [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "$auth" "$url")" = 200 ] || { echo "$1: no 200" >&2; cat "$work/$1.log" >&2; exit 1; }
   taskset -c 1 wrk -t1 -c"$CONNS" -d2s -H "$auth" "$url" >/dev/null
-  local rps
-  rps=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" -H "$auth" "$url" | awk '/Requests\/sec/ {print $2}')
-  local non2xx; non2xx=$(grep -c '"status":[^2]' "$work/audit-$1.jsonl" || true)
+  local before after out rps reqs
+  before=$(cpu_ticks "$gw")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" -H "$auth" "$url")
+  after=$(cpu_ticks "$gw")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  local non2xx; non2xx=$(grep -c '"status":[45]' "$work/audit-$1.jsonl" || true)
   kill "$gw"; wait "$gw" 2>/dev/null || true
   [ "$non2xx" = 0 ] || { echo "$1: $non2xx non-2xx answers" >&2; exit 1; }
-  echo "$rps"
+  # req/s and the gateway's CPU time per request (us): the second is what the policy
+  # costs, and is less disturbed by other load on a shared machine.
+  echo "$rps $(python3 -c "print(f'{($after-$before)/$(getconf CLK_TCK)/$reqs*1e6:.1f}')")"
 }
 
-declare -a off on
-echo "| round | policy off (req/s) | policy on (req/s) | on/off |"
-echo "|---|---|---|---|"
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+declare -a off on offcpu oncpu
+echo "| round | off req/s | on req/s | on/off req/s | off CPU us/req | on CPU us/req | off/on CPU |"
+echo "|---|---|---|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do
-  o=$(run off); n=$(run on)
-  off+=("$o"); on+=("$n")
-  echo "| $r | $o | $n | $(python3 -c "print(f'{$n/$o:.3f}')") |"
+  read -r o oc < <(run off)
+  read -r n nc < <(run on)
+  off+=("$o"); on+=("$n"); offcpu+=("$oc"); oncpu+=("$nc")
+  echo "| $r | $o | $n | $(python3 -c "print(f'{$n/$o:.3f}')") | $oc | $nc | $(python3 -c "print(f'{$oc/$nc:.3f}')") |"
 done
-python3 - "${off[*]}" "${on[*]}" <<'PY'
+python3 - "${off[*]}" "${on[*]}" "${offcpu[*]}" "${oncpu[*]}" <<'PY'
 import statistics, sys
-off = [float(x) for x in sys.argv[1].split()]
-on = [float(x) for x in sys.argv[2].split()]
-mo, mn = statistics.median(off), statistics.median(on)
-print(f"| median | {mo:.0f} | {mn:.0f} | {mn/mo:.3f} |")
+off, on, oc, nc = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+mo, mn, moc, mnc = (statistics.median(v) for v in (off, on, oc, nc))
+print(f"| median | {mo:.0f} | {mn:.0f} | {mn/mo:.3f} | {moc:.1f} | {mnc:.1f} | {moc/mnc:.3f} |")
 PY
