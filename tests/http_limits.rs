@@ -13,6 +13,10 @@ use support::policy::{sample_policy, Site, ADMIN_PW, USER_PW};
 /// One curl process, one keep-alive connection, one request per `(user, path)`; returns
 /// the status codes.
 fn burst(site: &Site, requests: &[(String, &str)]) -> Vec<u16> {
+    burst_with(site, requests, &[])
+}
+
+fn burst_with(site: &Site, requests: &[(String, &str)], curl_args: &[&str]) -> Vec<u16> {
     let ca = site.ca.path.display().to_string();
     let mut config = String::new();
     for (i, (creds, path)) in requests.iter().enumerate() {
@@ -27,7 +31,9 @@ fn burst(site: &Site, requests: &[(String, &str)]) -> Vec<u16> {
     }
     let file = site.dir().join("burst.curlrc");
     std::fs::write(&file, config).unwrap();
-    let (_, out, err) = curl(&["--config", file.to_str().unwrap()]);
+    let mut args = curl_args.to_vec();
+    args.extend(["--config", file.to_str().unwrap()]);
+    let (_, out, err) = curl(&args);
     let codes: Vec<u16> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
     assert_eq!(codes.len(), requests.len(), "curl: {err}");
     codes
@@ -86,6 +92,23 @@ fn brute_force_of_1000_passwords_is_cut_off() {
         2,
         "harness check and the user's request only: {seen:?}"
     );
+}
+
+#[test]
+fn a_parallel_brute_force_hashes_little_more_than_the_limit() {
+    let site = Site::start(serde_json::json!({}), "", &sample_policy());
+    let guesses: Vec<(String, &str)> = (0..300)
+        .map(|i| (format!("admin:guess-{i:04}"), "/system"))
+        .collect();
+    let codes = burst_with(&site, &guesses, &["--parallel", "--parallel-max", "30"]);
+    // Attempts already hashing when the lockout starts still finish: one per hashing slot.
+    let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let failed = count(&codes, 401);
+    assert!(
+        (5..=5 + slots).contains(&failed),
+        "{failed} hashed: {codes:?}"
+    );
+    assert_eq!(failed + count(&codes, 429), 300);
 }
 
 #[test]

@@ -170,6 +170,15 @@ fn http(
     let listen = socket_addr("http.listen", &raw.listen)?;
     let upstream = http_upstream(&raw.upstream, raw.allow_remote_upstream)?;
     let client_auth = listener_client_auth("http.client_auth", raw.client_auth, tls)?;
+    if let Some(u) = policy.users.iter().find(|u| u.certificate.is_some()) {
+        if client_auth == ClientAuth::None {
+            return Err(ConfigError::new(
+                format!("users.{}.certificate", u.name),
+                "the HTTPS listener does not ask for client certificates",
+                "set tls.client_ca (client_auth then defaults to \"optional\")",
+            ));
+        }
+    }
     Ok(HttpConfig {
         listen,
         upstream,

@@ -130,11 +130,14 @@ async fn authenticate(
     } else {
         String::new()
     };
-    handle
-        .ip_failures
-        .check(&ip_key, now)
-        .and(handle.user_failures.check(&user_key, now))
-        .map_err(Refusal::LockedOut)?;
+    let locked = |now| {
+        handle
+            .ip_failures
+            .check(&ip_key, now)
+            .and(handle.user_failures.check(&user_key, now))
+            .map_err(Refusal::LockedOut)
+    };
+    locked(now)?;
     // Wait briefly for a hashing slot; a queue that does not move means a login flood.
     let permit = tokio::time::timeout(HASH_QUEUE_WAIT, handle.hashing.acquire())
         .await
@@ -144,6 +147,8 @@ async fn authenticate(
             limit: "password hashing",
             retry_after: std::time::Duration::from_secs(1),
         })?;
+    // Attempts queued behind the ones that caused a lockout must not hash either.
+    locked(Instant::now())?;
     let users = policy.users.clone();
     let verified = tokio::task::spawn_blocking(move || users.verify(&creds, Instant::now()))
         .await

@@ -73,4 +73,11 @@ fn policy_errors_name_their_key() {
         "users.bob.certificate"
     );
     assert!(key_of("[http.rules]\nx = 1\n").starts_with("http.rules"));
+    assert_eq!(
+        key_of(
+            &format!("[users.site]\ncertificate = \"site.example\"\n{RULE}")
+                .replace("admin", "site")
+        ),
+        "users.site.certificate"
+    );
 }

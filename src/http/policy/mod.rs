@@ -189,19 +189,32 @@ pub fn describe(config: &PolicyConfig) -> String {
     if config.rules.is_empty() {
         let _ = writeln!(out, "rules: none (open: no authentication; deny set only)");
     }
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "any".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
     for (i, r) in config.rules.iter().enumerate() {
-        let methods: Vec<&str> = r.methods.iter().map(http::Method::as_str).collect();
-        let paths: Vec<&str> = r.paths.iter().map(rules::Glob::as_str).collect();
+        let users = r.users.iter().map(|u| match u {
+            rules::UserMatch::AnyUser => "*".to_string(),
+            rules::UserMatch::Anonymous => "anonymous".to_string(),
+            rules::UserMatch::Named(n) => n.clone(),
+        });
         let _ = writeln!(
             out,
-            "rule {} {:?}: {:?} users {:?} from {:?} methods {:?} paths {:?}",
+            "rule {} {:?}: {} users [{}] from [{}] methods [{}] paths [{}]",
             i + 1,
             r.name,
-            r.action,
-            r.users,
-            r.sources,
-            methods,
-            paths
+            match r.action {
+                rules::Action::Allow => "allow",
+                rules::Action::Deny => "deny",
+            },
+            list(users.collect()),
+            list(r.sources.iter().map(ToString::to_string).collect()),
+            list(r.methods.iter().map(ToString::to_string).collect()),
+            list(r.paths.iter().map(|g| g.as_str().to_string()).collect()),
         );
     }
     for d in dangerous::DANGEROUS {
