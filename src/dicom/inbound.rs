@@ -33,7 +33,8 @@ pub struct DicomContext {
     pub config: DicomConfig,
     pub tls: Arc<ReloadableServer>,
     pub audit: Arc<Audit>,
-    /// Swapped whole on SIGHUP (see [`Reloadable`]); limits need a restart.
+    /// Swapped whole on SIGHUP (see [`Reloadable`]), per-modality limits included; the
+    /// per-IP limits and rate need a restart.
     pub policy: Arc<ArcSwap<Policy>>,
     pub limits: Arc<Limits>,
 }

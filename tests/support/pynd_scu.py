@@ -12,12 +12,13 @@ Prints one line per result, e.g. `ECHO 0x0000`, `STORE 0x0000 file`, `FIND 0x012
 TLS failure, 4 a non-success status.
 """
 import argparse
+import os
 import ssl
 import sys
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import AE, StoragePresentationContexts
+from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     MRImageStorage,
@@ -29,6 +30,10 @@ from pynetdicom.sop_class import (
 
 
 def main():
+    if os.environ.get("PYND_DEBUG"):
+        from pynetdicom import debug_logger
+
+        debug_logger()
     p = argparse.ArgumentParser()
     p.add_argument("host")
     p.add_argument("port", type=int)
@@ -66,14 +71,31 @@ def main():
         if a.cert:
             ctx.load_cert_chain(a.cert, a.key)
         tls = (ctx, "localhost")
+    # The A-ASSOCIATE-RJ as received on the wire: pynetdicom 3.0.4 sometimes lets the
+    # transport close overtake the decoded RJ and reports an abort instead.
+    rj = []
+
+    def on_pdu(event):
+        if event.pdu.__class__.__name__ == "A_ASSOCIATE_RJ":
+            rj.append((event.pdu.result, event.pdu.source, event.pdu.reason_diagnostic))
+
     try:
-        assoc = ae.associate(a.host, a.port, ae_title=a.called, tls_args=tls)
+        assoc = ae.associate(
+            a.host,
+            a.port,
+            ae_title=a.called,
+            tls_args=tls,
+            evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)],
+        )
     except (ssl.SSLError, OSError) as e:
         print("TLSERROR", e)
         return 3
     if assoc.is_rejected:
         r = assoc.acceptor.primitive
         print("REJECTED", r.result, r.result_source, r.diagnostic)
+        return 2
+    if not assoc.is_established and rj:
+        print("REJECTED", *rj[0])
         return 2
     if not assoc.is_established:
         print("ABORTED")
