@@ -29,6 +29,9 @@ pub enum Command {
     /// Certificate tools.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Encrypted storage tools (keys, files, Orthanc storage directories).
+    #[command(subcommand)]
+    Storage(crate::storage::StorageCommand),
 }
 
 #[derive(Debug, Clone, Args)]

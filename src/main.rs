@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(&args),
         Some(Command::Check(args)) => check(&args),
         Some(Command::Cert(cmd)) => cert(cmd),
+        Some(Command::Storage(cmd)) => return pacsgate::storage::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

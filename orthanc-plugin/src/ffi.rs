@@ -28,7 +28,8 @@ pub struct OrthancPluginContext {
     plugins_manager: *mut c_void,
     orthanc_version: *const c_char,
     free: Option<unsafe extern "C" fn(*mut c_void)>,
-    invoke_service: Option<unsafe extern "C" fn(*mut OrthancPluginContext, i32, *const c_void) -> i32>,
+    invoke_service:
+        Option<unsafe extern "C" fn(*mut OrthancPluginContext, i32, *const c_void) -> i32>,
 }
 
 #[repr(C)]
@@ -116,8 +117,8 @@ fn invoke(service: i32, params: *const c_void) -> i32 {
 }
 
 fn log(service: i32, msg: &str) {
-    let text = CString::new(format!("{}: {}", plugin::NAME, msg.replace('\0', " ")))
-        .unwrap_or_default();
+    let text =
+        CString::new(format!("{}: {}", plugin::NAME, msg.replace('\0', " "))).unwrap_or_default();
     // The log services take the message pointer itself as `params` (sdk.md, 2).
     invoke(service, text.as_ptr().cast());
 }
@@ -133,9 +134,14 @@ fn configuration() -> Result<String, String> {
         result: &mut result,
         argument: ptr::null(),
     };
-    let code = invoke(SERVICE_GET_CONFIGURATION, (&params as *const RetrieveDynamicString).cast());
+    let code = invoke(
+        SERVICE_GET_CONFIGURATION,
+        (&params as *const RetrieveDynamicString).cast(),
+    );
     if code != 0 || result.is_null() {
-        return Err(format!("cannot read Orthanc's configuration (error {code})"));
+        return Err(format!(
+            "cannot read Orthanc's configuration (error {code})"
+        ));
     }
     // SAFETY: on success Orthanc stored a NUL-terminated string it allocated; we copy it
     // out and hand it back to the context's `free`, as OrthancPluginFreeString does.
@@ -203,17 +209,25 @@ fn initialize(context: *mut OrthancPluginContext) -> Result<(), String> {
         property: PROPERTY_DESCRIPTION,
         value: description.as_ptr(),
     };
-    invoke(SERVICE_SET_PLUGIN_PROPERTY, (&property as *const SetPluginProperty).cast());
+    invoke(
+        SERVICE_SET_PLUGIN_PROPERTY,
+        (&property as *const SetPluginProperty).cast(),
+    );
     let register = RegisterStorageArea2 {
         create: storage_create,
         read_whole: storage_read_whole,
         read_range: Some(storage_read_range),
         remove: storage_remove,
     };
-    let code = invoke(SERVICE_REGISTER_STORAGE_AREA2, (&register as *const RegisterStorageArea2).cast());
+    let code = invoke(
+        SERVICE_REGISTER_STORAGE_AREA2,
+        (&register as *const RegisterStorageArea2).cast(),
+    );
     if code != 0 {
         plugin::stop();
-        return Err(format!("Orthanc refused the storage area (error {code}); is another storage plugin loaded?"));
+        return Err(format!(
+            "Orthanc refused the storage area (error {code}); is another storage plugin loaded?"
+        ));
     }
     log(SERVICE_LOG_WARNING, &summary);
     Ok(())
@@ -247,7 +261,9 @@ fn guard(op: &str, uuid: *const c_char, f: impl FnOnce(&str) -> Result<(), Error
             return Err(Error::BadName(String::new()));
         }
         // SAFETY: Orthanc passes a NUL-terminated UUID valid for the call.
-        let uuid = unsafe { CStr::from_ptr(uuid) }.to_str().map_err(|_| Error::BadName("non-UTF-8".into()))?;
+        let uuid = unsafe { CStr::from_ptr(uuid) }
+            .to_str()
+            .map_err(|_| Error::BadName("non-UTF-8".into()))?;
         f(uuid)
     }));
     match outcome {
@@ -263,7 +279,12 @@ fn guard(op: &str, uuid: *const c_char, f: impl FnOnce(&str) -> Result<(), Error
     }
 }
 
-unsafe extern "C" fn storage_create(uuid: *const c_char, content: *const c_void, size: i64, _kind: i32) -> i32 {
+unsafe extern "C" fn storage_create(
+    uuid: *const c_char,
+    content: *const c_void,
+    size: i64,
+    _kind: i32,
+) -> i32 {
     guard("create", uuid, |uuid| {
         let len = usize::try_from(size).map_err(|_| Error::BadHeader("negative size"))?;
         let data: &[u8] = if len == 0 {
@@ -278,7 +299,11 @@ unsafe extern "C" fn storage_create(uuid: *const c_char, content: *const c_void,
     })
 }
 
-unsafe extern "C" fn storage_read_whole(target: *mut MemoryBuffer64, uuid: *const c_char, _kind: i32) -> i32 {
+unsafe extern "C" fn storage_read_whole(
+    target: *mut MemoryBuffer64,
+    uuid: *const c_char,
+    _kind: i32,
+) -> i32 {
     if target.is_null() {
         return plugin::ERROR_STORAGE_AREA_PLUGIN;
     }
@@ -302,7 +327,11 @@ impl PlainBuffer for OrthancBuffer {
 
 fn allocate<'a>(target: *mut MemoryBuffer64, len: u64) -> Result<&'a mut [u8], Error> {
     let params = CreateMemoryBuffer64 { target, size: len };
-    if invoke(SERVICE_CREATE_MEMORY_BUFFER64, (&params as *const CreateMemoryBuffer64).cast()) != 0 {
+    if invoke(
+        SERVICE_CREATE_MEMORY_BUFFER64,
+        (&params as *const CreateMemoryBuffer64).cast(),
+    ) != 0
+    {
         return Err(Error::TooLarge(len));
     }
     let len = usize::try_from(len).map_err(|_| Error::TooLarge(len))?;
@@ -312,7 +341,11 @@ fn allocate<'a>(target: *mut MemoryBuffer64, len: u64) -> Result<&'a mut [u8], E
     unsafe {
         let data = (*target).data;
         if len == 0 || data.is_null() {
-            return if len == 0 { Ok(&mut []) } else { Err(Error::TooLarge(len as u64)) };
+            return if len == 0 {
+                Ok(&mut [])
+            } else {
+                Err(Error::TooLarge(len as u64))
+            };
         }
         Ok(std::slice::from_raw_parts_mut(data.cast::<u8>(), len))
     }
@@ -336,7 +369,12 @@ fn release(target: *mut MemoryBuffer64) {
     }
 }
 
-unsafe extern "C" fn storage_read_range(target: *mut MemoryBuffer64, uuid: *const c_char, _kind: i32, start: u64) -> i32 {
+unsafe extern "C" fn storage_read_range(
+    target: *mut MemoryBuffer64,
+    uuid: *const c_char,
+    _kind: i32,
+    start: u64,
+) -> i32 {
     guard("read range", uuid, |uuid| {
         if target.is_null() {
             return Err(Error::BadHeader("null target"));
@@ -344,7 +382,8 @@ unsafe extern "C" fn storage_read_range(target: *mut MemoryBuffer64, uuid: *cons
         // SAFETY: for readRange Orthanc allocates `target` itself with `size` bytes to fill
         // (sdk.md, 3: memory ownership); it is ours to write during the call.
         let out = unsafe {
-            let size = usize::try_from((*target).size).map_err(|_| Error::TooLarge((*target).size))?;
+            let size =
+                usize::try_from((*target).size).map_err(|_| Error::TooLarge((*target).size))?;
             if size == 0 {
                 return Ok(());
             }

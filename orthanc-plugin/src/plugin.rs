@@ -83,7 +83,11 @@ pub fn version_at_least(version: &str, min: (u32, u32, u32)) -> bool {
         return true;
     }
     let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten(), parts.next().flatten()) {
+    match (
+        parts.next().flatten(),
+        parts.next().flatten(),
+        parts.next().flatten(),
+    ) {
         (Some(a), Some(b), Some(c)) => (a, b, c) >= min,
         _ => false,
     }
@@ -104,10 +108,17 @@ mod tests {
 
     #[test]
     fn start_fails_closed_on_missing_keys() {
-        let err = start("1.10.1", r#"{"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/nonexistent/key"]}}}"#).unwrap_err();
+        let err = start(
+            "1.10.1",
+            r#"{"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/nonexistent/key"]}}}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("/nonexistent/key"), "{err}");
         assert!(start("1.10.1", "{}").is_err());
         assert!(start("1.8.0", "{}").unwrap_err().contains("too old"));
-        assert!(matches!(create("01234567-89ab-cdef-0123-456789abcdef", b"x"), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            create("01234567-89ab-cdef-0123-456789abcdef", b"x"),
+            Err(Error::Unsupported(_))
+        ));
     }
 }

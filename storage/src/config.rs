@@ -63,9 +63,9 @@ fn bad(msg: impl Into<String>) -> ConfigError {
 impl StorageConfig {
     /// Parse from the whole Orthanc configuration object.
     pub fn from_orthanc(root: &Value) -> Result<StorageConfig, ConfigError> {
-        let section = root
-            .get(SECTION)
-            .ok_or_else(|| bad("section missing; the plugin refuses to store anything without its keys"))?;
+        let section = root.get(SECTION).ok_or_else(|| {
+            bad("section missing; the plugin refuses to store anything without its keys")
+        })?;
         let section = object(section, SECTION)?;
         only_keys(section, SECTION, &["StorageEncryption", "Location"])?;
         let enc = section
@@ -75,13 +75,20 @@ impl StorageConfig {
         only_keys(
             enc,
             "StorageEncryption",
-            &["Enable", "MasterKey", "PreviousMasterKeys", "MaxConcurrentInputSize"],
+            &[
+                "Enable",
+                "MasterKey",
+                "PreviousMasterKeys",
+                "MaxConcurrentInputSize",
+            ],
         )?;
         if enc.get("Enable").is_some_and(|v| v != &Value::Bool(true)) {
             return Err(bad("StorageEncryption.Enable must be true: this plugin never stores plaintext (remove it from Plugins instead)"));
         }
         let master_key = key_entry(
-            enc.get("MasterKey").ok_or_else(|| bad("StorageEncryption.MasterKey missing: [id, \"/path/to/key\"]"))?,
+            enc.get("MasterKey").ok_or_else(|| {
+                bad("StorageEncryption.MasterKey missing: [id, \"/path/to/key\"]")
+            })?,
             "StorageEncryption.MasterKey",
         )?;
         let previous_keys = match enc.get("PreviousMasterKeys") {
@@ -90,7 +97,11 @@ impl StorageConfig {
                 .iter()
                 .map(|v| key_entry(v, "StorageEncryption.PreviousMasterKeys[]"))
                 .collect::<Result<_, _>>()?,
-            Some(_) => return Err(bad("StorageEncryption.PreviousMasterKeys must be [[id, path], ...]")),
+            Some(_) => {
+                return Err(bad(
+                    "StorageEncryption.PreviousMasterKeys must be [[id, path], ...]",
+                ))
+            }
         };
         let max_input = match enc.get("MaxConcurrentInputSize") {
             None => 1024 * MIB,
@@ -98,11 +109,15 @@ impl StorageConfig {
                 .as_u64()
                 .filter(|&mb| mb > 0)
                 .and_then(|mb| mb.checked_mul(MIB))
-                .ok_or_else(|| bad("StorageEncryption.MaxConcurrentInputSize must be a positive number of MB"))?,
+                .ok_or_else(|| {
+                    bad("StorageEncryption.MaxConcurrentInputSize must be a positive number of MB")
+                })?,
         };
         let location = match section.get("Location") {
             None => Location::Filesystem(PathBuf::from(
-                root.get("StorageDirectory").and_then(Value::as_str).unwrap_or("OrthancStorage"),
+                root.get("StorageDirectory")
+                    .and_then(Value::as_str)
+                    .unwrap_or("OrthancStorage"),
             )),
             Some(v) => location(v)?,
         };
@@ -134,33 +149,44 @@ impl Location {
         match self {
             Location::Filesystem(root) => Ok(Box::new(FsBackend::new(root))),
             #[cfg(feature = "object-store")]
-            Location::Object { url, options } => Ok(Box::new(crate::backend::object::ObjectBackend::new(
-                url,
-                options.clone(),
-            )?)),
+            Location::Object { url, options } => Ok(Box::new(
+                crate::backend::object::ObjectBackend::new(url, options.clone())?,
+            )),
             #[cfg(not(feature = "object-store"))]
-            Location::Object { .. } => Err(Error::Unsupported("built without the object-store feature")),
+            Location::Object { .. } => {
+                Err(Error::Unsupported("built without the object-store feature"))
+            }
         }
     }
 }
 
 fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ConfigError> {
-    v.as_object().ok_or_else(|| bad(format!("{what} must be a JSON object")))
+    v.as_object()
+        .ok_or_else(|| bad(format!("{what} must be a JSON object")))
 }
 
 fn only_keys(map: &Map<String, Value>, what: &str, allowed: &[&str]) -> Result<(), ConfigError> {
     match map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(bad(format!("{what}: unknown key {k:?} (expected one of {allowed:?})"))),
+        Some(k) => Err(bad(format!(
+            "{what}: unknown key {k:?} (expected one of {allowed:?})"
+        ))),
         None => Ok(()),
     }
 }
 
 /// `[id, "/path"]` with id an unsigned 32-bit integer, as in the official plugin.
 fn key_entry(v: &Value, what: &str) -> Result<(u32, PathBuf), ConfigError> {
-    let fix = || bad(format!("{what} must be [id, \"/path/to/key\"] with id in 0..=4294967295"));
+    let fix = || {
+        bad(format!(
+            "{what} must be [id, \"/path/to/key\"] with id in 0..=4294967295"
+        ))
+    };
     match v.as_array().map(Vec::as_slice) {
         Some([id, Value::String(path)]) => {
-            let id = id.as_u64().and_then(|i| u32::try_from(i).ok()).ok_or_else(fix)?;
+            let id = id
+                .as_u64()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(fix)?;
             Ok((id, PathBuf::from(path)))
         }
         _ => Err(fix()),
@@ -262,19 +288,26 @@ mod tests {
 
     #[test]
     fn official_names_and_defaults() {
-        let c = parse(json!({"StorageDirectory": "/data", "PacsgateStorage": {"StorageEncryption": {
-            "MasterKey": [3, "/k/3"], "PreviousMasterKeys": [[1, "/k/1"], [2, "/k/2"]]}}}))
+        let c = parse(
+            json!({"StorageDirectory": "/data", "PacsgateStorage": {"StorageEncryption": {
+            "MasterKey": [3, "/k/3"], "PreviousMasterKeys": [[1, "/k/1"], [2, "/k/2"]]}}}),
+        )
         .unwrap();
         assert_eq!(c.master_key, (3, PathBuf::from("/k/3")));
         assert_eq!(c.previous_keys.len(), 2);
         assert_eq!(c.max_input, 1024 * MIB);
         assert_eq!(c.location, Location::Filesystem("/data".into()));
-        let c = parse(json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]},
-            "Location": {"Type": "object", "Url": "s3://b/p", "Options": {"allow_http": true}}}}))
+        let c = parse(
+            json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]},
+            "Location": {"Type": "object", "Url": "s3://b/p", "Options": {"allow_http": true}}}}),
+        )
         .unwrap();
         assert_eq!(
             c.location,
-            Location::Object { url: "s3://b/p".into(), options: vec![("allow_http".into(), "true".into())] }
+            Location::Object {
+                url: "s3://b/p".into(),
+                options: vec![("allow_http".into(), "true".into())]
+            }
         );
     }
 
@@ -283,12 +316,30 @@ mod tests {
         for (v, needle) in [
             (json!({}), "section missing"),
             (json!({"PacsgateStorage": {}}), "MasterKey is required"),
-            (json!({"PacsgateStorage": {"StorageEncryption": {"Enable": false, "MasterKey": [1, "/k"]}}}), "Enable"),
-            (json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [-1, "/k"]}}}), "MasterKey"),
-            (json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [4294967296u64, "/k"]}}}), "MasterKey"),
-            (json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": "/k"}}}), "MasterKey"),
-            (json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"], "Typo": 1}}}), "\"Typo\""),
-            (json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]}, "Location": {"Type": "tape"}}}), "Location.Type"),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"Enable": false, "MasterKey": [1, "/k"]}}}),
+                "Enable",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [-1, "/k"]}}}),
+                "MasterKey",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [4294967296u64, "/k"]}}}),
+                "MasterKey",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": "/k"}}}),
+                "MasterKey",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"], "Typo": 1}}}),
+                "\"Typo\"",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]}, "Location": {"Type": "tape"}}}),
+                "Location.Type",
+            ),
         ] {
             let err = parse(v).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");

@@ -278,9 +278,18 @@ mod tests {
         let dek = DataKey::from_bytes([7; 32]);
         let w = ring.wrap(2, b"header", &dek).unwrap();
         assert_eq!(ring.unwrap(2, b"header", &w).unwrap().expose(), &[7; 32]);
-        assert!(matches!(ring.unwrap(2, b"other", &w), Err(Error::Integrity)));
-        assert!(matches!(ring.unwrap(1, b"header", &w), Err(Error::Integrity)));
-        assert!(matches!(ring.unwrap(9, b"header", &w), Err(Error::UnknownKey(9))));
+        assert!(matches!(
+            ring.unwrap(2, b"other", &w),
+            Err(Error::Integrity)
+        ));
+        assert!(matches!(
+            ring.unwrap(1, b"header", &w),
+            Err(Error::Integrity)
+        ));
+        assert!(matches!(
+            ring.unwrap(9, b"header", &w),
+            Err(Error::UnknownKey(9))
+        ));
     }
 
     #[test]

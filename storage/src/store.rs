@@ -53,7 +53,9 @@ impl Store {
 
     /// Encrypt exactly `len` bytes from `src`.
     pub fn put_reader(&self, name: &str, len: u64, src: &mut dyn Read) -> Result<()> {
-        let ciphertext_len = len + v2::HEADER_LEN as u64 + len.div_ceil(v2::SEGMENT_LEN as u64).max(1) * v2::TAG_LEN as u64;
+        let ciphertext_len = len
+            + v2::HEADER_LEN as u64
+            + len.div_ceil(v2::SEGMENT_LEN as u64).max(1) * v2::TAG_LEN as u64;
         let mut pending = self.backend.create(name, ciphertext_len)?;
         v2::seal_stream(self.keys.as_ref(), len, src, &mut pending)?;
         pending.commit()
@@ -124,7 +126,11 @@ impl Store {
                 sk.open_segments(src.as_mut(), 0, header.segments() - 1, &mut |_, plain| {
                     out.write_all(plain).map_err(write)
                 })?;
-                if src.read(&mut [0u8; 1]).map_err(|e| Error::io("read", name, e))? != 0 {
+                if src
+                    .read(&mut [0u8; 1])
+                    .map_err(|e| Error::io("read", name, e))?
+                    != 0
+                {
                     return Err(Error::Truncated);
                 }
                 Ok(info_v2(&header))
@@ -179,7 +185,8 @@ impl Store {
         pending
             .write_all(&new.encode())
             .map_err(|e| Error::io("write", name, e))?;
-        let copied = std::io::copy(&mut src, &mut pending).map_err(|e| Error::io("copy", name, e))?;
+        let copied =
+            std::io::copy(&mut src, &mut pending).map_err(|e| Error::io("copy", name, e))?;
         if copied + v2::HEADER_LEN as u64 != header.object_len() {
             return Err(Error::Truncated);
         }

@@ -55,7 +55,12 @@ fn every_vector_decrypts_with_current_or_previous_key() {
     assert_eq!(vs.len(), 3);
     for (i, v) in vs.iter().enumerate() {
         let only = KeyRing::new(MasterKey::from_bytes(v.key_id, v.kek).unwrap(), []);
-        assert_eq!(a1::decrypt(&only, v.blob.clone()).unwrap(), v.plaintext, "{}", v.name);
+        assert_eq!(
+            a1::decrypt(&only, v.blob.clone()).unwrap(),
+            v.plaintext,
+            "{}",
+            v.name
+        );
         // All three keys in one ring, the vector's key as a previous one.
         let current = &vs[(i + 1) % vs.len()];
         let ring = KeyRing::new(
@@ -64,7 +69,12 @@ fn every_vector_decrypts_with_current_or_previous_key() {
                 .filter(|o| o.key_id != current.key_id)
                 .map(|o| MasterKey::from_bytes(o.key_id, o.kek).unwrap()),
         );
-        assert_eq!(a1::decrypt(&ring, v.blob.clone()).unwrap(), v.plaintext, "{}", v.name);
+        assert_eq!(
+            a1::decrypt(&ring, v.blob.clone()).unwrap(),
+            v.plaintext,
+            "{}",
+            v.name
+        );
     }
 }
 
@@ -72,9 +82,15 @@ fn every_vector_decrypts_with_current_or_previous_key() {
 fn unknown_key_tamper_and_truncation_are_errors() {
     for v in vectors() {
         let other = KeyRing::new(MasterKey::from_bytes(v.key_id ^ 1, v.kek).unwrap(), []);
-        assert!(matches!(a1::decrypt(&other, v.blob.clone()), Err(Error::UnknownKey(_))));
+        assert!(matches!(
+            a1::decrypt(&other, v.blob.clone()),
+            Err(Error::UnknownKey(_))
+        ));
         let wrong = KeyRing::new(MasterKey::from_bytes(v.key_id, [9; 32]).unwrap(), []);
-        assert!(matches!(a1::decrypt(&wrong, v.blob.clone()), Err(Error::Integrity)));
+        assert!(matches!(
+            a1::decrypt(&wrong, v.blob.clone()),
+            Err(Error::Integrity)
+        ));
         let ring = KeyRing::new(MasterKey::from_bytes(v.key_id, v.kek).unwrap(), []);
         for at in 6..v.blob.len() {
             let mut bad = v.blob.clone();
@@ -82,7 +98,11 @@ fn unknown_key_tamper_and_truncation_are_errors() {
             assert!(a1::decrypt(&ring, bad).is_err(), "{} flip at {at}", v.name);
         }
         for cut in 0..v.blob.len() {
-            assert!(a1::decrypt(&ring, v.blob[..cut].to_vec()).is_err(), "{} cut {cut}", v.name);
+            assert!(
+                a1::decrypt(&ring, v.blob[..cut].to_vec()).is_err(),
+                "{} cut {cut}",
+                v.name
+            );
         }
     }
 }
@@ -96,7 +116,10 @@ fn store_reads_a1_objects_whole_and_by_range() {
     let mut w = backend.create(&name, v.blob.len() as u64).unwrap();
     std::io::Write::write_all(&mut w, &v.blob).unwrap();
     w.commit().unwrap();
-    let ring = KeyRing::new(MasterKey::from_bytes(7, [7; 32]).unwrap(), [MasterKey::from_bytes(v.key_id, v.kek).unwrap()]);
+    let ring = KeyRing::new(
+        MasterKey::from_bytes(7, [7; 32]).unwrap(),
+        [MasterKey::from_bytes(v.key_id, v.kek).unwrap()],
+    );
     let store = Store::new(Arc::new(ring), Box::new(backend), 1 << 20);
     let mut out = Vec::new();
     store.read_whole(&name, &mut out).unwrap();

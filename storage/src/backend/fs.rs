@@ -68,7 +68,9 @@ fn random_suffix() -> Result<String> {
 impl Backend for FsBackend {
     fn create(&self, name: &str, _len: u64) -> Result<Box<dyn PendingObject + '_>> {
         let dst = self.path(name);
-        let dir = dst.parent().ok_or_else(|| Error::BadName(name.to_string()))?;
+        let dir = dst
+            .parent()
+            .ok_or_else(|| Error::BadName(name.to_string()))?;
         self.ensure_dir(dir)
             .map_err(|e| Error::io("create directory for", name, e))?;
         let file_name = dst
@@ -125,7 +127,8 @@ impl Backend for FsBackend {
 
     fn list(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        let read = |p: &Path| fs::read_dir(p).map_err(|e| Error::io("list", &p.display().to_string(), e));
+        let read =
+            |p: &Path| fs::read_dir(p).map_err(|e| Error::io("list", &p.display().to_string(), e));
         for a in read(&self.root)? {
             let a = a.map_err(|e| Error::io("list", "root", e))?;
             if a.file_name().len() != 2 || !a.path().is_dir() {
@@ -223,14 +226,20 @@ mod tests {
         w.write_all(b"abc").unwrap();
         drop(w);
         assert!(b.list().unwrap().is_empty());
-        assert!(fs::read_dir(dir.path().join("17/df")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("17/df"))
+            .unwrap()
+            .next()
+            .is_none());
 
         let mut w = b.create(&name, 3).unwrap();
         w.write_all(b"abc").unwrap();
         w.commit().unwrap();
         assert_eq!(b.list().unwrap(), vec![name.clone()]);
         let mut s = String::new();
-        b.open(&name, Some(1..10)).unwrap().read_to_string(&mut s).unwrap();
+        b.open(&name, Some(1..10))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         assert_eq!(s, "bc");
         b.remove(&name).unwrap();
         b.remove(&name).unwrap();

@@ -73,7 +73,12 @@ mod tests {
         assert!(is_object_name(&format!("17/df/{u}")));
         assert!(!is_object_name(&format!("17/de/{u}")));
         assert!(!is_object_name("index"));
-        for bad in ["../../etc/passwd", "", "17DFC0B5-8B18-4A3C-9D2E-0123456789AB", "17dfc0b5/8b18-4a3c-9d2e-0123456789ab"] {
+        for bad in [
+            "../../etc/passwd",
+            "",
+            "17DFC0B5-8B18-4A3C-9D2E-0123456789AB",
+            "17dfc0b5/8b18-4a3c-9d2e-0123456789ab",
+        ] {
             assert!(orthanc_name(bad).is_err(), "{bad}");
         }
     }

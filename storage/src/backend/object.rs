@@ -14,7 +14,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
+};
 use tokio::runtime::Runtime;
 
 use super::{is_object_name, Backend, PendingObject};
@@ -62,7 +64,8 @@ impl ObjectBackend {
     /// `access_key_id`, `secret_access_key`, `use_emulator`, ...).
     pub fn new(url: &str, options: Vec<(String, String)>) -> Result<ObjectBackend> {
         let parsed = url::Url::parse(url).map_err(|e| Error::Backend(format!("{url}: {e}")))?;
-        let (store, prefix) = object_store::parse_url_opts(&parsed, options).map_err(backend_error)?;
+        let (store, prefix) =
+            object_store::parse_url_opts(&parsed, options).map_err(backend_error)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("pacsgate-object-store")
@@ -78,7 +81,8 @@ impl ObjectBackend {
     }
 
     fn path(&self, name: &str) -> Path {
-        name.split('/').fold(self.prefix.clone(), |p, part| p.join(part))
+        name.split('/')
+            .fold(self.prefix.clone(), |p, part| p.join(part))
     }
 }
 
@@ -125,7 +129,11 @@ impl Backend for ObjectBackend {
         let mut names: Vec<String> = metas
             .into_iter()
             .filter_map(|m| {
-                let rel: Vec<_> = m.location.prefix_match(&self.prefix)?.map(|p| p.as_ref().to_string()).collect();
+                let rel: Vec<_> = m
+                    .location
+                    .prefix_match(&self.prefix)?
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
                 Some(rel.join("/"))
             })
             .filter(|n| is_object_name(n))
@@ -141,9 +149,15 @@ impl Backend for ObjectBackend {
             store.put(&probe, PutPayload::from_static(b"probe")).await?;
             store.delete(&probe).await
         };
-        match self.runtime.block_on(tokio::time::timeout(CHECK_TIMEOUT, work)) {
+        match self
+            .runtime
+            .block_on(tokio::time::timeout(CHECK_TIMEOUT, work))
+        {
             Ok(r) => r.map_err(backend_error),
-            Err(_) => Err(Error::Backend(format!("{}: no answer in {CHECK_TIMEOUT:?}", self.url))),
+            Err(_) => Err(Error::Backend(format!(
+                "{}: no answer in {CHECK_TIMEOUT:?}",
+                self.url
+            ))),
         }
     }
 
@@ -163,7 +177,10 @@ impl PendingUpload<'_> {
                 .map_err(io::Error::other)?;
             self.upload = Some(upload);
         }
-        let upload = self.upload.as_mut().ok_or_else(|| io::Error::other("no upload"))?;
+        let upload = self
+            .upload
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no upload"))?;
         rt.block_on(upload.put_part(PutPayload::from(part)))
             .map_err(io::Error::other)
     }
@@ -196,7 +213,8 @@ impl PendingObject for PendingUpload<'_> {
                 .map(|_| ()),
             true => {
                 if !rest.is_empty() {
-                    self.send_part(rest).map_err(|e| Error::Backend(e.to_string()))?;
+                    self.send_part(rest)
+                        .map_err(|e| Error::Backend(e.to_string()))?;
                 }
                 match self.upload.as_mut() {
                     Some(upload) => rt.block_on(upload.complete()).map(|_| ()),

@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn decrypts_vector_and_refuses_every_flipped_bit_region() {
         let blob = hex(BLOB);
-        assert_eq!(decrypt(&ring(), blob.clone()).unwrap(), b"Plain text message");
+        assert_eq!(
+            decrypt(&ring(), blob.clone()).unwrap(),
+            b"Plain text message"
+        );
         for at in [0usize, 2, 6, 40, 70, 87, blob.len() - 1] {
             let mut bad = blob.clone();
             bad[at] ^= 1;

@@ -137,7 +137,9 @@ impl Header {
     pub fn segment_plain_len(&self, index: u64) -> usize {
         let start = index * SEGMENT_LEN as u64;
         // At most SEGMENT_LEN, so the cast cannot truncate.
-        self.plaintext_len.saturating_sub(start).min(SEGMENT_LEN as u64) as usize
+        self.plaintext_len
+            .saturating_sub(start)
+            .min(SEGMENT_LEN as u64) as usize
     }
 
     pub fn segment_offset(&self, index: u64) -> u64 {
@@ -281,7 +283,12 @@ pub fn rewrap(keys: &dyn KeyWrapper, header: &Header, key_id: u32) -> Result<Hea
 }
 
 /// Encrypt exactly `len` bytes from `src` into `out` as one object.
-pub fn seal_stream(keys: &dyn KeyWrapper, len: u64, src: &mut dyn Read, out: &mut dyn Write) -> Result<()> {
+pub fn seal_stream(
+    keys: &dyn KeyWrapper,
+    len: u64,
+    src: &mut dyn Read,
+    out: &mut dyn Write,
+) -> Result<()> {
     let sk = SegmentKey::create(keys, len)?;
     let write = |e| Error::io("write", "object", e);
     out.write_all(&sk.header.encode()).map_err(write)?;
@@ -295,7 +302,11 @@ pub fn seal_stream(keys: &dyn KeyWrapper, len: u64, src: &mut dyn Read, out: &mu
         sk.seal(index, &mut buf[..n + TAG_LEN])?;
         out.write_all(&buf[..n + TAG_LEN]).map_err(write)?;
     }
-    if src.read(&mut buf[..1]).map_err(|e| Error::io("read", "input", e))? != 0 {
+    if src
+        .read(&mut buf[..1])
+        .map_err(|e| Error::io("read", "input", e))?
+        != 0
+    {
         return Err(Error::InputLength { expected: len });
     }
     Ok(())
@@ -317,7 +328,11 @@ impl PlainBuffer for Vec<u8> {
 
 /// Read a whole object from `src` (positioned at its start): header, then every segment
 /// into `buffer`. Trailing bytes are an error.
-pub fn open_stream(keys: &dyn KeyWrapper, src: &mut dyn Read, buffer: &mut dyn PlainBuffer) -> Result<()> {
+pub fn open_stream(
+    keys: &dyn KeyWrapper,
+    src: &mut dyn Read,
+    buffer: &mut dyn PlainBuffer,
+) -> Result<()> {
     let mut head = [0u8; HEADER_LEN];
     read_exact(src, &mut head)?;
     let sk = SegmentKey::open(keys, Header::parse(&head)?)?;

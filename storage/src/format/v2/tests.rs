@@ -42,7 +42,16 @@ fn open_range(keys: &KeyRing, blob: &[u8], start: u64, len: usize) -> Result<Vec
 #[test]
 fn round_trips_at_segment_boundaries() {
     let keys = ring(1, &[]);
-    for len in [0, 1, 15, 16, SEGMENT_LEN - 1, SEGMENT_LEN, SEGMENT_LEN + 1, 3 * SEGMENT_LEN + 5] {
+    for len in [
+        0,
+        1,
+        15,
+        16,
+        SEGMENT_LEN - 1,
+        SEGMENT_LEN,
+        SEGMENT_LEN + 1,
+        3 * SEGMENT_LEN + 5,
+    ] {
         let plain = data(len);
         let blob = seal(&keys, &plain);
         let header = Header::parse(&blob).unwrap();
@@ -66,7 +75,13 @@ fn range_reads_decrypt_only_covering_segments() {
     let keys = ring(1, &[]);
     let plain = data(4 * SEGMENT_LEN + 100);
     let blob = seal(&keys, &plain);
-    for (start, len) in [(0, 1), (0, 6288), (SEGMENT_LEN - 3, 10), (2 * SEGMENT_LEN, SEGMENT_LEN + 50), (plain.len() - 1, 1)] {
+    for (start, len) in [
+        (0, 1),
+        (0, 6288),
+        (SEGMENT_LEN - 3, 10),
+        (2 * SEGMENT_LEN, SEGMENT_LEN + 50),
+        (plain.len() - 1, 1),
+    ] {
         let got = open_range(&keys, &blob, start as u64, len).unwrap();
         assert_eq!(got, &plain[start..start + len], "{start}+{len}");
     }
@@ -76,8 +91,14 @@ fn range_reads_decrypt_only_covering_segments() {
     let seg3 = Header::parse(&blob).unwrap().segment_offset(3) as usize;
     bad[seg3 + 5] ^= 1;
     assert!(open_range(&keys, &bad, 0, 10).is_ok());
-    assert!(matches!(open_range(&keys, &bad, 3 * SEGMENT_LEN as u64, 10), Err(Error::Integrity)));
-    assert!(matches!(open_range(&keys, &blob, plain.len() as u64, 1), Err(Error::Range { .. })));
+    assert!(matches!(
+        open_range(&keys, &bad, 3 * SEGMENT_LEN as u64, 10),
+        Err(Error::Integrity)
+    ));
+    assert!(matches!(
+        open_range(&keys, &blob, plain.len() as u64, 1),
+        Err(Error::Range { .. })
+    ));
 }
 
 #[test]
@@ -86,7 +107,8 @@ fn every_tampered_byte_is_refused() {
     let plain = data(SEGMENT_LEN + 10);
     let blob = seal(&keys, &plain);
     // Every header byte and a sample of the body.
-    let positions = (0..HEADER_LEN).chain([HEADER_LEN + 7, HEADER_LEN + SEGMENT_LEN + 3, blob.len() - 1]);
+    let positions =
+        (0..HEADER_LEN).chain([HEADER_LEN + 7, HEADER_LEN + SEGMENT_LEN + 3, blob.len() - 1]);
     for at in positions {
         let mut bad = blob.clone();
         bad[at] ^= 0x40;
@@ -100,7 +122,15 @@ fn truncation_extension_and_segment_swaps_are_refused() {
     let plain = data(3 * SEGMENT_LEN);
     let blob = seal(&keys, &plain);
     let header = Header::parse(&blob).unwrap();
-    for cut in [0, 3, HEADER_LEN - 1, HEADER_LEN, HEADER_LEN + 100, header.segment_offset(2) as usize, blob.len() - 1] {
+    for cut in [
+        0,
+        3,
+        HEADER_LEN - 1,
+        HEADER_LEN,
+        HEADER_LEN + 100,
+        header.segment_offset(2) as usize,
+        blob.len() - 1,
+    ] {
         assert!(open(&keys, &blob[..cut]).is_err(), "cut at {cut}");
     }
     let mut longer = blob.clone();
@@ -112,7 +142,10 @@ fn truncation_extension_and_segment_swaps_are_refused() {
     shorter[8..16].copy_from_slice(&(2 * SEGMENT_LEN as u64).to_be_bytes());
     assert!(open(&keys, &shorter).is_err());
     // Swap segments 0 and 1.
-    let (s0, s1) = (header.segment_offset(0) as usize, header.segment_offset(1) as usize);
+    let (s0, s1) = (
+        header.segment_offset(0) as usize,
+        header.segment_offset(1) as usize,
+    );
     let seg = SEGMENT_LEN + TAG_LEN;
     let mut swapped = blob.clone();
     swapped[s0..s0 + seg].copy_from_slice(&blob[s1..s1 + seg]);
