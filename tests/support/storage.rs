@@ -144,3 +144,15 @@ pub fn upload(port: u16, file: &Path) -> String {
     let v = rest_json(port, "POST", "/instances", Some(file));
     v["ID"].as_str().expect("instance ID").to_string()
 }
+
+/// A DICOM file of about `mib` MiB with a unique SOP Instance UID.
+pub fn big_dicom(path: &Path, mib: u32) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/bigdicom.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(path)
+        .arg(mib.to_string())
+        .status()
+        .expect("python3 with pydicom; run tests/run.sh");
+    assert!(status.success(), "bigdicom.py failed");
+}
