@@ -151,7 +151,7 @@ impl Backend for ObjectBackend {
         };
         match self
             .runtime
-            .block_on(tokio::time::timeout(CHECK_TIMEOUT, work))
+            .block_on(async { tokio::time::timeout(CHECK_TIMEOUT, work).await })
         {
             Ok(r) => r.map_err(backend_error),
             Err(_) => Err(Error::Backend(format!(
