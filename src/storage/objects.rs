@@ -23,11 +23,7 @@ impl Progress {
             return;
         }
         let width = 30;
-        let filled = if self.total == 0 {
-            width
-        } else {
-            done * width / self.total
-        };
+        let filled = (done * width).checked_div(self.total).unwrap_or(width);
         eprint!(
             "\r[{}{}] {done}/{} {}",
             "#".repeat(filled),
