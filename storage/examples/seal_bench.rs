@@ -9,7 +9,10 @@ use pacsgate_storage::format::v2::{open_stream, seal_stream};
 use pacsgate_storage::keys::{KeyRing, MasterKey};
 
 fn main() {
-    let mib: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(256);
+    let mib: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(256);
     let len = mib << 20;
     let keys = KeyRing::new(MasterKey::from_bytes(1, [7; 32]).expect("key"), []);
     let plain: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();

@@ -198,18 +198,19 @@ impl Store {
         self.backend.remove(name)
     }
 
+    /// A1 objects are one GCM message: wait until the whole object fits the budget, then
+    /// read and decrypt it in place (the blob is the only copy while it is held).
     fn read_a1(&self, name: &str, src: &mut dyn Read) -> Result<Vec<u8>> {
         let limit = self.a1_budget.limit;
-        let mut blob = Vec::new();
-        src.take(limit.saturating_add(1))
-            .read_to_end(&mut blob)
-            .map_err(|e| Error::io("read", name, e))?;
-        let size = blob.len() as u64;
+        let size = self.backend.size(name)?;
         if size > limit {
             return Err(Error::TooLarge(size));
         }
-        // Plaintext is decrypted in place: the blob is the only copy while it is held.
         let _held = self.a1_budget.acquire(size);
+        let mut blob = Vec::with_capacity(size as usize);
+        src.take(size)
+            .read_to_end(&mut blob)
+            .map_err(|e| Error::io("read", name, e))?;
         a1::decrypt(self.keys.as_ref(), blob)
     }
 }

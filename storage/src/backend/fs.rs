@@ -107,6 +107,12 @@ impl Backend for FsBackend {
         }
     }
 
+    fn size(&self, name: &str) -> Result<u64> {
+        fs::metadata(self.path(name))
+            .map(|m| m.len())
+            .map_err(|e| Error::io("stat", name, e))
+    }
+
     fn remove(&self, name: &str) -> Result<()> {
         let path = self.path(name);
         match fs::remove_file(&path) {

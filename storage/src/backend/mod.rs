@@ -18,6 +18,8 @@ pub trait Backend: Send + Sync {
     fn create(&self, name: &str, len: u64) -> Result<Box<dyn PendingObject + '_>>;
     /// Read `name`, whole or a byte range. A range past the end yields fewer bytes.
     fn open(&self, name: &str, range: Option<Range<u64>>) -> Result<Box<dyn Read + Send + '_>>;
+    /// Size of `name` in bytes.
+    fn size(&self, name: &str) -> Result<u64>;
     /// Remove `name`; removing a missing object succeeds.
     fn remove(&self, name: &str) -> Result<()>;
     /// Names of all stored objects (CLI: verify, migrate, rekey).

@@ -114,6 +114,14 @@ impl Backend for ObjectBackend {
         }))
     }
 
+    fn size(&self, name: &str) -> Result<u64> {
+        let meta = self
+            .runtime
+            .block_on(self.store.head(&self.path(name)))
+            .map_err(backend_error)?;
+        Ok(meta.size)
+    }
+
     fn remove(&self, name: &str) -> Result<()> {
         match self.runtime.block_on(self.store.delete(&self.path(name))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
