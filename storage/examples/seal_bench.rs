@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use pacsgate_storage::format::v2::{open_stream, seal_stream};
+use pacsgate_storage::format::v2::{open_stream, seal_slice};
 use pacsgate_storage::keys::{KeyRing, MasterKey};
 
 fn main() {
@@ -22,7 +22,7 @@ fn main() {
     for _ in 0..5 {
         sealed.clear();
         let t = Instant::now();
-        seal_stream(&keys, len as u64, &mut &plain[..], &mut sealed).expect("seal");
+        seal_slice(&keys, &plain, &mut sealed).expect("seal");
         best_seal = best_seal.min(t.elapsed().as_secs_f64());
         let t = Instant::now();
         open_stream(&keys, &mut &sealed[..], &mut opened).expect("open");

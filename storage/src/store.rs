@@ -48,15 +48,16 @@ impl Store {
 
     /// Encrypt `data` and store it as `name`, replacing any previous object atomically.
     pub fn put(&self, name: &str, data: &[u8]) -> Result<()> {
-        self.put_reader(name, data.len() as u64, &mut &data[..])
+        let mut pending = self
+            .backend
+            .create(name, v2_object_len(data.len() as u64))?;
+        v2::seal_slice(self.keys.as_ref(), data, &mut pending)?;
+        pending.commit()
     }
 
     /// Encrypt exactly `len` bytes from `src`.
     pub fn put_reader(&self, name: &str, len: u64, src: &mut dyn Read) -> Result<()> {
-        let ciphertext_len = len
-            + v2::HEADER_LEN as u64
-            + len.div_ceil(v2::SEGMENT_LEN as u64).max(1) * v2::TAG_LEN as u64;
-        let mut pending = self.backend.create(name, ciphertext_len)?;
+        let mut pending = self.backend.create(name, v2_object_len(len))?;
         v2::seal_stream(self.keys.as_ref(), len, src, &mut pending)?;
         pending.commit()
     }
@@ -213,6 +214,11 @@ impl Store {
             .map_err(|e| Error::io("read", name, e))?;
         a1::decrypt(self.keys.as_ref(), blob)
     }
+}
+
+fn v2_object_len(plaintext_len: u64) -> u64 {
+    let segments = plaintext_len.div_ceil(v2::SEGMENT_LEN as u64).max(1);
+    v2::HEADER_LEN as u64 + plaintext_len + segments * v2::TAG_LEN as u64
 }
 
 fn info_v2(header: &v2::Header) -> ObjectInfo {

@@ -326,8 +326,31 @@ impl PlainBuffer for Vec<u8> {
     }
 }
 
+/// Encrypt `data` into `out` as one object. Same output as [`seal_stream`], without the
+/// staging copy: segments are sealed straight from `data` into the output buffer.
+pub fn seal_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut dyn Write) -> Result<()> {
+    let sk = SegmentKey::create(keys, data.len() as u64)?;
+    let write = |e| Error::io("write", "object", e);
+    out.write_all(&sk.header.encode()).map_err(write)?;
+    let mut buf = vec![0u8; SEGMENT_LEN + TAG_LEN];
+    let empty: &[u8] = &[];
+    let chunks = data
+        .chunks(SEGMENT_LEN)
+        .chain(data.is_empty().then_some(empty));
+    for (index, chunk) in (0u64..).zip(chunks) {
+        let (ct, tag) = buf[..chunk.len() + TAG_LEN].split_at_mut(chunk.len());
+        sk.key
+            .seal_out_of_place_scatter(sk.nonce(index), Aad::from(&sk.aad), chunk, ct, &[], tag)
+            .map_err(|_| Error::Crypto)?;
+        out.write_all(&buf[..chunk.len() + TAG_LEN])
+            .map_err(write)?;
+    }
+    Ok(())
+}
+
 /// Read a whole object from `src` (positioned at its start): header, then every segment
-/// into `buffer`. Trailing bytes are an error.
+/// into `buffer`. Trailing bytes are an error. Segments are read and opened in place in
+/// `buffer`; on any error the whole buffer is wiped, so it never holds unverified bytes.
 pub fn open_stream(
     keys: &dyn KeyWrapper,
     src: &mut dyn Read,
@@ -337,14 +360,25 @@ pub fn open_stream(
     read_exact(src, &mut head)?;
     let sk = SegmentKey::open(keys, Header::parse(&head)?)?;
     let out = buffer.allocate(sk.header.plaintext_len)?;
-    let last = sk.header.segments() - 1;
-    sk.open_segments(src, 0, last, &mut |index, plain| {
+    let result = open_into(&sk, src, out);
+    if result.is_err() {
+        out.fill(0);
+    }
+    result
+}
+
+fn open_into(sk: &SegmentKey, src: &mut dyn Read, out: &mut [u8]) -> Result<()> {
+    let mut tag = [0u8; TAG_LEN];
+    for index in 0..sk.header.segments() {
         let at = (index * SEGMENT_LEN as u64) as usize;
-        out.get_mut(at..at + plain.len())
-            .ok_or(Error::Crypto)?
-            .copy_from_slice(plain);
-        Ok(())
-    })?;
+        let n = sk.header.segment_plain_len(index);
+        let dst = out.get_mut(at..at + n).ok_or(Error::Crypto)?;
+        read_exact(src, dst)?;
+        read_exact(src, &mut tag)?;
+        sk.key
+            .open_in_place_separate_tag(sk.nonce(index), Aad::from(&sk.aad), &tag, dst)
+            .map_err(|_| Error::Integrity)?;
+    }
     let mut probe = [0u8; 1];
     match src.read(&mut probe) {
         Ok(0) => Ok(()),

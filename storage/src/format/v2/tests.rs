@@ -14,10 +14,15 @@ fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + i / 7) as u8).collect()
 }
 
+/// Seals with both paths (stream and slice); both must produce the same layout.
 fn seal(keys: &KeyRing, plain: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    seal_stream(keys, plain.len() as u64, &mut &plain[..], &mut out).unwrap();
-    out
+    let mut a = Vec::new();
+    seal_stream(keys, plain.len() as u64, &mut &plain[..], &mut a).unwrap();
+    let mut b = Vec::new();
+    seal_slice(keys, plain, &mut b).unwrap();
+    assert_eq!(a.len(), b.len());
+    assert_eq!(open(keys, &b).unwrap(), plain);
+    a
 }
 
 fn open(keys: &KeyRing, blob: &[u8]) -> Result<Vec<u8>> {
