@@ -320,7 +320,9 @@ pub trait PlainBuffer {
 impl PlainBuffer for Vec<u8> {
     fn allocate(&mut self, len: u64) -> Result<&mut [u8]> {
         let len = usize::try_from(len).map_err(|_| Error::TooLarge(len))?;
-        self.clear();
+        // Every byte is overwritten by verified plaintext or wiped on error, so reusing
+        // the old contents is fine and spares a memset of the whole buffer.
+        self.truncate(len);
         self.resize(len, 0);
         Ok(self.as_mut_slice())
     }
