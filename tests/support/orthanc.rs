@@ -20,6 +20,11 @@ impl Orthanc {
     /// Start Orthanc with a loopback test configuration; `extra` is merged over it (JSON
     /// object, e.g. `{"DicomCheckCalledAet": true}` or `{"Plugins": [...]}`).
     pub fn start(dir: &Path, extra: serde_json::Value) -> Orthanc {
+        Orthanc::start_with_env(dir, extra, &[])
+    }
+
+    /// [`Orthanc::start`] with extra environment variables for the Orthanc process.
+    pub fn start_with_env(dir: &Path, extra: serde_json::Value, env: &[(&str, &str)]) -> Orthanc {
         let http_port = free_port();
         let dicom_port = free_port();
         let storage = dir.join("orthanc-storage");
@@ -52,7 +57,8 @@ impl Orthanc {
         let mut cmd = Command::new(ORTHANC);
         cmd.arg(&config_path)
             .current_dir(dir)
-            .env("LD_PRELOAD", bind_lo());
+            .env("LD_PRELOAD", bind_lo())
+            .envs(env.iter().copied());
         let mut proc = Proc::spawn("Orthanc", cmd, &dir.join("orthanc.log"));
         wait_until("Orthanc's REST API", Duration::from_secs(60), || {
             if let Ok(Some(status)) = proc.child.try_wait() {
