@@ -86,7 +86,8 @@ bigfile() {  # $1 = plugin|builtin -> "peak_rss_growth_kib identical(yes/no)"
   start_orthanc "big-$1" "$1"
   local base id same
   base=$(hwm_kib)
-  id=$(curl -sf -X POST "http://127.0.0.1:$HTTP/instances" --data-binary @"$W/big.dcm" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ID"])')
+  /usr/bin/storescu -aec ORTHANC 127.0.0.1 "$DICOM" "$W/big.dcm"
+  id=$(curl -sf "http://127.0.0.1:$HTTP/instances" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0])')
   same=no
   [ "$(curl -sf "http://127.0.0.1:$HTTP/instances/$id/file" | sha256sum)" = "$big_sha" ] && same=yes
   echo "$(( $(hwm_kib) - base )) $same"
