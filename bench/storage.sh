@@ -81,7 +81,9 @@ say "ingest: encrypting plugin"; t_plugin=$(ingest plugin)
 # --- 3. 1 GiB file -----------------------------------------------------------------------------
 say "generating a 1 GiB DICOM file"
 python3 "$ROOT/tests/support/bigdicom.py" "$W/big.dcm" 1024
-big_sha=$(sha256sum < "$W/big.dcm")
+# C-STORE makes Orthanc write its own file meta header, so compare the last 1 GiB (the
+# pixel data) of what goes in and what comes back.
+big_sha=$(tail -c 1073741824 "$W/big.dcm" | sha256sum)
 bigfile() {  # $1 = plugin|builtin -> "peak_rss_growth_kib identical(yes/no)"
   start_orthanc "big-$1" "$1"
   local base id same
@@ -89,7 +91,7 @@ bigfile() {  # $1 = plugin|builtin -> "peak_rss_growth_kib identical(yes/no)"
   /usr/bin/storescu -aec ORTHANC 127.0.0.1 "$DICOM" "$W/big.dcm"
   id=$(curl -sf "http://127.0.0.1:$HTTP/instances" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0])')
   same=no
-  [ "$(curl -sf "http://127.0.0.1:$HTTP/instances/$id/file" | sha256sum)" = "$big_sha" ] && same=yes
+  [ "$(curl -sf "http://127.0.0.1:$HTTP/instances/$id/file" | tail -c 1073741824 | sha256sum)" = "$big_sha" ] && same=yes
   echo "$(( $(hwm_kib) - base )) $same"
   stop_orthanc
 }
@@ -108,5 +110,5 @@ print(f"| v2 open, 1 core | {opn:.0f} MB/s = {opn/ossl:.2f}x OpenSSL | >= 0.85x 
 print(f"| storescu 200 files, built-in storage | {tb:.2f} s | |")
 print(f"| storescu 200 files, encrypting plugin | {tp:.2f} s = {tb/tp:.2f}x built-in throughput | >= 0.9x |")
 print(f"| 1 GiB store + read back, Orthanc peak RSS growth, built-in | {rb/1024:.0f} MiB | |")
-print(f"| 1 GiB store + read back, peak RSS growth, plugin | {rp/1024:.0f} MiB (+{(rp-rb)/1024:.0f} MiB), byte-identical: {same} | < +64 MiB |")
+print(f"| 1 GiB store + read back, peak RSS growth, plugin | {rp/1024:.0f} MiB (+{(rp-rb)/1024:.0f} MiB), pixel data identical: {same} | < +64 MiB |")
 PY
