@@ -12,6 +12,9 @@ frame = bytes(ds.PixelData)
 frames = max(1, size_mib * 1024 * 1024 // len(frame))
 ds.NumberOfFrames = frames
 ds.PixelData = frame * frames
+# Pixel data last (no trailing padding), so its bytes end the file.
+if 0xFFFCFFFC in ds:
+    del ds[0xFFFCFFFC]
 ds.SOPInstanceUID = generate_uid()
 ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 ds.save_as(out)
