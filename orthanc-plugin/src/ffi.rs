@@ -399,3 +399,53 @@ unsafe extern "C" fn storage_read_range(
 unsafe extern "C" fn storage_remove(uuid: *const c_char, _kind: i32) -> i32 {
     guard("remove", uuid, plugin::remove)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our hand-written ids against Debian's OrthancCPlugin.h (orthanc-dev, installed by
+    /// tests/run.sh).
+    #[test]
+    fn service_ids_match_the_sdk_header() {
+        let header = std::fs::read_to_string("/usr/include/orthanc/OrthancCPlugin.h")
+            .expect("orthanc-dev's OrthancCPlugin.h; run tests/run.sh");
+        for (name, value) in [
+            ("_OrthancPluginService_LogInfo", SERVICE_LOG_INFO),
+            ("_OrthancPluginService_LogWarning", SERVICE_LOG_WARNING),
+            ("_OrthancPluginService_LogError", SERVICE_LOG_ERROR),
+            (
+                "_OrthancPluginService_SetPluginProperty",
+                SERVICE_SET_PLUGIN_PROPERTY,
+            ),
+            (
+                "_OrthancPluginService_GetConfiguration",
+                SERVICE_GET_CONFIGURATION,
+            ),
+            (
+                "_OrthancPluginService_CreateMemoryBuffer64",
+                SERVICE_CREATE_MEMORY_BUFFER64,
+            ),
+            (
+                "_OrthancPluginService_RegisterStorageArea2",
+                SERVICE_REGISTER_STORAGE_AREA2,
+            ),
+            ("_OrthancPluginProperty_Description", PROPERTY_DESCRIPTION),
+            (
+                "OrthancPluginErrorCode_InexistentFile",
+                plugin::ERROR_INEXISTENT_FILE,
+            ),
+            (
+                "OrthancPluginErrorCode_StorageAreaPlugin",
+                plugin::ERROR_STORAGE_AREA_PLUGIN,
+            ),
+        ] {
+            let needle = format!("{name} = {value}");
+            assert!(
+                header.lines().any(|l| l.trim_start().starts_with(&needle)
+                    && l.trim_start()[needle.len()..].starts_with(|c: char| !c.is_ascii_digit())),
+                "{needle} not in OrthancCPlugin.h"
+            );
+        }
+    }
+}
