@@ -5,6 +5,9 @@
 # Installs what is missing (Debian: orthanc, gcc), builds pacsgate, generates self-signed
 # certificates on first start (certs/), keeps Orthanc's ports on loopback, and runs both in
 # the foreground until Ctrl-C. State lives in .quickstart/ (Orthanc's database).
+# Orthanc stores every file through the encrypting storage plugin, with a master key
+# generated on first start (.quickstart/master-1.key); files from earlier runs are
+# migrated to the encrypted format first.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${PACSGATE_STATE:-$ROOT/.quickstart}
@@ -31,11 +34,15 @@ for port in 8042 4242; do
   fi
 done
 
-say "building pacsgate (release)"
-(cd "$ROOT" && cargo build --release --quiet)
+say "building pacsgate and the Orthanc storage plugin (release)"
+(cd "$ROOT" && cargo build --release --quiet -p pacsgate -p pacsgate-orthanc-storage)
 BIN="$CARGO_TARGET_DIR/release/pacsgate"
+PLUGIN="$CARGO_TARGET_DIR/release/libpacsgate_orthanc_storage.so"
 
 mkdir -p "$STATE/orthanc-db"
+KEY="$STATE/master-1.key"
+[ -f "$KEY" ] || "$BIN" storage keygen --out "$KEY"
+"$BIN" storage migrate --root "$STATE/orthanc-db" --key "1:$KEY"
 gcc -shared -fPIC -O2 -o "$STATE/bind_lo.so" "$ROOT/deploy/bind_lo.c" -ldl
 cat > "$STATE/orthanc.json" <<JSON
 {
@@ -50,7 +57,12 @@ cat > "$STATE/orthanc.json" <<JSON
   "DicomCheckCalledAet": true,
   "DicomCheckModalityHost": false,
   "WebDavEnabled": false,
-  "Plugins": []
+  "MaximumStorageCacheSize": 0,
+  "Plugins": ["$PLUGIN"],
+  "PacsgateStorage": {
+    "StorageEncryption": { "Enable": true, "MasterKey": [1, "$KEY"] },
+    "Location": { "Type": "filesystem", "Root": "$STATE/orthanc-db" }
+  }
 }
 JSON
 
@@ -63,6 +75,8 @@ for _ in $(seq 300); do
   kill -0 $ORTHANC_PID 2>/dev/null || { cat "$STATE/orthanc.log" >&2; exit 1; }
   sleep 0.1
 done
+curl -s http://127.0.0.1:8042/system | grep -Eq '"StorageAreaPlugin" *: *"/' \
+  || { echo "Orthanc started without the storage plugin" >&2; exit 1; }
 
 "$BIN" check --config "$ROOT/config.toml"
 cat <<MSG

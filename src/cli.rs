@@ -32,6 +32,9 @@ pub enum Command {
     /// Read a password (from the terminal without echo, or stdin) and print its argon2id
     /// hash for `[users.NAME] password_hash`.
     HashPassword,
+    /// Encrypted storage tools (keys, files, Orthanc storage directories).
+    #[command(subcommand)]
+    Storage(crate::storage::StorageCommand),
 }
 
 #[derive(Debug, Clone, Args)]

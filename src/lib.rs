@@ -20,6 +20,8 @@
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
 //! - [`app`]: prepare (everything that can fail on config) -> bind -> serve -> drain.
 //! - [`telemetry`]: tracing setup.
+//! - [`storage`]: `pacsgate storage ...`, the CLI over the `pacsgate-storage` crate (the
+//!   encrypting storage the Orthanc plugin in `orthanc-plugin/` uses).
 //!
 //! # Flows
 //!
@@ -48,5 +50,6 @@ pub mod http;
 pub mod privileges;
 pub mod reload;
 pub mod server;
+pub mod storage;
 pub mod telemetry;
 pub mod tls;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Cert(cmd)) => cert(cmd),
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::Storage(cmd)) => return pacsgate::storage::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

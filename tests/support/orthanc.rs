@@ -20,12 +20,26 @@ impl Orthanc {
     /// Start Orthanc with a loopback test configuration; `extra` is merged over it (JSON
     /// object, e.g. `{"DicomCheckCalledAet": true}` or `{"Plugins": [...]}`).
     pub fn start(dir: &Path, extra: serde_json::Value) -> Orthanc {
-        Self::start_with_args(dir, extra, &[])
+        Self::start_with(dir, extra, &[], &[])
     }
 
     /// As `start`, with extra command-line arguments (e.g. `--verbose`, which logs every
     /// REST request as `(http) METHOD /uri`: proof of what reached Orthanc).
     pub fn start_with_args(dir: &Path, extra: serde_json::Value, args: &[&str]) -> Orthanc {
+        Self::start_with(dir, extra, args, &[])
+    }
+
+    /// [`Orthanc::start`] with extra environment variables for the Orthanc process.
+    pub fn start_with_env(dir: &Path, extra: serde_json::Value, env: &[(&str, &str)]) -> Orthanc {
+        Self::start_with(dir, extra, &[], env)
+    }
+
+    fn start_with(
+        dir: &Path,
+        extra: serde_json::Value,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Orthanc {
         let http_port = free_port();
         let dicom_port = free_port();
         let storage = dir.join("orthanc-storage");
@@ -59,7 +73,8 @@ impl Orthanc {
         cmd.args(args)
             .arg(&config_path)
             .current_dir(dir)
-            .env("LD_PRELOAD", bind_lo());
+            .env("LD_PRELOAD", bind_lo())
+            .envs(env.iter().copied());
         let mut proc = Proc::spawn("Orthanc", cmd, &dir.join("orthanc.log"));
         wait_until("Orthanc's REST API", Duration::from_secs(60), || {
             if let Ok(Some(status)) = proc.child.try_wait() {

@@ -1,0 +1,193 @@
+//! Whole-location operations: verify, migrate, rekey. Each object is handled on its own and
+//! replaced atomically, so an interrupted run is resumed by running it again.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use pacsgate_storage::format::Kind;
+use pacsgate_storage::{Error, Store};
+
+use super::Failure;
+
+/// A one-line progress bar on stderr (only on a terminal).
+struct Progress {
+    enabled: bool,
+    total: usize,
+    verb: &'static str,
+}
+
+impl Progress {
+    fn tick(&self, done: usize) {
+        if !self.enabled {
+            return;
+        }
+        let width = 30;
+        let filled = (done * width).checked_div(self.total).unwrap_or(width);
+        eprint!(
+            "\r[{}{}] {done}/{} {}",
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            self.total,
+            self.verb
+        );
+        if done == self.total {
+            eprintln!();
+        }
+        let _ = std::io::stderr().flush();
+    }
+}
+
+pub fn verify(store: &Store) -> Result<ExitCode, Failure> {
+    let names = store.backend().list()?;
+    let mut bad = Vec::new();
+    let mut plain = 0usize;
+    for name in &names {
+        match store.decrypt_to(name, &mut std::io::sink()) {
+            Ok(_) => {}
+            Err(Error::UnknownFormat) => {
+                plain += 1;
+                bad.push((name, "not encrypted".to_string()));
+            }
+            Err(e) => bad.push((name, e.to_string())),
+        }
+    }
+    for (name, why) in &bad {
+        println!("UNREADABLE {name}: {why}");
+    }
+    println!(
+        "{} objects on {}: {} ok, {} unreadable ({} not encrypted)",
+        names.len(),
+        store.backend().describe(),
+        names.len() - bad.len(),
+        bad.len(),
+        plain
+    );
+    Ok(if bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn migrate(store: &Store, root: &Path, dry_run: bool, show: bool) -> Result<ExitCode, Failure> {
+    let names = store.backend().list()?;
+    let progress = Progress {
+        enabled: show && !dry_run,
+        total: names.len(),
+        verb: "migrated",
+    };
+    let (mut done, mut plain, mut a1, mut failed) = (0usize, 0usize, 0usize, Vec::new());
+    for (i, name) in names.iter().enumerate() {
+        let kind = match store.inspect(name) {
+            Ok(info) => info.kind,
+            Err(e) => {
+                failed.push((name, e.to_string()));
+                continue;
+            }
+        };
+        let outcome = match (kind, dry_run) {
+            (Kind::V2, _) => Ok(()),
+            (Kind::Other, true) => {
+                plain += 1;
+                Ok(())
+            }
+            (Kind::A1, true) => {
+                a1 += 1;
+                Ok(())
+            }
+            (Kind::Other, false) => encrypt_plain(store, root, name).map(|()| plain += 1),
+            (Kind::A1, false) => reencrypt_a1(store, name).map(|()| a1 += 1),
+        };
+        match (kind, outcome) {
+            (Kind::V2, _) => done += 1,
+            (_, Err(e)) => failed.push((name, e.to_string())),
+            _ => {}
+        }
+        progress.tick(i + 1);
+    }
+    for (name, why) in &failed {
+        println!("FAILED {name}: {why}");
+    }
+    let verb = if dry_run {
+        "would encrypt"
+    } else {
+        "encrypted"
+    };
+    println!(
+        "{} objects: {verb} {plain} plain and {a1} A1 objects; {done} already in the new format; {} failed",
+        names.len(),
+        failed.len()
+    );
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Encrypt a plain file, streaming it from disk; the rename replaces it atomically.
+fn encrypt_plain(store: &Store, root: &Path, name: &str) -> Result<(), Error> {
+    let path = root.join(name);
+    let mut file = std::fs::File::open(&path).map_err(|e| Error::Io {
+        op: "open",
+        name: name.to_string(),
+        source: e,
+    })?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::Io {
+            op: "stat",
+            name: name.to_string(),
+            source: e,
+        })?
+        .len();
+    store.put_reader(name, len, &mut file)
+}
+
+/// A1 objects cannot be rekeyed (their key wrap is the weak part): decrypt, re-encrypt.
+fn reencrypt_a1(store: &Store, name: &str) -> Result<(), Error> {
+    let mut plain = Vec::new();
+    store.read_whole(name, &mut plain)?;
+    store.put(name, &plain)
+}
+
+pub fn rekey(store: &Store, show: bool) -> Result<ExitCode, Failure> {
+    let names = store.backend().list()?;
+    let progress = Progress {
+        enabled: show,
+        total: names.len(),
+        verb: "rekeyed",
+    };
+    let current = store.keys().current_id();
+    let (mut moved, mut already, mut failed) = (0usize, 0usize, Vec::new());
+    for (i, name) in names.iter().enumerate() {
+        let result = match store.inspect(name) {
+            Ok(info) if info.kind == Kind::V2 => store.rekey(name),
+            Ok(info) if info.kind == Kind::A1 => Err(Error::Unsupported(
+                "A1 object: run `pacsgate storage migrate`",
+            )),
+            Ok(_) => Err(Error::UnknownFormat),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(true) => moved += 1,
+            Ok(false) => already += 1,
+            Err(e) => failed.push((name, e.to_string())),
+        }
+        progress.tick(i + 1);
+    }
+    for (name, why) in &failed {
+        println!("FAILED {name}: {why}");
+    }
+    println!(
+        "{} objects: {moved} moved to master key {current}, {already} already there, {} failed",
+        names.len(),
+        failed.len()
+    );
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

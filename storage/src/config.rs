@@ -1,0 +1,355 @@
+//! The plugin's configuration, read from Orthanc's JSON (the plugin gets it from Orthanc,
+//! the CLI from the file). Key names inside `StorageEncryption` are the official plugin's,
+//! so an existing section can be moved over as it is:
+//!
+//! ```json
+//! "PacsgateStorage": {
+//!   "StorageEncryption": {
+//!     "Enable": true,
+//!     "MasterKey": [2, "/etc/orthanc/keys/2.key"],
+//!     "PreviousMasterKeys": [[1, "/etc/orthanc/keys/1.key"]],
+//!     "MaxConcurrentInputSize": 1024
+//!   },
+//!   "Location": { "Type": "filesystem", "Root": "/var/lib/orthanc/db" }
+//! }
+//! ```
+//!
+//! `Location` may also be `{"Type": "object", "Url": "s3://bucket/prefix", "Options":
+//! {...}}` (object_store keys). Without `Location`, objects go to Orthanc's
+//! `StorageDirectory`. Everything is validated up front; unknown keys are errors.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::backend::fs::FsBackend;
+use crate::backend::Backend;
+use crate::keys::{KeyRing, MasterKey};
+use crate::{Error, Store};
+
+pub const SECTION: &str = "PacsgateStorage";
+const MIB: u64 = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    pub master_key: (u32, PathBuf),
+    pub previous_keys: Vec<(u32, PathBuf)>,
+    /// `MaxConcurrentInputSize` in bytes.
+    pub max_input: u64,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    Filesystem(PathBuf),
+    Object {
+        url: String,
+        options: Vec<(String, String)>,
+    },
+}
+
+/// A configuration mistake, naming the key and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{SECTION}: {0}")]
+pub struct ConfigError(String);
+
+fn bad(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+// === impl StorageConfig ===
+
+impl StorageConfig {
+    /// Parse from the whole Orthanc configuration object.
+    pub fn from_orthanc(root: &Value) -> Result<StorageConfig, ConfigError> {
+        let section = root.get(SECTION).ok_or_else(|| {
+            bad("section missing; the plugin refuses to store anything without its keys")
+        })?;
+        let section = object(section, SECTION)?;
+        only_keys(section, SECTION, &["StorageEncryption", "Location"])?;
+        let enc = section
+            .get("StorageEncryption")
+            .ok_or_else(|| bad("StorageEncryption missing (MasterKey is required)"))?;
+        let enc = object(enc, "StorageEncryption")?;
+        only_keys(
+            enc,
+            "StorageEncryption",
+            &[
+                "Enable",
+                "MasterKey",
+                "PreviousMasterKeys",
+                "MaxConcurrentInputSize",
+            ],
+        )?;
+        if enc.get("Enable").is_some_and(|v| v != &Value::Bool(true)) {
+            return Err(bad("StorageEncryption.Enable must be true: this plugin never stores plaintext (remove it from Plugins instead)"));
+        }
+        let master_key = key_entry(
+            enc.get("MasterKey").ok_or_else(|| {
+                bad("StorageEncryption.MasterKey missing: [id, \"/path/to/key\"]")
+            })?,
+            "StorageEncryption.MasterKey",
+        )?;
+        let previous_keys = match enc.get("PreviousMasterKeys") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| key_entry(v, "StorageEncryption.PreviousMasterKeys[]"))
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(bad(
+                    "StorageEncryption.PreviousMasterKeys must be [[id, path], ...]",
+                ))
+            }
+        };
+        let max_input = match enc.get("MaxConcurrentInputSize") {
+            None => 1024 * MIB,
+            Some(v) => v
+                .as_u64()
+                .filter(|&mb| mb > 0)
+                .and_then(|mb| mb.checked_mul(MIB))
+                .ok_or_else(|| {
+                    bad("StorageEncryption.MaxConcurrentInputSize must be a positive number of MB")
+                })?,
+        };
+        let location = match section.get("Location") {
+            None => Location::Filesystem(PathBuf::from(
+                root.get("StorageDirectory")
+                    .and_then(Value::as_str)
+                    .unwrap_or("OrthancStorage"),
+            )),
+            Some(v) => location(v)?,
+        };
+        Ok(StorageConfig {
+            master_key,
+            previous_keys,
+            max_input,
+            location,
+        })
+    }
+
+    /// Load the keys, build the backend and prove it works (fail closed).
+    pub fn open(&self) -> Result<Store, Error> {
+        let current = MasterKey::load(self.master_key.0, &self.master_key.1)?;
+        let previous = self
+            .previous_keys
+            .iter()
+            .map(|(id, path)| MasterKey::load(*id, path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = KeyRing::new(current, previous);
+        let backend = self.location.backend()?;
+        backend.check()?;
+        Ok(Store::new(Arc::new(keys), backend, self.max_input))
+    }
+}
+
+impl Location {
+    pub fn backend(&self) -> Result<Box<dyn Backend>, Error> {
+        match self {
+            Location::Filesystem(root) => Ok(Box::new(FsBackend::new(root))),
+            #[cfg(feature = "object-store")]
+            Location::Object { url, options } => Ok(Box::new(
+                crate::backend::object::ObjectBackend::new(url, options.clone())?,
+            )),
+            #[cfg(not(feature = "object-store"))]
+            Location::Object { .. } => {
+                Err(Error::Unsupported("built without the object-store feature"))
+            }
+        }
+    }
+}
+
+fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ConfigError> {
+    v.as_object()
+        .ok_or_else(|| bad(format!("{what} must be a JSON object")))
+}
+
+fn only_keys(map: &Map<String, Value>, what: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(bad(format!(
+            "{what}: unknown key {k:?} (expected one of {allowed:?})"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `[id, "/path"]` with id an unsigned 32-bit integer, as in the official plugin.
+fn key_entry(v: &Value, what: &str) -> Result<(u32, PathBuf), ConfigError> {
+    let fix = || {
+        bad(format!(
+            "{what} must be [id, \"/path/to/key\"] with id in 0..=4294967295"
+        ))
+    };
+    match v.as_array().map(Vec::as_slice) {
+        Some([id, Value::String(path)]) => {
+            let id = id
+                .as_u64()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(fix)?;
+            Ok((id, PathBuf::from(path)))
+        }
+        _ => Err(fix()),
+    }
+}
+
+fn location(v: &Value) -> Result<Location, ConfigError> {
+    let map = object(v, "Location")?;
+    match map.get("Type").and_then(Value::as_str) {
+        Some("filesystem") => {
+            only_keys(map, "Location", &["Type", "Root"])?;
+            let root = map
+                .get("Root")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("Location.Root (a directory) is required for filesystem"))?;
+            Ok(Location::Filesystem(PathBuf::from(root)))
+        }
+        Some("object") => {
+            only_keys(map, "Location", &["Type", "Url", "Options"])?;
+            let url = map
+                .get("Url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("Location.Url is required, e.g. \"s3://bucket/prefix\""))?;
+            let mut options = Vec::new();
+            if let Some(opts) = map.get("Options") {
+                for (k, v) in object(opts, "Location.Options")? {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        _ => return Err(bad(format!("Location.Options.{k} must be a string"))),
+                    };
+                    options.push((k.clone(), v));
+                }
+            }
+            Ok(Location::Object {
+                url: url.to_string(),
+                options,
+            })
+        }
+        _ => Err(bad("Location.Type must be \"filesystem\" or \"object\"")),
+    }
+}
+
+/// Orthanc accepts `//` and `/* */` comments in its configuration files; strip them (outside
+/// strings) so the CLI can read the same file.
+pub fn strip_json_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                '\\' => out.extend(chars.next()),
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+                out.push(' ');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<StorageConfig, ConfigError> {
+        StorageConfig::from_orthanc(&v)
+    }
+
+    #[test]
+    fn official_names_and_defaults() {
+        let c = parse(
+            json!({"StorageDirectory": "/data", "PacsgateStorage": {"StorageEncryption": {
+            "MasterKey": [3, "/k/3"], "PreviousMasterKeys": [[1, "/k/1"], [2, "/k/2"]]}}}),
+        )
+        .unwrap();
+        assert_eq!(c.master_key, (3, PathBuf::from("/k/3")));
+        assert_eq!(c.previous_keys.len(), 2);
+        assert_eq!(c.max_input, 1024 * MIB);
+        assert_eq!(c.location, Location::Filesystem("/data".into()));
+        let c = parse(
+            json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]},
+            "Location": {"Type": "object", "Url": "s3://b/p", "Options": {"allow_http": true}}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            c.location,
+            Location::Object {
+                url: "s3://b/p".into(),
+                options: vec![("allow_http".into(), "true".into())]
+            }
+        );
+    }
+
+    #[test]
+    fn mistakes_fail_closed_with_the_key_named() {
+        for (v, needle) in [
+            (json!({}), "section missing"),
+            (json!({"PacsgateStorage": {}}), "MasterKey is required"),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"Enable": false, "MasterKey": [1, "/k"]}}}),
+                "Enable",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [-1, "/k"]}}}),
+                "MasterKey",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [4294967296u64, "/k"]}}}),
+                "MasterKey",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": "/k"}}}),
+                "MasterKey",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"], "Typo": 1}}}),
+                "\"Typo\"",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]}, "Location": {"Type": "tape"}}}),
+                "Location.Type",
+            ),
+        ] {
+            let err = parse(v).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn comments_are_stripped_outside_strings() {
+        let text = "{ // c\n \"a\": \"x//y/*z*/\", /* b */ \"b\": 1 }";
+        let v: Value = serde_json::from_str(&strip_json_comments(text)).unwrap();
+        assert_eq!(v, json!({"a": "x//y/*z*/", "b": 1}));
+    }
+}

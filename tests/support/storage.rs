@@ -1,0 +1,158 @@
+//! The encrypting storage plugin under test: the built .so, master key files, Orthanc
+//! configuration for it, at-rest inspection and the `pacsgate storage` CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::process::run;
+
+/// `libpacsgate_orthanc_storage.so`, built by cargo as a dev-dependency of this package
+/// (cargo emits the cdylib next to the test binaries).
+pub fn plugin_so() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    let candidates = [
+        deps.join("libpacsgate_orthanc_storage.so"),
+        deps.parent()
+            .expect("profile dir")
+            .join("libpacsgate_orthanc_storage.so"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| panic!("plugin not built; looked at {candidates:?}"))
+}
+
+/// A new master key file (0600) from `pacsgate storage keygen`.
+pub fn keygen(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let (status, out) = cli(&["keygen", "--out", &path.display().to_string()]);
+    assert!(status.success(), "{out}");
+    path
+}
+
+/// Orthanc configuration that loads the plugin: current key `(id, path)`, previous keys,
+/// and a location (`None`: a filesystem root under `dir`).
+pub fn plugin_config(
+    current: (u32, &Path),
+    previous: &[(u32, &Path)],
+    location: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "Plugins": [plugin_so()],
+        "MaximumStorageCacheSize": 0,
+        "PacsgateStorage": {
+            "StorageEncryption": {
+                "Enable": true,
+                "MasterKey": [current.0, current.1],
+                "PreviousMasterKeys": previous.iter().map(|(id, p)| serde_json::json!([id, p])).collect::<Vec<_>>(),
+                "MaxConcurrentInputSize": 256
+            },
+            "Location": location
+        }
+    })
+}
+
+pub fn fs_location(root: &Path) -> serde_json::Value {
+    serde_json::json!({"Type": "filesystem", "Root": root})
+}
+
+/// Every regular file under `root` (recursively), excluding nothing.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Object files (xx/yy/uuid), not temp files.
+pub fn objects_under(root: &Path) -> Vec<PathBuf> {
+    files_under(root)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.len() == 36))
+        .collect()
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Run `pacsgate storage ARGS...`.
+pub fn cli(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut cmd = Command::new(super::gateway::binary());
+    cmd.arg("storage").args(args);
+    run(cmd, Duration::from_secs(300))
+}
+
+/// Orthanc REST on loopback with curl: (HTTP status, body bytes).
+pub fn rest(port: u16, method: &str, path: &str, body: Option<&Path>) -> (u16, Vec<u8>) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "300",
+        "-X",
+        method,
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if let Some(file) = body {
+        cmd.arg("--data-binary").arg(format!("@{}", file.display()));
+    }
+    cmd.arg(format!("http://127.0.0.1:{port}{path}"));
+    let out = cmd.output().expect("curl");
+    let raw = out.stdout;
+    let split = raw.iter().rposition(|&b| b == b'\n').expect("status line");
+    let status = std::str::from_utf8(&raw[split + 1..])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (status, raw[..split].to_vec())
+}
+
+pub fn rest_json(port: u16, method: &str, path: &str, body: Option<&Path>) -> serde_json::Value {
+    let (status, bytes) = rest(port, method, path, body);
+    assert_eq!(
+        status,
+        200,
+        "{method} {path}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    serde_json::from_slice(&bytes).expect("JSON answer")
+}
+
+/// Upload a DICOM file over REST; returns the instance id.
+pub fn upload(port: u16, file: &Path) -> String {
+    let v = rest_json(port, "POST", "/instances", Some(file));
+    v["ID"].as_str().expect("instance ID").to_string()
+}
+
+/// A DICOM file of about `mib` MiB with a unique SOP Instance UID.
+pub fn big_dicom(path: &Path, mib: u32) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/bigdicom.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(path)
+        .arg(mib.to_string())
+        .status()
+        .expect("python3 with pydicom; run tests/run.sh");
+    assert!(status.success(), "bigdicom.py failed");
+}
