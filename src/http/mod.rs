@@ -6,6 +6,7 @@ pub mod canonical;
 pub mod error;
 pub mod guard;
 mod headers;
+mod linger;
 pub mod metered;
 pub mod policy;
 pub mod proxy;
@@ -25,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use self::linger::Lingering;
 use self::metered::{AuditEntry, Metered, RequestRecord};
 use self::policy::identity::AuthMethod;
 use self::policy::PolicyHandle;
@@ -121,7 +123,7 @@ async fn handle_connection(
     let conn_info = Arc::new(ConnInfo::new(peer, identity));
     let info = conn_info.clone();
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let io = TokioIo::new(Tracked::new(Lingering::new(stream), activity.clone()));
     let service_ctx = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = service_ctx.clone();
