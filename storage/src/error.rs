@@ -30,6 +30,8 @@ pub enum Error {
     KeyFile { path: PathBuf, reason: String },
     #[error("input changed while encrypting: expected {expected} bytes")]
     InputLength { expected: u64 },
+    #[error("output buffer is {got} bytes, the sealed object needs {expected}")]
+    OutputLength { expected: u64, got: u64 },
     #[error("{op} {name}: {source}")]
     Io {
         op: &'static str,

@@ -48,16 +48,21 @@ impl Store {
 
     /// Encrypt `data` and store it as `name`, replacing any previous object atomically.
     pub fn put(&self, name: &str, data: &[u8]) -> Result<()> {
-        let mut pending = self
-            .backend
-            .create(name, v2_object_len(data.len() as u64))?;
+        let len = v2::object_len(data.len() as u64);
+        if len <= self.backend.whole_put_limit() {
+            // Small enough for one request: seal in one pass into the request body.
+            let mut object = vec![0u8; len as usize];
+            v2::seal_to_slice(self.keys.as_ref(), data, &mut object)?;
+            return self.backend.put_whole(name, object);
+        }
+        let mut pending = self.backend.create(name, len)?;
         v2::seal_slice(self.keys.as_ref(), data, &mut pending)?;
         pending.commit()
     }
 
     /// Encrypt exactly `len` bytes from `src`.
     pub fn put_reader(&self, name: &str, len: u64, src: &mut dyn Read) -> Result<()> {
-        let mut pending = self.backend.create(name, v2_object_len(len))?;
+        let mut pending = self.backend.create(name, v2::object_len(len))?;
         v2::seal_stream(self.keys.as_ref(), len, src, &mut pending)?;
         pending.commit()
     }
@@ -214,11 +219,6 @@ impl Store {
             .map_err(|e| Error::io("read", name, e))?;
         a1::decrypt(self.keys.as_ref(), blob)
     }
-}
-
-fn v2_object_len(plaintext_len: u64) -> u64 {
-    let segments = plaintext_len.div_ceil(v2::SEGMENT_LEN as u64).max(1);
-    v2::HEADER_LEN as u64 + plaintext_len + segments * v2::TAG_LEN as u64
 }
 
 fn info_v2(header: &v2::Header) -> ObjectInfo {

@@ -27,6 +27,20 @@ pub trait Backend: Send + Sync {
     /// Prove the location is usable (write and delete a probe); run at plugin start.
     fn check(&self) -> Result<()>;
     fn describe(&self) -> String;
+    /// Largest object [`Backend::put_whole`] should be given (0: always stream through
+    /// [`Backend::create`]). Object stores take small objects in one PUT, sealed in memory
+    /// in one pass; files are better streamed.
+    fn whole_put_limit(&self) -> u64 {
+        0
+    }
+    /// Store the complete (encrypted) `object` as `name`, replacing any previous one.
+    fn put_whole(&self, name: &str, object: Vec<u8>) -> Result<()> {
+        let mut pending = self.create(name, object.len() as u64)?;
+        pending
+            .write_all(&object)
+            .map_err(|e| Error::io("write", name, e))?;
+        pending.commit()
+    }
 }
 
 /// An object being written.

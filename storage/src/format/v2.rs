@@ -235,6 +235,15 @@ impl SegmentKey {
         Ok(())
     }
 
+    /// Seal segment `index` from `plain` into `sealed` (ciphertext || tag, exactly
+    /// `plain.len() + TAG_LEN` bytes).
+    fn seal_from(&self, index: u64, plain: &[u8], sealed: &mut [u8]) -> Result<()> {
+        let (ct, tag) = sealed.split_at_mut(plain.len());
+        self.key
+            .seal_out_of_place_scatter(self.nonce(index), Aad::from(&self.aad), plain, ct, &[], tag)
+            .map_err(|_| Error::Crypto)
+    }
+
     /// Open segment `index` (ciphertext || tag) in place; returns the plaintext.
     pub fn open_segment<'a>(&self, index: u64, buf: &'a mut [u8]) -> Result<&'a mut [u8]> {
         self.key
@@ -329,25 +338,90 @@ impl PlainBuffer for Vec<u8> {
 }
 
 /// Encrypt `data` into `out` as one object. Same output as [`seal_stream`], without the
-/// staging copy: segments are sealed straight from `data` into the output buffer.
+/// staging copy: segments are sealed straight from `data` into a segment-sized buffer.
 pub fn seal_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut dyn Write) -> Result<()> {
     let sk = SegmentKey::create(keys, data.len() as u64)?;
     let write = |e| Error::io("write", "object", e);
     out.write_all(&sk.header.encode()).map_err(write)?;
     let mut buf = vec![0u8; SEGMENT_LEN + TAG_LEN];
+    for (index, chunk) in segments_of(data) {
+        let sealed = &mut buf[..chunk.len() + TAG_LEN];
+        sk.seal_from(index, chunk, sealed)?;
+        out.write_all(sealed).map_err(write)?;
+    }
+    Ok(())
+}
+
+/// Encrypt `data` as one object into `out`, which must be exactly
+/// [`object_len`]`(data.len())` bytes: one pass, no intermediate buffer (objects sealed in
+/// memory, e.g. for one object-store PUT).
+pub fn seal_to_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut [u8]) -> Result<()> {
+    let expected = object_len(data.len() as u64);
+    if out.len() as u64 != expected {
+        return Err(Error::OutputLength {
+            expected,
+            got: out.len() as u64,
+        });
+    }
+    let sk = SegmentKey::create(keys, data.len() as u64)?;
+    let (head, mut rest) = out.split_at_mut(HEADER_LEN);
+    head.copy_from_slice(&sk.header.encode());
+    for (index, chunk) in segments_of(data) {
+        let (sealed, tail) = std::mem::take(&mut rest).split_at_mut(chunk.len() + TAG_LEN);
+        sk.seal_from(index, chunk, sealed)?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// Decrypt a whole object held in memory into `buffer`: each segment is opened straight
+/// from `blob` into its place (one pass). Exactly one object: shorter or longer is an
+/// error, and on any error the buffer is wiped.
+pub fn open_slice(keys: &dyn KeyWrapper, blob: &[u8], buffer: &mut dyn PlainBuffer) -> Result<()> {
+    let head = blob.get(..HEADER_LEN).ok_or(Error::Truncated)?;
+    let sk = SegmentKey::open(keys, Header::parse(head)?)?;
+    if blob.len() as u64 != sk.header.object_len() {
+        return Err(Error::Truncated);
+    }
+    let out = buffer.allocate(sk.header.plaintext_len)?;
+    let out_is_empty = out.is_empty();
+    let mut sealed = &blob[HEADER_LEN..];
+    let mut open_all = || {
+        let empty: &mut [u8] = &mut [];
+        // The empty object still carries one (empty) segment and its tag.
+        let segments = out
+            .chunks_mut(SEGMENT_LEN)
+            .chain(out_is_empty.then_some(empty));
+        for (index, dst) in (0u64..).zip(segments) {
+            let (ct, rest) = sealed.split_at_checked(dst.len()).ok_or(Error::Truncated)?;
+            let (tag, rest) = rest.split_at_checked(TAG_LEN).ok_or(Error::Truncated)?;
+            sealed = rest;
+            sk.key
+                .open_separate_gather(sk.nonce(index), Aad::from(&sk.aad), ct, tag, dst)
+                .map_err(|_| Error::Integrity)?;
+        }
+        Ok(())
+    };
+    let result = open_all();
+    if result.is_err() {
+        out.fill(0);
+    }
+    result
+}
+
+/// The segments of a plaintext with their indices; an empty plaintext is one empty segment.
+fn segments_of(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
     let empty: &[u8] = &[];
     let chunks = data
         .chunks(SEGMENT_LEN)
         .chain(data.is_empty().then_some(empty));
-    for (index, chunk) in (0u64..).zip(chunks) {
-        let (ct, tag) = buf[..chunk.len() + TAG_LEN].split_at_mut(chunk.len());
-        sk.key
-            .seal_out_of_place_scatter(sk.nonce(index), Aad::from(&sk.aad), chunk, ct, &[], tag)
-            .map_err(|_| Error::Crypto)?;
-        out.write_all(&buf[..chunk.len() + TAG_LEN])
-            .map_err(write)?;
-    }
-    Ok(())
+    (0u64..).zip(chunks)
+}
+
+/// Object length (header, segments, tags) of a `plaintext_len`-byte plaintext.
+pub fn object_len(plaintext_len: u64) -> u64 {
+    let segments = plaintext_len.div_ceil(SEGMENT_LEN as u64).max(1);
+    HEADER_LEN as u64 + plaintext_len + segments * TAG_LEN as u64
 }
 
 /// Read a whole object from `src` (positioned at its start): header, then every segment

@@ -14,21 +14,42 @@ fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + i / 7) as u8).collect()
 }
 
-/// Seals with both paths (stream and slice); both must produce the same layout.
+/// Seals with all three paths (stream, slice to a writer, slice to a slice); all must
+/// produce the same layout and open to the same plaintext.
 fn seal(keys: &KeyRing, plain: &[u8]) -> Vec<u8> {
     let mut a = Vec::new();
     seal_stream(keys, plain.len() as u64, &mut &plain[..], &mut a).unwrap();
     let mut b = Vec::new();
     seal_slice(keys, plain, &mut b).unwrap();
+    let mut c = vec![0u8; object_len(plain.len() as u64) as usize];
+    seal_to_slice(keys, plain, &mut c).unwrap();
     assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), c.len());
     assert_eq!(open(keys, &b).unwrap(), plain);
+    assert_eq!(open(keys, &c).unwrap(), plain);
     a
 }
 
+/// Opens with both readers (stream and slice); they must agree on the plaintext or on
+/// the kind of error, and a failed open leaves only zeros behind.
 fn open(keys: &KeyRing, blob: &[u8]) -> Result<Vec<u8>> {
-    let mut plain = Vec::new();
-    open_stream(keys, &mut &blob[..], &mut plain)?;
-    Ok(plain)
+    let mut streamed = Vec::new();
+    let a = open_stream(keys, &mut &blob[..], &mut streamed);
+    let mut sliced = vec![0xAAu8; 3];
+    let b = open_slice(keys, blob, &mut sliced);
+    match (&a, &b) {
+        (Ok(()), Ok(())) => assert_eq!(streamed, sliced),
+        (Err(x), Err(y)) => {
+            assert_eq!(
+                std::mem::discriminant(x),
+                std::mem::discriminant(y),
+                "{x} vs {y}"
+            );
+            assert!(streamed.iter().chain(&sliced).all(|&b| b == 0 || b == 0xAA));
+        }
+        _ => panic!("stream {a:?} vs slice {b:?}"),
+    }
+    a.map(|()| streamed)
 }
 
 fn open_range(keys: &KeyRing, blob: &[u8], start: u64, len: usize) -> Result<Vec<u8>> {
@@ -186,4 +207,22 @@ fn input_of_the_wrong_length_is_refused() {
     assert!(matches!(r, Err(Error::InputLength { expected: 10 })));
     let r = seal_stream(&keys, 2, &mut &b"longer"[..], &mut Vec::new());
     assert!(matches!(r, Err(Error::InputLength { expected: 2 })));
+}
+
+#[test]
+fn sealing_into_a_slice_of_the_wrong_size_is_refused() {
+    let keys = ring(1, &[]);
+    let plain = data(100);
+    for len in [
+        0,
+        object_len(100) as usize - 1,
+        object_len(100) as usize + 1,
+    ] {
+        let mut out = vec![0u8; len];
+        let r = seal_to_slice(&keys, &plain, &mut out);
+        assert!(
+            matches!(r, Err(Error::OutputLength { .. })),
+            "out len {len}"
+        );
+    }
 }
