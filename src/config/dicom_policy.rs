@@ -10,14 +10,12 @@
 //! | `modalities.NAME.aet`, `.hosts` | `DicomModalities.NAME.AET`, `.Host` |
 //! | `modalities.NAME.allow` | `AllowEcho`, `AllowStore`, `AllowFind`, `AllowFindWorklist`, `AllowMove`, `AllowGet`, `AllowStorageCommitment` |
 
-use std::net::IpAddr;
-use std::time::Duration;
-
 use ipnet::IpNet;
 
 use super::raw::{RawDicom, RawModality};
+use super::values::{certificate, cidr, rate, Rate};
 use super::ConfigError;
-use crate::tls::Fingerprint;
+use crate::tls::CertificateMatch;
 
 /// The DICOM services a peer may request (bit set).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,14 +56,6 @@ impl Services {
     }
 }
 
-/// How a modality's TLS client certificate is recognised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertificateMatch {
-    Fingerprint(Fingerprint),
-    /// The subject CN or a subject alternative name.
-    Name(String),
-}
-
 #[derive(Debug, Clone)]
 pub struct Modality {
     /// The table name (`ct1` of `[dicom.modalities.ct1]`), for logs and audit.
@@ -77,13 +67,6 @@ pub struct Modality {
     /// `None`: any destination (the PACS decides); `Some`: only these AE titles.
     pub move_destinations: Option<Vec<String>>,
     pub max_associations: Option<usize>,
-}
-
-/// `N` associations per `period`, with a burst of `N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub period: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -159,7 +142,7 @@ fn modality(name: &str, raw: &RawModality, check_host: bool) -> Result<Modality,
     let hosts = raw
         .hosts
         .iter()
-        .map(|h| host(&key("hosts"), h))
+        .map(|h| cidr(&key("hosts"), h))
         .collect::<Result<Vec<_>, _>>()?;
     if check_host && hosts.is_empty() {
         return Err(ConfigError::new(
@@ -240,65 +223,6 @@ pub(super) fn ae_title(key: &str, value: &str) -> Result<String, ConfigError> {
     Ok(trimmed.to_string())
 }
 
-fn host(key: &str, value: &str) -> Result<IpNet, ConfigError> {
-    value
-        .parse::<IpNet>()
-        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            ConfigError::new(
-                key,
-                format!("{value:?} is not an IP address or CIDR"),
-                "use e.g. \"192.168.0.10\" or \"10.1.0.0/16\" (host names are not resolved)",
-            )
-        })
-}
-
-fn certificate(key: &str, value: &str) -> Result<CertificateMatch, ConfigError> {
-    let v = value.trim();
-    if v.to_ascii_lowercase().starts_with("sha256:") {
-        return Fingerprint::parse(v)
-            .map(CertificateMatch::Fingerprint)
-            .ok_or_else(|| {
-                ConfigError::new(
-                    key,
-                    format!("{value:?} is not a SHA-256 fingerprint"),
-                    "use sha256: and 64 hex digits (`pacsgate cert inspect FILE` prints it)",
-                )
-            });
-    }
-    if v.is_empty() {
-        return Err(ConfigError::new(
-            key,
-            "is empty",
-            "give a sha256: fingerprint or the certificate's subject CN or a SAN",
-        ));
-    }
-    Ok(CertificateMatch::Name(v.to_string()))
-}
-
-/// `N/s`, `N/min` or `N/h`.
-fn rate(key: &str, value: &str) -> Result<Rate, ConfigError> {
-    let bad = || {
-        ConfigError::new(
-            key,
-            format!("{value:?} is not a rate"),
-            "use e.g. \"10/s\", \"60/min\" or \"1000/h\"",
-        )
-    };
-    let (n, unit) = value.split_once('/').ok_or_else(bad)?;
-    let count: u32 = n.trim().parse().map_err(|_| bad())?;
-    let period = match unit.trim() {
-        "s" => Duration::from_secs(1),
-        "min" => Duration::from_secs(60),
-        "h" => Duration::from_secs(3600),
-        _ => return Err(bad()),
-    };
-    if count == 0 {
-        return Err(bad());
-    }
-    Ok(Rate { count, period })
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -333,7 +257,7 @@ mod tests {
         .unwrap()
         .policy;
         assert_eq!(c.called_aet.as_deref(), Some("ORTHANC"));
-        assert_eq!(c.association_rate_per_ip.unwrap().count, 60);
+        assert_eq!(c.association_rate_per_ip.unwrap().count.get(), 60);
         let m = &c.modalities[0];
         assert_eq!((m.name.as_str(), m.aet.as_str()), ("ct1", "CT1"));
         assert!(m.allow.contains(Services::FIND_WORKLIST) && !m.allow.contains(Services::FIND));

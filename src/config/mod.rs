@@ -9,13 +9,15 @@ mod error;
 mod policy;
 mod raw;
 mod validate;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use dicom_policy::{CertificateMatch, DicomPolicy, Modality, Rate, Services};
+pub use dicom_policy::{DicomPolicy, Modality, Services};
 pub use error::ConfigError;
+pub use values::Rate;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]

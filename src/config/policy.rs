@@ -3,22 +3,20 @@
 //! `upstream_credentials_file`, `response_headers`).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
-use ipnet::IpNet;
 
 use super::raw::{RawHttp, RawRule, RawUser};
+use super::values::{certificate, cidr, duration, rate};
 use super::ConfigError;
 use crate::http::policy::dangerous::DenySet;
-use crate::http::policy::identity::{check_phc, CertificateMatch, User};
-use crate::http::policy::limits::{LimitsConfig, Rate, RouteLimit};
+use crate::http::policy::identity::{check_phc, User};
+use crate::http::policy::limits::{LimitsConfig, RouteLimit};
 use crate::http::policy::lockout::LockoutPolicy;
 use crate::http::policy::rules::{Action, Glob, Rule, UserMatch};
 use crate::http::policy::PolicyConfig;
-use crate::tls::Fingerprint;
 
 /// Headers added to every response unless `[http.response_headers]` overrides them ("" removes).
 const DEFAULT_RESPONSE_HEADERS: &[(&str, &str)] = &[
@@ -154,29 +152,6 @@ fn user(name: &str, raw: &RawUser) -> Result<User, ConfigError> {
     })
 }
 
-fn certificate(key: &str, value: &str) -> Result<CertificateMatch, ConfigError> {
-    let v = value.trim();
-    if v.to_ascii_lowercase().starts_with("sha256:") {
-        return Fingerprint::parse(v)
-            .map(CertificateMatch::Fingerprint)
-            .ok_or_else(|| {
-                ConfigError::new(
-                    key,
-                    format!("{value:?} is not a SHA-256 fingerprint"),
-                    "write sha256: and 64 hex digits (`pacsgate cert inspect` prints it)",
-                )
-            });
-    }
-    if v.is_empty() {
-        return Err(ConfigError::new(
-            key,
-            "is empty",
-            "write a fingerprint or a subject CN/SAN",
-        ));
-    }
-    Ok(CertificateMatch::Name(v.to_string()))
-}
-
 fn rule(index: usize, raw: &RawRule, users: &[User]) -> Result<Rule, ConfigError> {
     let key = |k: &str| format!("http.rules[{index}].{k}");
     let name = raw
@@ -207,7 +182,7 @@ fn rule(index: usize, raw: &RawRule, users: &[User]) -> Result<Rule, ConfigError
     let sources = raw
         .sources
         .iter()
-        .map(|s| source(&key("sources"), s))
+        .map(|s| cidr(&key("sources"), s))
         .collect::<Result<Vec<_>, _>>()?;
     let action = match raw.action.as_str() {
         "allow" => Action::Allow,
@@ -228,19 +203,6 @@ fn rule(index: usize, raw: &RawRule, users: &[User]) -> Result<Rule, ConfigError
         paths: globs(&key("paths"), &raw.paths)?,
         action,
     })
-}
-
-fn source(key: &str, value: &str) -> Result<IpNet, ConfigError> {
-    value
-        .parse::<IpNet>()
-        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            ConfigError::new(
-                key,
-                format!("{value:?} is not an address or CIDR"),
-                "write e.g. \"127.0.0.1/32\", \"10.0.0.0/8\" or \"::1\"",
-            )
-        })
 }
 
 /// `["*"]` (or nothing) means any method: an empty list.
@@ -282,16 +244,6 @@ fn globs(key: &str, raw: &[String]) -> Result<Vec<Glob>, ConfigError> {
         .collect()
 }
 
-fn rate(key: &str, value: &str) -> Result<Rate, ConfigError> {
-    Rate::parse(value).ok_or_else(|| {
-        ConfigError::new(
-            key,
-            format!("{value:?} is not a rate"),
-            "write N/s, N/min or N/h, optionally followed by `burst M`, e.g. \"20/s burst 40\"",
-        )
-    })
-}
-
 fn lockout(key: &str, value: &str, max_lockout: Duration) -> Result<LockoutPolicy, ConfigError> {
     let r = rate(key, value)?;
     Ok(LockoutPolicy {
@@ -299,19 +251,6 @@ fn lockout(key: &str, value: &str, max_lockout: Duration) -> Result<LockoutPolic
         window: r.period,
         max_lockout: max_lockout.max(r.period),
     })
-}
-
-fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            ConfigError::new(
-                key,
-                format!("{value:?} is not a positive duration"),
-                "e.g. \"15m\"",
-            )
-        })
 }
 
 fn response_headers(

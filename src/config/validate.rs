@@ -2,9 +2,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::raw::{RawConfig, RawDicom, RawHttp, RawOutbound, RawTls};
+use super::values::{at_least, duration, positive};
 use super::*;
 
 pub(super) fn deserialize(text: &str) -> Result<RawConfig, ConfigError> {
@@ -478,32 +478,6 @@ fn tls_version(key: &str, value: &str) -> Result<TlsVersion, ConfigError> {
             "use \"1.2\" or \"1.3\" (older versions are not offered, per BCP 195)",
         )),
     }
-}
-
-fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    match humantime::parse_duration(value) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(ConfigError::new(
-            key,
-            format!("{value:?} is not a positive duration"),
-            "write it like \"30s\", \"500ms\" or \"5m\"",
-        )),
-    }
-}
-
-fn positive(key: &str, value: usize) -> Result<usize, ConfigError> {
-    at_least(key, value, 1)
-}
-
-fn at_least(key: &str, value: usize, min: usize) -> Result<usize, ConfigError> {
-    if value < min {
-        return Err(ConfigError::new(
-            key,
-            format!("{value} is too small"),
-            format!("use at least {min}"),
-        ));
-    }
-    Ok(value)
 }
 
 fn pdu_length(key: &str, value: u32) -> Result<u32, ConfigError> {

@@ -111,15 +111,15 @@ impl Limits {
     }
 }
 
-/// Generic cell rate algorithm: one association per `period / count`, bursts of `count`.
+/// Generic cell rate algorithm: one association per `period / count`, bursts of `burst`.
 fn gcra(
     tat: &mut HashMap<IpAddr, Instant>,
     ip: IpAddr,
     rate: Rate,
     now: Instant,
 ) -> Result<(), LimitExceeded> {
-    let interval = rate.period / rate.count;
-    let burst = interval * rate.count;
+    let interval = rate.interval();
+    let burst = interval * rate.burst.get();
     let current = tat.get(&ip).copied().unwrap_or(now).max(now);
     if current.saturating_duration_since(now) + interval > burst {
         return Err(LimitExceeded::Rate);
@@ -186,10 +186,7 @@ mod tests {
 
     #[test]
     fn rate_allows_a_burst_then_refills() {
-        let rate = Rate {
-            count: 3,
-            period: Duration::from_secs(3),
-        };
+        let rate = Rate::parse("1/s burst 3").unwrap();
         let limits = Limits::new(None, Some(rate));
         let t0 = Instant::now();
         for _ in 0..3 {

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::access::{aet_eq, AssociationRefusal, Grant, Rules};
-use crate::config::{CertificateMatch, DicomPolicy, Modality};
+use crate::config::{DicomPolicy, Modality};
 use crate::tls::PeerIdentity;
 
 pub struct Policy {
@@ -116,10 +116,7 @@ fn cert_matches(m: &Modality, identity: Option<&PeerIdentity>) -> Option<bool> {
     let Some(id) = identity else {
         return Some(false);
     };
-    Some(match wanted {
-        CertificateMatch::Fingerprint(fp) => id.fingerprint == *fp,
-        CertificateMatch::Name(name) => id.has_name(name),
-    })
+    Some(wanted.matches(id))
 }
 
 #[cfg(test)]

@@ -61,6 +61,23 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
+/// How the configuration names a certificate (HTTP users, DICOM modalities).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateMatch {
+    Fingerprint(Fingerprint),
+    /// The subject CN or one of the subject alternative names.
+    Name(String),
+}
+
+impl CertificateMatch {
+    pub fn matches(&self, id: &PeerIdentity) -> bool {
+        match self {
+            CertificateMatch::Fingerprint(fp) => id.fingerprint == *fp,
+            CertificateMatch::Name(name) => id.has_name(name),
+        }
+    }
+}
+
 /// The verified identity of a TLS client (or server, for outbound tunnels).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {

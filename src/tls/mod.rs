@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 
-pub use identity::{Fingerprint, PeerIdentity};
+pub use identity::{CertificateMatch, Fingerprint, PeerIdentity};
 pub use server::{Profile, ReloadableServer};
 
 /// The identity of the verified client certificate, if the client presented one.

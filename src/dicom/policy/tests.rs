@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::Services;
-use crate::tls::Fingerprint;
+use crate::tls::{CertificateMatch, Fingerprint};
 
 fn id(cn: &str) -> PeerIdentity {
     PeerIdentity {

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::rules::UserMatch;
-use crate::tls::{Fingerprint, PeerIdentity};
+use crate::tls::{CertificateMatch, Fingerprint, PeerIdentity};
 
 /// How long a verified password is trusted without hashing again.
 const VERIFIED_TTL: Duration = Duration::from_secs(60);
@@ -39,13 +39,6 @@ impl std::fmt::Debug for User {
             .field("certificate", &self.certificate)
             .finish()
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertificateMatch {
-    Fingerprint(Fingerprint),
-    /// Subject CN or one of the SANs.
-    Name(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

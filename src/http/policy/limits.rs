@@ -3,7 +3,6 @@
 //! regularly and capped, so a flood of distinct addresses cannot grow memory without bound.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,46 +12,15 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use http::Method;
 
 use super::rules::{unmap, Glob};
+use crate::config::Rate;
 
 /// Keys kept per limiter at most; beyond that (after a sweep) new keys are throttled.
 const MAX_KEYS: usize = 100_000;
 /// Sweep idle keys every this many checks.
 const SWEEP_EVERY: u64 = 4096;
 
-/// `N/s`, `N/min` or `N/h`, optionally `burst M` (default: N).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: NonZeroU32,
-    pub period: Duration,
-    pub burst: NonZeroU32,
-}
-
-impl Rate {
-    pub fn parse(text: &str) -> Option<Rate> {
-        let mut words = text.split_whitespace();
-        let (count, unit) = words.next()?.split_once('/')?;
-        let count: NonZeroU32 = count.parse().ok()?;
-        let period = match unit {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return None,
-        };
-        let burst = match (words.next(), words.next(), words.next()) {
-            (None, _, _) => count,
-            (Some("burst"), Some(n), None) => n.parse().ok()?,
-            _ => return None,
-        };
-        Some(Rate {
-            count,
-            period,
-            burst,
-        })
-    }
-
-    fn quota(&self) -> Option<Quota> {
-        Quota::with_period(self.period / self.count.get()).map(|q| q.allow_burst(self.burst))
-    }
+fn quota(rate: &Rate) -> Option<Quota> {
+    Quota::with_period(rate.interval()).map(|q| q.allow_burst(rate.burst))
 }
 
 /// A `[[http.rate_limits.routes]]` entry: one shared budget for matching requests.
@@ -107,16 +75,16 @@ impl RateLimits {
             clock: DefaultClock::default(),
             per_ip: config
                 .per_ip
-                .and_then(|r| r.quota())
+                .and_then(|r| quota(&r))
                 .map(governor::RateLimiter::keyed),
             per_user: config
                 .per_user
-                .and_then(|r| r.quota())
+                .and_then(|r| quota(&r))
                 .map(governor::RateLimiter::keyed),
             routes: config
                 .routes
                 .iter()
-                .filter_map(|r| Some((r.clone(), governor::RateLimiter::direct(r.rate.quota()?))))
+                .filter_map(|r| Some((r.clone(), governor::RateLimiter::direct(quota(&r.rate)?))))
                 .collect(),
             checks: AtomicU64::new(0),
         }
@@ -176,31 +144,6 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_parse() {
-        let r = Rate::parse("20/s burst 40").unwrap();
-        assert_eq!(
-            (r.count.get(), r.period, r.burst.get()),
-            (20, Duration::from_secs(1), 40)
-        );
-        let r = Rate::parse("5/min").unwrap();
-        assert_eq!(
-            (r.count.get(), r.period, r.burst.get()),
-            (5, Duration::from_secs(60), 5)
-        );
-        for bad in [
-            "",
-            "5",
-            "0/s",
-            "5/day",
-            "5/s burst",
-            "5/s burst 0",
-            "5/s bust 3",
-        ] {
-            assert!(Rate::parse(bad).is_none(), "{bad}");
-        }
-    }
 
     #[test]
     fn per_ip_limit_refuses_beyond_burst_and_keys_ipv6_by_64() {
