@@ -52,9 +52,7 @@ pub fn verify(store: &Store) -> Result<ExitCode, Failure> {
             Err(e) => bad.push((name, e.to_string())),
         }
     }
-    for (name, why) in &bad {
-        println!("UNREADABLE {name}: {why}");
-    }
+    list_failures("UNREADABLE", &bad);
     println!(
         "{} objects on {}: {} ok, {} unreadable ({} not encrypted)",
         names.len(),
@@ -63,11 +61,7 @@ pub fn verify(store: &Store) -> Result<ExitCode, Failure> {
         bad.len(),
         plain
     );
-    Ok(if bad.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(&bad))
 }
 
 pub fn migrate(store: &Store, root: &Path, dry_run: bool, show: bool) -> Result<ExitCode, Failure> {
@@ -106,9 +100,7 @@ pub fn migrate(store: &Store, root: &Path, dry_run: bool, show: bool) -> Result<
         }
         progress.tick(i + 1);
     }
-    for (name, why) in &failed {
-        println!("FAILED {name}: {why}");
-    }
+    list_failures("FAILED", &failed);
     let verb = if dry_run {
         "would encrypt"
     } else {
@@ -119,11 +111,7 @@ pub fn migrate(store: &Store, root: &Path, dry_run: bool, show: bool) -> Result<
         names.len(),
         failed.len()
     );
-    Ok(if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(&failed))
 }
 
 /// Encrypt a plain file, streaming it from disk; the rename replaces it atomically.
@@ -177,17 +165,26 @@ pub fn rekey(store: &Store, show: bool) -> Result<ExitCode, Failure> {
         }
         progress.tick(i + 1);
     }
-    for (name, why) in &failed {
-        println!("FAILED {name}: {why}");
-    }
+    list_failures("FAILED", &failed);
     println!(
         "{} objects: {moved} moved to master key {current}, {already} already there, {} failed",
         names.len(),
         failed.len()
     );
-    Ok(if failed.is_empty() {
+    Ok(exit_code(&failed))
+}
+
+/// One line per object that failed, before the summary line.
+fn list_failures(label: &str, failures: &[(&String, String)]) {
+    for (name, why) in failures {
+        println!("{label} {name}: {why}");
+    }
+}
+
+fn exit_code(failures: &[(&String, String)]) -> ExitCode {
+    if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
