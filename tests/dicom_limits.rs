@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::dicom::{dcmtk, dcmtk_tls, ECHOSCU};
-use support::gateway::{tls_section, Gateway};
+use support::dicom::{dcmtk, dcmtk_args, dcmtk_tls, ECHOSCU};
+use support::gateway::{dicom_only, Gateway};
 use support::orthanc::Orthanc;
 use support::pki::Ca;
 use support::process::{free_port, wait_until};
@@ -20,19 +20,15 @@ fn modality_concurrency_limit_gives_a_transient_rejection_until_released() {
     let ca = Ca::new(dir.path(), "Test CA");
     let server = ca.server(dir.path(), "server");
     let port = free_port();
-    let toml = format!(
-        "{}\n[http]\nenabled = false\n[dicom]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\n[dicom.modalities.ct]\naet = \"CT1\"\nallow = [\"echo\"]\nmax_associations = 1\n",
-        tls_section(&server, ""),
-        orthanc.dicom_port
+    let toml = dicom_only(
+        &server,
+        "",
+        port,
+        orthanc.dicom_port,
+        "[dicom.modalities.ct]\naet = \"CT1\"\nallow = [\"echo\"]\nmax_associations = 1\n",
     );
     let gw = Gateway::start(dir.path(), &toml);
-    let mut args = vec![
-        "-aet".to_string(),
-        "CT1".into(),
-        "-aec".into(),
-        "ORTHANC".into(),
-    ];
-    args.extend(dcmtk_tls(&ca.path, None));
+    let args = dcmtk_args("CT1", "ORTHANC", &ca.path, None);
 
     let mut held = RawClient::connect(port, &ca.path, None);
     held.send(&rq_with_titles(
@@ -67,10 +63,12 @@ fn association_rate_per_ip_gives_a_transient_rejection() {
     let ca = Ca::new(dir.path(), "Test CA");
     let server = ca.server(dir.path(), "server");
     let port = free_port();
-    let toml = format!(
-        "{}\n[http]\nenabled = false\n[dicom]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\nassociation_rate_per_ip = \"2/h\"\n",
-        tls_section(&server, ""),
-        orthanc.dicom_port
+    let toml = dicom_only(
+        &server,
+        "",
+        port,
+        orthanc.dicom_port,
+        "association_rate_per_ip = \"2/h\"\n",
     );
     let _gw = Gateway::start(dir.path(), &toml);
     let mut args = vec!["-aec".to_string(), "ORTHANC".into()];

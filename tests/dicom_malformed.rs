@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 
-use support::dicom::{dcmtk, dcmtk_tls, ECHOSCU};
+use support::dicom::{dcmtk, dcmtk_args, ECHOSCU};
 use support::gateway::{tls_section, Gateway};
 use support::orthanc::Orthanc;
 use support::pki::Ca;
@@ -169,13 +169,7 @@ fn malformed_pdus_get_a_abort_and_the_gateway_keeps_serving() {
     expect_abort(&mut c, "RQ item overrun");
 
     // Others are still served.
-    let mut args = vec![
-        "-aet".to_string(),
-        "RAW1".into(),
-        "-aec".into(),
-        "ORTHANC".into(),
-    ];
-    args.extend(dcmtk_tls(&s.ca.path, None));
+    let args = dcmtk_args("RAW1", "ORTHANC", &s.ca.path, None);
     let (status, out) = dcmtk(ECHOSCU, s.port, &args, &[]);
     assert!(
         status.success() && out.contains("Echo Response (Success)"),

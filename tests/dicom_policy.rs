@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::dicom::{dcmtk, dcmtk_tls, pynetdicom, StoreScp, ECHOSCU, FINDSCU, STORESCU};
+use support::dicom::{dcmtk, pynetdicom, StoreScp, ECHOSCU, FINDSCU, STORESCU};
 use support::gateway::{tls_section, Gateway};
 use support::orthanc::Orthanc;
 use support::pki::{fingerprint, Ca, Leaf};
@@ -85,14 +85,7 @@ fn orthanc(dir: &Path) -> Orthanc {
 }
 
 fn dcmtk_args(s: &Setup, calling: &str, called: &str, cert: Option<&Leaf>) -> Vec<String> {
-    let mut args = vec![
-        "-aet".to_string(),
-        calling.into(),
-        "-aec".into(),
-        called.into(),
-    ];
-    args.extend(dcmtk_tls(&s.ca.path, cert));
-    args
+    support::dicom::dcmtk_args(calling, called, &s.ca.path, cert)
 }
 
 fn py_args(s: &Setup, calling: &str, cert: Option<&Leaf>) -> Vec<String> {

@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::dicom::{dcmtk, dcmtk_tls, ECHOSCU};
-use support::gateway::{tls_section, Gateway};
+use support::dicom::{dcmtk, dcmtk_args, ECHOSCU};
+use support::gateway::{dicom_only, Gateway};
 use support::orthanc::Orthanc;
 use support::pki::Ca;
 use support::process::free_port;
@@ -19,20 +19,16 @@ fn sighup_switches_modality_permissions() {
     let server = ca.server(dir.path(), "server");
     let port = free_port();
     let config = |allow: &str| {
-        format!(
-            "{}\n[http]\nenabled = false\n[dicom]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\nalways_allow_echo = false\n[dicom.modalities.ct]\naet = \"CT1\"\nallow = [{allow}]\n",
-            tls_section(&server, "watch = false"),
-            orthanc.dicom_port
+        dicom_only(
+            &server,
+            "watch = false",
+            port,
+            orthanc.dicom_port,
+            &format!("always_allow_echo = false\n[dicom.modalities.ct]\naet = \"CT1\"\nallow = [{allow}]\n"),
         )
     };
     let mut gw = Gateway::start(dir.path(), &config("\"echo\""));
-    let mut args = vec![
-        "-aet".to_string(),
-        "CT1".into(),
-        "-aec".into(),
-        "ORTHANC".into(),
-    ];
-    args.extend(dcmtk_tls(&ca.path, None));
+    let args = dcmtk_args("CT1", "ORTHANC", &ca.path, None);
     let (_, out) = dcmtk(ECHOSCU, port, &args, &[]);
     assert!(out.contains("Echo Response (Success)"), "{out}");
 

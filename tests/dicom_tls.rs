@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use support::dicom::{dcmtk, dcmtk_tls, pynetdicom, StoreScp, ECHOSCU, STORESCU};
-use support::gateway::{curl, tls_section, Gateway};
+use support::gateway::{curl, dicom_only, Gateway};
 use support::orthanc::Orthanc;
 use support::pki::{Ca, Leaf};
 use support::process::free_port;
@@ -22,10 +22,7 @@ fn gateway(dir: &Path, upstream_port: u16) -> Setup {
     let ca = Ca::new(dir, "Test CA");
     let server: Leaf = ca.server(dir, "server");
     let port = free_port();
-    let toml = format!(
-        "{}[http]\nenabled = false\n[dicom]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{upstream_port}\"\n",
-        tls_section(&server, "")
-    );
+    let toml = dicom_only(&server, "", port, upstream_port, "");
     let gw = Gateway::start(dir, &toml);
     Setup {
         ca,

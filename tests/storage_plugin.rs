@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::dicom::{dcmtk, dcmtk_tls, STORESCU};
-use support::gateway::{tls_section, Gateway};
+use support::dicom::{dcmtk, dcmtk_args, STORESCU};
+use support::gateway::{dicom_only, Gateway};
 use support::orthanc::{Orthanc, ORTHANC};
 use support::pki::Ca;
 use support::process::{free_port, Proc};
@@ -55,19 +55,9 @@ fn cstore_over_tls_is_encrypted_at_rest_and_reads_back() {
     let ca = Ca::new(dir.path(), "Test CA");
     let server = ca.server(dir.path(), "server");
     let port = free_port();
-    let toml = format!(
-        "{}[http]\nenabled = false\n[dicom]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{}\"\n",
-        tls_section(&server, ""),
-        orthanc.dicom_port
-    );
+    let toml = dicom_only(&server, "", port, orthanc.dicom_port, "");
     let _gw = Gateway::start(dir.path(), &toml);
-    let mut args = vec![
-        "-aet".to_string(),
-        "MODALITY1".into(),
-        "-aec".into(),
-        "ORTHANC".into(),
-    ];
-    args.extend(dcmtk_tls(&ca.path, None));
+    let args = dcmtk_args("MODALITY1", "ORTHANC", &ca.path, None);
     let files = [
         support::pydicom_file("CT_small.dcm"),
         support::pydicom_file("MR_small.dcm"),

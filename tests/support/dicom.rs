@@ -70,6 +70,18 @@ pub fn dcmtk_tls(ca: &Path, client: Option<&Leaf>) -> Vec<String> {
     args
 }
 
+/// Calling and called AE titles plus the TLS options of [`dcmtk_tls`].
+pub fn dcmtk_args(calling: &str, called: &str, ca: &Path, client: Option<&Leaf>) -> Vec<String> {
+    let mut args = vec![
+        "-aet".to_string(),
+        calling.into(),
+        "-aec".into(),
+        called.into(),
+    ];
+    args.extend(dcmtk_tls(ca, client));
+    args
+}
+
 /// Run a dcmtk tool with `-v` against 127.0.0.1:`port`.
 pub fn dcmtk(tool: &str, port: u16, args: &[String], files: &[PathBuf]) -> (ExitStatus, String) {
     let mut cmd = Command::new(tool);

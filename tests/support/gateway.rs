@@ -52,6 +52,22 @@ pub fn run_expecting_exit(dir: &Path, toml: &str, subcommand: &str) -> (Option<i
     (status.code(), out)
 }
 
+/// A DICOM-only gateway: `[tls]` serving `server` (plus `tls_extra` lines), HTTP off,
+/// `[dicom]` listening on `port` in front of `upstream`, plus `dicom_extra` lines (which
+/// may open further tables, e.g. `[dicom.modalities.ct]`).
+pub fn dicom_only(
+    server: &super::pki::Leaf,
+    tls_extra: &str,
+    port: u16,
+    upstream: u16,
+    dicom_extra: &str,
+) -> String {
+    format!(
+        "{}[http]\nenabled = false\n[dicom]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{upstream}\"\n{dicom_extra}",
+        tls_section(server, tls_extra)
+    )
+}
+
 /// A `[tls]` section serving `server` (cert and key files) with extra lines appended.
 pub fn tls_section(server: &super::pki::Leaf, extra: &str) -> String {
     format!(
