@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //!
-//! - [`ffi`]: the only `unsafe` code. Hand-written mirror of the few `OrthancCPlugin.h`
-//!   items used (Orthanc 1.10.1 SDK; layouts asserted at compile time), the four exported
-//!   entry points and the storage callbacks, each wrapped in `catch_unwind`.
+//! - [`ffi`]: the only `unsafe` code. `ffi::sdk`: hand-written mirror of the few
+//!   `OrthancCPlugin.h` items used (Orthanc 1.10.1 SDK; layouts asserted at compile time)
+//!   and the service calls; `ffi::storage`: the storage callbacks, each wrapped in
+//!   `catch_unwind`; `ffi` itself: the four exported entry points.
 //! - [`plugin`]: safe code: start-up (configuration, keys, backend probe; any failure makes
 //!   `OrthancPluginInitialize` fail so Orthanc exits) and the storage operations on UUIDs.
 //!
