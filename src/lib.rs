@@ -5,13 +5,16 @@
 //!
 //! - [`cli`]: the command line (`run`, `check`, `cert`, ...); `main.rs` only dispatches.
 //! - [`config`]: TOML -> validated types; every error names the key and the fix (exit 64).
+//!   Values shared by all sections (durations, CIDRs, certificates, rates) are parsed in
+//!   `config::values`.
 //! - [`tls`]: certificates (load, generate self-signed, choose RSA or ECDSA per
 //!   ClientHello), hot reload, client-certificate identity, outbound client configs.
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, shutdown, idle tracking.
 //! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, rules, deny
 //!   set, rate limits, lockouts; applied by `http::guard` on canonical paths from
-//!   `http::canonical`) and the streaming reverse proxy.
+//!   `http::canonical`), the streaming reverse proxy, and the lingering close that lets a
+//!   client still sending read our 4xx (`http::linger`).
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
 //!   DICOM policy: modality registry and certificate binding (`policy`), command rights
 //!   and refusal mapping (`access`), the enforcing inspector (`enforce`), limits, audit.
