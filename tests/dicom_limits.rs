@@ -13,21 +13,40 @@ use support::pki::Ca;
 use support::process::{free_port, wait_until};
 use support::raw::{fixture, rq_with_titles, RawClient};
 
+/// Orthanc behind a DICOM-only gateway with `dicom_extra` in its `[dicom]` table.
+struct Setup {
+    ca: Ca,
+    port: u16,
+    gateway: Gateway,
+    _orthanc: Orthanc,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn start(dicom_extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let orthanc = Orthanc::start(dir.path(), serde_json::json!({}));
+        let ca = Ca::new(dir.path(), "Test CA");
+        let server = ca.server(dir.path(), "server");
+        let port = free_port();
+        let toml = dicom_only(&server, "", port, orthanc.dicom_port, dicom_extra);
+        let gateway = Gateway::start(dir.path(), &toml);
+        Setup {
+            ca,
+            port,
+            gateway,
+            _orthanc: orthanc,
+            _dir: dir,
+        }
+    }
+}
+
 #[test]
 fn modality_concurrency_limit_gives_a_transient_rejection_until_released() {
-    let dir = tempfile::tempdir().unwrap();
-    let orthanc = Orthanc::start(dir.path(), serde_json::json!({}));
-    let ca = Ca::new(dir.path(), "Test CA");
-    let server = ca.server(dir.path(), "server");
-    let port = free_port();
-    let toml = dicom_only(
-        &server,
-        "",
-        port,
-        orthanc.dicom_port,
+    let s = Setup::start(
         "[dicom.modalities.ct]\naet = \"CT1\"\nallow = [\"echo\"]\nmax_associations = 1\n",
     );
-    let gw = Gateway::start(dir.path(), &toml);
+    let (ca, port) = (&s.ca, s.port);
     let args = dcmtk_args("CT1", "ORTHANC", &ca.path, None);
 
     let mut held = RawClient::connect(port, &ca.path, None);
@@ -36,7 +55,12 @@ fn modality_concurrency_limit_gives_a_transient_rejection_until_released() {
         "CT1",
         "ORTHANC",
     ));
-    assert_eq!(held.read_pdu().map(|p| p[0]), Some(0x02), "{}", gw.log());
+    assert_eq!(
+        held.read_pdu().map(|p| p[0]),
+        Some(0x02),
+        "{}",
+        s.gateway.log()
+    );
     let (status, out) = dcmtk(ECHOSCU, port, &args, &[]);
     assert!(
         !status.success() && out.contains("Rejected Transient"),
@@ -58,19 +82,8 @@ fn modality_concurrency_limit_gives_a_transient_rejection_until_released() {
 
 #[test]
 fn association_rate_per_ip_gives_a_transient_rejection() {
-    let dir = tempfile::tempdir().unwrap();
-    let orthanc = Orthanc::start(dir.path(), serde_json::json!({}));
-    let ca = Ca::new(dir.path(), "Test CA");
-    let server = ca.server(dir.path(), "server");
-    let port = free_port();
-    let toml = dicom_only(
-        &server,
-        "",
-        port,
-        orthanc.dicom_port,
-        "association_rate_per_ip = \"2/h\"\n",
-    );
-    let _gw = Gateway::start(dir.path(), &toml);
+    let s = Setup::start("association_rate_per_ip = \"2/h\"\n");
+    let (ca, port) = (&s.ca, s.port);
     let mut args = vec!["-aec".to_string(), "ORTHANC".into()];
     args.extend(dcmtk_tls(&ca.path, None));
     for _ in 0..2 {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::orthanc::Orthanc;
 use support::process::{free_port, run, wait_until, Proc};
-use support::storage::{keygen, plugin_config, rest, rest_json, upload};
+use support::storage::{assert_reads_back, delete_instance, keygen, plugin_config, upload};
 
 const AZURITE: &str = "/opt/azurite/node_modules/.bin/azurite-blob";
 
@@ -67,21 +67,7 @@ fn plugin_stores_encrypted_blobs_in_azurite() {
         Orthanc::start_with_env(dir.path(), plugin_config((1, &key), &[], location), &env);
     let file = support::pydicom_file("CT_small.dcm");
     let id = upload(orthanc.http_port, &file);
-    let (code, back) = rest(
-        orthanc.http_port,
-        "GET",
-        &format!("/instances/{id}/file"),
-        None,
-    );
-    assert_eq!(code, 200);
-    assert!(back == std::fs::read(&file).unwrap());
-    let tags = rest_json(
-        orthanc.http_port,
-        "GET",
-        &format!("/instances/{id}/simplified-tags"),
-        None,
-    );
-    assert!(tags["PatientName"].is_string(), "{tags}");
+    assert_reads_back(orthanc.http_port, &id, &file);
 
     let verify = || {
         let mut cmd = Command::new(support::gateway::binary());
@@ -95,16 +81,7 @@ fn plugin_stores_encrypted_blobs_in_azurite() {
         status.success() && out.contains("1 objects on object store az://pacsgate/orthanc: 1 ok"),
         "{out}"
     );
-    assert_eq!(
-        rest(
-            orthanc.http_port,
-            "DELETE",
-            &format!("/instances/{id}"),
-            None
-        )
-        .0,
-        200
-    );
+    delete_instance(orthanc.http_port, &id);
     let (status, out) = verify();
     assert!(status.success() && out.contains("0 objects"), "{out}");
 }

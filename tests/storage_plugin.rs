@@ -15,7 +15,8 @@ use support::orthanc::{Orthanc, ORTHANC};
 use support::pki::Ca;
 use support::process::{free_port, Proc};
 use support::storage::{
-    cli, contains, fs_location, keygen, objects_under, plugin_config, rest, rest_json, upload,
+    cli, contains, delete_instance, fs_location, keygen, objects_under, plugin_config, rest,
+    rest_json, upload,
 };
 
 fn instances(o: &Orthanc) -> Vec<String> {
@@ -162,13 +163,7 @@ fn cstore_over_tls_is_encrypted_at_rest_and_reads_back() {
 
     // DELETE removes the objects.
     for id in &ids {
-        let (code, _) = rest(
-            orthanc.http_port,
-            "DELETE",
-            &format!("/instances/{id}"),
-            None,
-        );
-        assert_eq!(code, 200);
+        delete_instance(orthanc.http_port, id);
     }
     assert!(
         objects_under(&root).is_empty(),

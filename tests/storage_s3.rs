@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use support::orthanc::Orthanc;
 use support::process::{free_port, port_open, wait_until, Proc};
-use support::storage::{big_dicom, cli, contains, keygen, plugin_config, rest, rest_json, upload};
+use support::storage::{
+    assert_reads_back, big_dicom, cli, contains, delete_instance, keygen, plugin_config, rest_json,
+    upload,
+};
 
 const BUCKET: &str = "pacsgate";
 
@@ -131,21 +134,7 @@ fn plugin_stores_encrypted_objects_in_s3() {
     let files = [support::pydicom_file("CT_small.dcm"), big];
     let ids: Vec<String> = files.iter().map(|f| upload(orthanc.http_port, f)).collect();
     for (id, file) in ids.iter().zip(&files) {
-        let (code, back) = rest(
-            orthanc.http_port,
-            "GET",
-            &format!("/instances/{id}/file"),
-            None,
-        );
-        assert_eq!(code, 200);
-        assert!(back == std::fs::read(file).unwrap(), "{id} differs");
-        let tags = rest_json(
-            orthanc.http_port,
-            "GET",
-            &format!("/instances/{id}/simplified-tags"),
-            None,
-        );
-        assert!(tags["PatientName"].is_string(), "{tags}");
+        assert_reads_back(orthanc.http_port, id, file);
         let info = rest_json(
             orthanc.http_port,
             "GET",
@@ -171,16 +160,7 @@ fn plugin_stores_encrypted_objects_in_s3() {
         "{out}"
     );
     for id in &ids {
-        assert_eq!(
-            rest(
-                orthanc.http_port,
-                "DELETE",
-                &format!("/instances/{id}"),
-                None
-            )
-            .0,
-            200
-        );
+        delete_instance(orthanc.http_port, id);
     }
     let (status, out) = cli(&["verify", "--orthanc-config", &conf]);
     assert!(status.success() && out.contains("0 objects"), "{out}");

@@ -156,3 +156,27 @@ pub fn big_dicom(path: &Path, mib: u32) {
         .expect("python3 with pydicom; run tests/run.sh");
     assert!(status.success(), "bigdicom.py failed");
 }
+
+/// Orthanc serves instance `id` byte-identical to `file` (readWhole) and its tags
+/// (readRange through the plugin).
+pub fn assert_reads_back(port: u16, id: &str, file: &Path) {
+    let (code, back) = rest(port, "GET", &format!("/instances/{id}/file"), None);
+    assert_eq!(code, 200, "GET /instances/{id}/file");
+    assert!(
+        back == std::fs::read(file).unwrap(),
+        "{id} differs from {file:?}"
+    );
+    let tags = rest_json(
+        port,
+        "GET",
+        &format!("/instances/{id}/simplified-tags"),
+        None,
+    );
+    assert!(tags["PatientName"].is_string(), "{tags}");
+}
+
+/// `DELETE /instances/{id}` succeeds.
+pub fn delete_instance(port: u16, id: &str) {
+    let (code, _) = rest(port, "DELETE", &format!("/instances/{id}"), None);
+    assert_eq!(code, 200, "DELETE /instances/{id}");
+}
