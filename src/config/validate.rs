@@ -1,9 +1,13 @@
 //! Raw TOML -> validated [`Config`]. Each check names the key it failed on and the fix.
 
-use std::net::{IpAddr, SocketAddr};
+mod address;
+mod tls_section;
+
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawConfig, RawDicom, RawHttp, RawOutbound, RawTls};
+use self::address::{host_of, host_port, http_upstream, require_local, socket_addr};
+use self::tls_section::{listener_client_auth, tls, tls_version};
+use super::raw::{RawConfig, RawDicom, RawHttp, RawOutbound};
 use super::values::{at_least, duration, positive};
 use super::*;
 
@@ -94,72 +98,6 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
     })
 }
 
-fn tls(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
-    let primary = KeyPairPaths {
-        cert: resolve(base, &raw.cert),
-        key: resolve(base, &raw.key),
-        cert_key: "tls.cert",
-        key_key: "tls.key",
-    };
-    let rsa = match (raw.rsa_cert, raw.rsa_key) {
-        (Some(cert), Some(key)) => Some(KeyPairPaths {
-            cert: resolve(base, &cert),
-            key: resolve(base, &key),
-            cert_key: "tls.rsa_cert",
-            key_key: "tls.rsa_key",
-        }),
-        (None, None) => None,
-        (Some(_), None) => return Err(pair_error("tls.rsa_key", "tls.rsa_cert")),
-        (None, Some(_)) => return Err(pair_error("tls.rsa_cert", "tls.rsa_key")),
-    };
-    if rsa
-        .as_ref()
-        .is_some_and(|r| r.cert == primary.cert || r.key == primary.key)
-    {
-        return Err(ConfigError::new(
-            "tls.rsa_cert",
-            "names the same file as tls.cert or tls.key",
-            "give the RSA pair its own files (e.g. certs/server-rsa.crt and certs/server-rsa.key)",
-        ));
-    }
-    if raw.hostnames.iter().any(|h| h.trim().is_empty()) {
-        return Err(ConfigError::new(
-            "tls.hostnames",
-            "contains an empty name",
-            "list DNS names or IP addresses, e.g. [\"pacs.example.org\"]",
-        ));
-    }
-    let client_ca = raw.client_ca.map(|p| resolve(base, &p));
-    if let Some(ca) = &client_ca {
-        readable("tls.client_ca", ca)?;
-    }
-    let client_crl: Vec<PathBuf> = raw.client_crl.iter().map(|p| resolve(base, p)).collect();
-    for crl in &client_crl {
-        readable("tls.client_crl", crl)?;
-    }
-    let default_auth = if client_ca.is_some() {
-        ClientAuth::Optional
-    } else {
-        ClientAuth::None
-    };
-    let client_auth = match raw.client_auth {
-        Some(v) => client_auth("tls.client_auth", &v)?,
-        None => default_auth,
-    };
-    check_client_ca("tls.client_auth", client_auth, client_ca.is_some())?;
-    let min_version = tls_version("tls.min_version", &raw.min_version)?;
-    Ok(TlsConfig {
-        primary,
-        rsa,
-        hostnames: raw.hostnames,
-        client_ca,
-        client_crl,
-        client_auth,
-        min_version,
-        watch: raw.watch,
-    })
-}
-
 fn http(
     raw: RawHttp,
     users: &std::collections::BTreeMap<String, super::raw::RawUser>,
@@ -199,12 +137,12 @@ fn http(
 fn dicom(raw: RawDicom, tls: &TlsConfig) -> Result<DicomConfig, ConfigError> {
     let listen = socket_addr("dicom.listen", &raw.listen)?;
     let upstream = host_port("dicom.upstream", &raw.upstream)?;
-    if !raw.allow_remote_upstream && !is_loopback_host(host_of(&upstream)) {
-        return Err(remote_upstream_error(
-            "dicom.upstream",
-            "dicom.allow_remote_upstream",
-        ));
-    }
+    require_local(
+        "dicom.upstream",
+        "dicom.allow_remote_upstream",
+        &upstream,
+        raw.allow_remote_upstream,
+    )?;
     let client_auth = listener_client_auth("dicom.client_auth", raw.client_auth.clone(), tls)?;
     let policy = super::dicom_policy::policy(&raw)?;
     Ok(DicomConfig {
@@ -312,7 +250,7 @@ fn run_as(name: &str) -> Result<RunAs, ConfigError> {
     })
 }
 
-// === small parsers ===
+// === shared by the sections ===
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
@@ -338,146 +276,6 @@ fn pair_error(missing: &str, present: &str) -> ConfigError {
         format!("is missing while {present} is set"),
         format!("set both {missing} and {present}, or neither"),
     )
-}
-
-fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value.parse().map_err(|_| {
-        ConfigError::new(
-            key,
-            format!("{value:?} is not an IP address with a port"),
-            "write it as IP:PORT, e.g. \"0.0.0.0:443\" or \"[::]:443\"",
-        )
-    })
-}
-
-/// `host:port` where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
-fn host_port(key: &str, value: &str) -> Result<String, ConfigError> {
-    let bad = || {
-        ConfigError::new(
-            key,
-            format!("{value:?} is not HOST:PORT"),
-            "write it as HOST:PORT, e.g. \"127.0.0.1:4242\"",
-        )
-    };
-    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-        None => {
-            !host.is_empty()
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-        }
-    };
-    if !host_ok || port == 0 {
-        return Err(bad());
-    }
-    Ok(value.to_string())
-}
-
-fn host_of(host_port: &str) -> &str {
-    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    match host.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
-fn remote_upstream_error(key: &str, allow_key: &str) -> ConfigError {
-    ConfigError::new(
-        key,
-        "is not a loopback address; the PACS should only listen on localhost",
-        format!("use 127.0.0.1, or set {allow_key} = true if the network between is trusted"),
-    )
-}
-
-fn http_upstream(value: &str, allow_remote: bool) -> Result<HttpUpstream, ConfigError> {
-    let rest = value.strip_prefix("http://").ok_or_else(|| {
-        ConfigError::new(
-            "http.upstream",
-            format!("{value:?} is not a plain http:// URL"),
-            "use the PACS's local REST address, e.g. \"http://127.0.0.1:8042\"",
-        )
-    })?;
-    let authority = rest.trim_end_matches('/');
-    let with_port = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| !p.contains(']'))
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    host_port("http.upstream", &with_port).map_err(|_| {
-        ConfigError::new(
-            "http.upstream",
-            format!("{value:?} must be http://HOST:PORT with no path"),
-            "e.g. \"http://127.0.0.1:8042\"",
-        )
-    })?;
-    if !allow_remote && !is_loopback_host(host_of(&with_port)) {
-        return Err(remote_upstream_error(
-            "http.upstream",
-            "http.allow_remote_upstream",
-        ));
-    }
-    Ok(HttpUpstream {
-        authority: with_port,
-    })
-}
-
-fn client_auth(key: &str, value: &str) -> Result<ClientAuth, ConfigError> {
-    match value {
-        "none" => Ok(ClientAuth::None),
-        "optional" => Ok(ClientAuth::Optional),
-        "required" => Ok(ClientAuth::Required),
-        other => Err(ConfigError::new(
-            key,
-            format!("unknown mode {other:?}"),
-            "use \"none\", \"optional\" or \"required\"",
-        )),
-    }
-}
-
-fn check_client_ca(key: &str, auth: ClientAuth, has_ca: bool) -> Result<(), ConfigError> {
-    if auth != ClientAuth::None && !has_ca {
-        return Err(ConfigError::new(
-            key,
-            "client certificates are enabled but tls.client_ca is not set",
-            "set tls.client_ca to a PEM bundle of the CAs that issue client certificates",
-        ));
-    }
-    Ok(())
-}
-
-fn listener_client_auth(
-    key: &str,
-    value: Option<String>,
-    tls: &TlsConfig,
-) -> Result<ClientAuth, ConfigError> {
-    let Some(v) = value else {
-        return Ok(tls.client_auth);
-    };
-    let auth = client_auth(key, &v)?;
-    check_client_ca(key, auth, tls.client_ca.is_some())?;
-    Ok(auth)
-}
-
-fn tls_version(key: &str, value: &str) -> Result<TlsVersion, ConfigError> {
-    match value {
-        "1.2" => Ok(TlsVersion::V1_2),
-        "1.3" => Ok(TlsVersion::V1_3),
-        other => Err(ConfigError::new(
-            key,
-            format!("unsupported TLS version {other:?}"),
-            "use \"1.2\" or \"1.3\" (older versions are not offered, per BCP 195)",
-        )),
-    }
 }
 
 fn pdu_length(key: &str, value: u32) -> Result<u32, ConfigError> {
