@@ -1,0 +1,178 @@
+//! Whole objects: seal a plaintext (from a reader, into a writer, or slice to slice) and
+//! open one (from a reader, or from memory) into a buffer sized from the header. The
+//! slice forms make one pass per segment; the reader/writer forms add the copy their I/O
+//! needs. Nothing unverified is ever left in an output buffer.
+
+use std::io::{self, Read, Write};
+
+use aws_lc_rs::aead::Aad;
+
+use super::{object_len, read_exact, Header, SegmentKey, HEADER_LEN, SEGMENT_LEN, TAG_LEN};
+use crate::keys::KeyWrapper;
+use crate::{Error, Result};
+
+/// Encrypt exactly `len` bytes from `src` into `out` as one object.
+pub fn seal_stream(
+    keys: &dyn KeyWrapper,
+    len: u64,
+    src: &mut dyn Read,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let sk = SegmentKey::create(keys, len)?;
+    let write = |e| Error::io("write", "object", e);
+    out.write_all(&sk.header.encode()).map_err(write)?;
+    let mut buf = vec![0u8; SEGMENT_LEN + TAG_LEN];
+    for index in 0..sk.header.segments() {
+        let n = sk.header.segment_plain_len(index);
+        src.read_exact(&mut buf[..n]).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => Error::InputLength { expected: len },
+            _ => Error::io("read", "input", e),
+        })?;
+        sk.seal(index, &mut buf[..n + TAG_LEN])?;
+        out.write_all(&buf[..n + TAG_LEN]).map_err(write)?;
+    }
+    if src
+        .read(&mut buf[..1])
+        .map_err(|e| Error::io("read", "input", e))?
+        != 0
+    {
+        return Err(Error::InputLength { expected: len });
+    }
+    Ok(())
+}
+
+/// Where a whole plaintext goes: sized once its length is known (from the header).
+pub trait PlainBuffer {
+    fn allocate(&mut self, len: u64) -> Result<&mut [u8]>;
+}
+
+impl PlainBuffer for Vec<u8> {
+    fn allocate(&mut self, len: u64) -> Result<&mut [u8]> {
+        let len = usize::try_from(len).map_err(|_| Error::TooLarge(len))?;
+        // Every byte is overwritten by verified plaintext or wiped on error, so reusing
+        // the old contents is fine and spares a memset of the whole buffer.
+        self.truncate(len);
+        self.resize(len, 0);
+        Ok(self.as_mut_slice())
+    }
+}
+
+/// Encrypt `data` into `out` as one object. Same output as [`seal_stream`], without the
+/// staging copy: segments are sealed straight from `data` into a segment-sized buffer.
+pub fn seal_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut dyn Write) -> Result<()> {
+    let sk = SegmentKey::create(keys, data.len() as u64)?;
+    let write = |e| Error::io("write", "object", e);
+    out.write_all(&sk.header.encode()).map_err(write)?;
+    let mut buf = vec![0u8; SEGMENT_LEN + TAG_LEN];
+    for (index, chunk) in segments_of(data) {
+        let sealed = &mut buf[..chunk.len() + TAG_LEN];
+        sk.seal_from(index, chunk, sealed)?;
+        out.write_all(sealed).map_err(write)?;
+    }
+    Ok(())
+}
+
+/// Encrypt `data` as one object into `out`, which must be exactly
+/// [`object_len`]`(data.len())` bytes: one pass, no intermediate buffer (objects sealed in
+/// memory, e.g. for one object-store PUT).
+pub fn seal_to_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut [u8]) -> Result<()> {
+    let expected = object_len(data.len() as u64);
+    if out.len() as u64 != expected {
+        return Err(Error::OutputLength {
+            expected,
+            got: out.len() as u64,
+        });
+    }
+    let sk = SegmentKey::create(keys, data.len() as u64)?;
+    let (head, mut rest) = out.split_at_mut(HEADER_LEN);
+    head.copy_from_slice(&sk.header.encode());
+    for (index, chunk) in segments_of(data) {
+        let (sealed, tail) = std::mem::take(&mut rest).split_at_mut(chunk.len() + TAG_LEN);
+        sk.seal_from(index, chunk, sealed)?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// Decrypt a whole object held in memory into `buffer`: each segment is opened straight
+/// from `blob` into its place (one pass). Exactly one object: shorter or longer is an
+/// error, and on any error the buffer is wiped.
+pub fn open_slice(keys: &dyn KeyWrapper, blob: &[u8], buffer: &mut dyn PlainBuffer) -> Result<()> {
+    let head = blob.get(..HEADER_LEN).ok_or(Error::Truncated)?;
+    let sk = SegmentKey::open(keys, Header::parse(head)?)?;
+    if blob.len() as u64 != sk.header.object_len() {
+        return Err(Error::Truncated);
+    }
+    let out = buffer.allocate(sk.header.plaintext_len)?;
+    let out_is_empty = out.is_empty();
+    let mut sealed = &blob[HEADER_LEN..];
+    let mut open_all = || {
+        let empty: &mut [u8] = &mut [];
+        // The empty object still carries one (empty) segment and its tag.
+        let segments = out
+            .chunks_mut(SEGMENT_LEN)
+            .chain(out_is_empty.then_some(empty));
+        for (index, dst) in (0u64..).zip(segments) {
+            let (ct, rest) = sealed.split_at_checked(dst.len()).ok_or(Error::Truncated)?;
+            let (tag, rest) = rest.split_at_checked(TAG_LEN).ok_or(Error::Truncated)?;
+            sealed = rest;
+            sk.key
+                .open_separate_gather(sk.nonce(index), Aad::from(&sk.aad), ct, tag, dst)
+                .map_err(|_| Error::Integrity)?;
+        }
+        Ok(())
+    };
+    let result = open_all();
+    if result.is_err() {
+        out.fill(0);
+    }
+    result
+}
+
+/// The segments of a plaintext with their indices; an empty plaintext is one empty segment.
+fn segments_of(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    let empty: &[u8] = &[];
+    let chunks = data
+        .chunks(SEGMENT_LEN)
+        .chain(data.is_empty().then_some(empty));
+    (0u64..).zip(chunks)
+}
+
+/// Read a whole object from `src` (positioned at its start): header, then every segment
+/// into `buffer`. Trailing bytes are an error. Segments are read and opened in place in
+/// `buffer`; on any error the whole buffer is wiped, so it never holds unverified bytes.
+pub fn open_stream(
+    keys: &dyn KeyWrapper,
+    src: &mut dyn Read,
+    buffer: &mut dyn PlainBuffer,
+) -> Result<()> {
+    let mut head = [0u8; HEADER_LEN];
+    read_exact(src, &mut head)?;
+    let sk = SegmentKey::open(keys, Header::parse(&head)?)?;
+    let out = buffer.allocate(sk.header.plaintext_len)?;
+    let result = open_into(&sk, src, out);
+    if result.is_err() {
+        out.fill(0);
+    }
+    result
+}
+
+fn open_into(sk: &SegmentKey, src: &mut dyn Read, out: &mut [u8]) -> Result<()> {
+    let mut tag = [0u8; TAG_LEN];
+    for index in 0..sk.header.segments() {
+        let at = (index * SEGMENT_LEN as u64) as usize;
+        let n = sk.header.segment_plain_len(index);
+        let dst = out.get_mut(at..at + n).ok_or(Error::Crypto)?;
+        read_exact(src, dst)?;
+        read_exact(src, &mut tag)?;
+        sk.key
+            .open_in_place_separate_tag(sk.nonce(index), Aad::from(&sk.aad), &tag, dst)
+            .map_err(|_| Error::Integrity)?;
+    }
+    let mut probe = [0u8; 1];
+    match src.read(&mut probe) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(Error::Truncated),
+        Err(e) => Err(Error::io("read", "object", e)),
+    }
+}
