@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::backend::Backend;
-use support::gateway::{curl, tls_section, Gateway};
+use support::gateway::{http_status, tls_section, Gateway};
 use support::pki::{fingerprint, Ca, Leaf};
 use support::process::{free_port, wait_until};
 
@@ -101,15 +101,7 @@ impl Load {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 let url = format!("https://localhost:{port}/1k");
-                let (status, code, _) = curl(&[
-                    "--cacert",
-                    &ca,
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    &url,
-                ]);
+                let (status, code, _) = http_status(&["--cacert", &ca, &url]);
                 let counter = if status.success() && code == "200" {
                     &o
                 } else {

@@ -6,7 +6,7 @@
 mod support;
 
 use support::backend::Backend;
-use support::gateway::{curl, tls_section, Gateway};
+use support::gateway::{curl, http_status, tls_section, Gateway};
 use support::pki::{fingerprint, Ca};
 use support::policy::{hash, USER_PW};
 use support::process::free_port;
@@ -97,15 +97,7 @@ paths = ["/echo"]
     );
 
     // Neither credentials nor certificate: 401, and the backend saw only the two above.
-    let (_, code, _) = curl(&[
-        "--cacert",
-        &cacert,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &url,
-    ]);
+    let (_, code, _) = http_status(&["--cacert", &cacert, &url]);
     assert_eq!(code, "401");
     assert_eq!(backend.request_count(), 2);
 }
@@ -146,13 +138,9 @@ fn without_users_authorization_passes_through_and_the_deny_set_still_holds() {
         "{body}"
     );
     assert!(!lower.contains("x-forwarded-user"), "{body}");
-    let (_, code, _) = curl(&[
+    let (_, code, _) = http_status(&[
         "--cacert",
         &cacert,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
         "-d",
         "print(1)",
         &format!("{base}//tools/./execute-script/"),

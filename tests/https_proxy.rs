@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use support::backend::{self, Backend};
-use support::gateway::{curl, tls_section, Gateway};
+use support::gateway::{curl, http_status, tls_section, Gateway};
 use support::pki::Ca;
 use support::process::free_port;
 
@@ -159,16 +159,12 @@ fn oversized_request_heads_are_refused() {
     let s = start(backend.port(), "max_header_bytes = 16384\n");
     let ca = s.ca.path.display().to_string();
     let big = format!("X-Big: {}", "a".repeat(40_000));
-    let (_, out, _) = curl(&[
+    let (_, out, _) = http_status(&[
         "--http1.1",
         "--cacert",
         &ca,
         "-H",
         &big,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
         &url(s.port, "/echo"),
     ]);
     assert_eq!(out, "431");

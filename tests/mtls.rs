@@ -5,7 +5,7 @@ mod support;
 
 use support::backend::Backend;
 use support::dicom::{dcmtk, dcmtk_tls, StoreScp, ECHOSCU};
-use support::gateway::{curl, tls_section, Gateway};
+use support::gateway::{curl, http_status, tls_section, Gateway};
 use support::pki::{fingerprint, Ca};
 use support::process::free_port;
 
@@ -54,17 +54,13 @@ fn required_client_certificates_on_https_and_dicom() {
         "a certificate from another CA was accepted"
     );
     assert_eq!(backend.request_count(), 0);
-    let (status, out, err) = curl(&[
+    let (status, out, err) = http_status(&[
         "--cacert",
         &cacert,
         "--cert",
         good.cert.to_str().unwrap(),
         "--key",
         good.key.to_str().unwrap(),
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
         &url,
     ]);
     assert!(status.success(), "{err}\n{}", gw.log());
@@ -114,13 +110,9 @@ fn optional_client_certificates_accept_anonymous_clients() {
     );
     let toml = format!("{tls}[http]\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n", backend.port());
     let _gw = Gateway::start(d, &toml);
-    let (status, out, err) = curl(&[
+    let (status, out, err) = http_status(&[
         "--cacert",
         &ca.path.display().to_string(),
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
         &format!("https://localhost:{https}/1k"),
     ]);
     assert!(status.success(), "{err}");

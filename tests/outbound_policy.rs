@@ -6,19 +6,21 @@ mod support;
 
 use std::time::Duration;
 
-use support::dicom::{dcmtk, StoreScp, ECHOSCU, STORESCU};
+use support::dicom::{dcmtk, RemoteSite, ECHOSCU, STORESCU};
 use support::gateway::Gateway;
-use support::pki::{fingerprint, Ca};
+use support::pki::fingerprint;
 use support::process::{free_port, wait_until};
 
 #[test]
 fn only_listed_remote_aets_are_reachable_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ca = Ca::new(d, "Remote site CA");
-    let remote_server = ca.server(d, "remote");
-    let ours = ca.client(d, "PACSGATE");
-    let scp = StoreScp::start(d, "REMOTE", Some((&remote_server, &ca.path)));
+    let RemoteSite {
+        ca,
+        server: remote_server,
+        ours,
+        scp,
+    } = RemoteSite::start(d);
     let port = free_port();
     let audit = d.join("audit.jsonl");
     let toml = format!(

@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 
-use support::dicom::{dcmtk, StoreScp, ECHOSCU, STORESCU};
+use support::dicom::{dcmtk, RemoteSite, StoreScp, ECHOSCU, STORESCU};
 use support::gateway::Gateway;
 use support::pki::{Ca, Leaf};
 use support::process::free_port;
@@ -33,10 +33,7 @@ fn tunnel(dir: &Path, remote_port: u16, ca: &Ca, client: Option<&Leaf>) -> (u16,
 fn plain_scu_reaches_a_tls_scp_that_requires_our_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ca = Ca::new(d, "Remote site CA");
-    let remote_server = ca.server(d, "remote");
-    let ours = ca.client(d, "PACSGATE");
-    let scp = StoreScp::start(d, "REMOTE", Some((&remote_server, &ca.path)));
+    let RemoteSite { ca, ours, scp, .. } = RemoteSite::start(d);
 
     let (port, _gw) = tunnel(d, scp.port, &ca, Some(&ours));
     let args = ["-aec".to_string(), "REMOTE".into()];

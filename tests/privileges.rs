@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
 use support::backend::Backend;
-use support::gateway::{curl, Gateway};
+use support::gateway::{http_status, Gateway};
 use support::process::{free_port, wait_until};
 
 fn ids(pid: u32, field: &str) -> Vec<u32> {
@@ -58,13 +58,9 @@ fn root_is_dropped_after_binding() {
         "generated key not handed over"
     );
     let cacert = dir.path().join("certs/server.crt").display().to_string();
-    let (status, code, err) = curl(&[
+    let (status, code, err) = http_status(&[
         "--cacert",
         &cacert,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
         &format!("https://localhost:{https}/1k"),
     ]);
     assert!(status.success(), "{err}");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use super::pki::Leaf;
+use super::pki::{Ca, Leaf};
 use super::process::{free_port, run, wait_for_port, Proc};
 
 pub const ECHOSCU: &str = "/usr/bin/echoscu";
@@ -50,6 +50,30 @@ impl StoreScp {
         std::fs::read_dir(&self.out)
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default()
+    }
+}
+
+/// A remote site for outbound tunnels: its CA, a storescp "REMOTE" serving `remote` and
+/// requiring client certificates from that CA, and our client certificate "PACSGATE".
+pub struct RemoteSite {
+    pub ca: Ca,
+    pub server: Leaf,
+    pub ours: Leaf,
+    pub scp: StoreScp,
+}
+
+impl RemoteSite {
+    pub fn start(dir: &Path) -> RemoteSite {
+        let ca = Ca::new(dir, "Remote site CA");
+        let server = ca.server(dir, "remote");
+        let ours = ca.client(dir, "PACSGATE");
+        let scp = StoreScp::start(dir, "REMOTE", Some((&server, &ca.path)));
+        RemoteSite {
+            ca,
+            server,
+            ours,
+            scp,
+        }
     }
 }
 

@@ -77,6 +77,14 @@ pub fn tls_section(server: &super::pki::Leaf, extra: &str) -> String {
     )
 }
 
+/// curl printing only the HTTP status code; returns (exit status, code, stderr). The code
+/// is "000" when no response arrived.
+pub fn http_status(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let mut all = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+    all.extend_from_slice(args);
+    curl(&all)
+}
+
 /// curl with the given arguments; returns (exit status, stdout, stderr).
 pub fn curl(args: &[&str]) -> (std::process::ExitStatus, String, String) {
     let out = Command::new("curl")

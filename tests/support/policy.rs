@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::gateway::{curl, tls_section, Gateway};
+use super::gateway::{http_status, tls_section, Gateway};
 use super::orthanc::Orthanc;
 use super::pki::Ca;
 use super::process::free_port;
@@ -111,9 +111,9 @@ impl Site {
     /// curl with the CA and `args`; returns the status code (0 if curl failed).
     pub fn status(&self, args: &[&str]) -> u16 {
         let ca = self.ca.path.display().to_string();
-        let mut all = vec!["--cacert", &ca, "-o", "/dev/null", "-w", "%{http_code}"];
+        let mut all = vec!["--cacert", &ca];
         all.extend_from_slice(args);
-        let (_, out, err) = curl(&all);
+        let (_, out, err) = http_status(&all);
         let code = out.trim().parse().unwrap_or(0);
         if code == 0 {
             eprintln!("curl {args:?} failed: {err}");
