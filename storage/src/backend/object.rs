@@ -87,11 +87,13 @@ impl ObjectBackend {
 }
 
 impl Backend for ObjectBackend {
-    fn create(&self, name: &str, _len: u64) -> Result<Box<dyn PendingObject + '_>> {
+    fn create(&self, name: &str, len: u64) -> Result<Box<dyn PendingObject + '_>> {
+        // The first part (or the whole object) is buffered: size it once, no regrowth.
+        let first = usize::try_from(len).map_or(PART_LEN, |l| l.min(PART_LEN));
         Ok(Box::new(PendingUpload {
             backend: self,
             path: self.path(name),
-            buf: Vec::new(),
+            buf: Vec::with_capacity(first),
             upload: None,
             done: false,
         }))
