@@ -1,7 +1,7 @@
 //! [`Store`]: encrypted objects in a backend, read and written by name. What the Orthanc
 //! plugin and the CLI call.
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::backend::Backend;
@@ -71,7 +71,9 @@ impl Store {
     pub fn read_whole(&self, name: &str, buffer: &mut dyn PlainBuffer) -> Result<()> {
         let mut src = self.backend.open(name, None)?;
         let (head, got) = read_prefix(src.as_mut())?;
-        let mut src = (&head[..got]).chain(src);
+        // One segment with its tag fits the buffer, so each is opened straight from it.
+        let capacity = v2::SEGMENT_LEN + v2::TAG_LEN;
+        let mut src = BufReader::with_capacity(capacity, (&head[..got]).chain(src));
         match format::detect(&head[..got]) {
             Kind::V2 => v2::open_stream(self.keys.as_ref(), &mut src, buffer),
             Kind::A1 => {

@@ -31,9 +31,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use crate::keys::{DataKey, KeyWrapper, WrappedKey, WRAPPED_LEN, WRAP_NONCE_LEN};
 use crate::{Error, Result};
 
-pub use self::whole::{
-    open_slice, open_stream, seal_slice, seal_stream, seal_to_slice, PlainBuffer,
-};
+pub use self::whole::{open_stream, seal_slice, seal_stream, seal_to_slice, PlainBuffer};
 
 pub const MAGIC: [u8; 4] = [0x89, b'P', b'G', b'E'];
 pub const VERSION: u8 = 2;

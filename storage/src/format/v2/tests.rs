@@ -30,26 +30,29 @@ fn seal(keys: &KeyRing, plain: &[u8]) -> Vec<u8> {
     a
 }
 
-/// Opens with both readers (stream and slice); they must agree on the plaintext or on
-/// the kind of error, and a failed open leaves only zeros behind.
+/// Opens through both paths of `open_stream`: from memory (every segment opened straight
+/// from the source) and through a small buffer (segments read into place, opened there).
+/// They must agree on the plaintext or on the kind of error, and a failed open leaves only
+/// zeros behind.
 fn open(keys: &KeyRing, blob: &[u8]) -> Result<Vec<u8>> {
-    let mut streamed = Vec::new();
-    let a = open_stream(keys, &mut &blob[..], &mut streamed);
-    let mut sliced = vec![0xAAu8; 3];
-    let b = open_slice(keys, blob, &mut sliced);
+    let mut direct = Vec::new();
+    let a = open_stream(keys, &mut &blob[..], &mut direct);
+    let mut copied = vec![0xAAu8; 3];
+    let mut small = std::io::BufReader::with_capacity(1000, blob);
+    let b = open_stream(keys, &mut small, &mut copied);
     match (&a, &b) {
-        (Ok(()), Ok(())) => assert_eq!(streamed, sliced),
+        (Ok(()), Ok(())) => assert_eq!(direct, copied),
         (Err(x), Err(y)) => {
             assert_eq!(
                 std::mem::discriminant(x),
                 std::mem::discriminant(y),
                 "{x} vs {y}"
             );
-            assert!(streamed.iter().chain(&sliced).all(|&b| b == 0 || b == 0xAA));
+            assert!(direct.iter().chain(&copied).all(|&b| b == 0 || b == 0xAA));
         }
-        _ => panic!("stream {a:?} vs slice {b:?}"),
+        _ => panic!("direct {a:?} vs buffered {b:?}"),
     }
-    a.map(|()| streamed)
+    a.map(|()| direct)
 }
 
 fn open_range(keys: &KeyRing, blob: &[u8], start: u64, len: usize) -> Result<Vec<u8>> {

@@ -1,9 +1,10 @@
 //! Whole objects: seal a plaintext (from a reader, into a writer, or slice to slice) and
-//! open one (from a reader, or from memory) into a buffer sized from the header. The
-//! slice forms make one pass per segment; the reader/writer forms add the copy their I/O
-//! needs. Nothing unverified is ever left in an output buffer.
+//! open one from a buffered reader into a buffer sized from the header. Sealing slice to
+//! slice, and opening what the reader already buffers, make one pass per segment; the
+//! other forms add the copy their I/O needs. Nothing unverified is ever left in an output
+//! buffer.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use aws_lc_rs::aead::Aad;
 
@@ -94,41 +95,6 @@ pub fn seal_to_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut [u8]) -> Resu
     Ok(())
 }
 
-/// Decrypt a whole object held in memory into `buffer`: each segment is opened straight
-/// from `blob` into its place (one pass). Exactly one object: shorter or longer is an
-/// error, and on any error the buffer is wiped.
-pub fn open_slice(keys: &dyn KeyWrapper, blob: &[u8], buffer: &mut dyn PlainBuffer) -> Result<()> {
-    let head = blob.get(..HEADER_LEN).ok_or(Error::Truncated)?;
-    let sk = SegmentKey::open(keys, Header::parse(head)?)?;
-    if blob.len() as u64 != sk.header.object_len() {
-        return Err(Error::Truncated);
-    }
-    let out = buffer.allocate(sk.header.plaintext_len)?;
-    let out_is_empty = out.is_empty();
-    let mut sealed = &blob[HEADER_LEN..];
-    let mut open_all = || {
-        let empty: &mut [u8] = &mut [];
-        // The empty object still carries one (empty) segment and its tag.
-        let segments = out
-            .chunks_mut(SEGMENT_LEN)
-            .chain(out_is_empty.then_some(empty));
-        for (index, dst) in (0u64..).zip(segments) {
-            let (ct, rest) = sealed.split_at_checked(dst.len()).ok_or(Error::Truncated)?;
-            let (tag, rest) = rest.split_at_checked(TAG_LEN).ok_or(Error::Truncated)?;
-            sealed = rest;
-            sk.key
-                .open_separate_gather(sk.nonce(index), Aad::from(&sk.aad), ct, tag, dst)
-                .map_err(|_| Error::Integrity)?;
-        }
-        Ok(())
-    };
-    let result = open_all();
-    if result.is_err() {
-        out.fill(0);
-    }
-    result
-}
-
 /// The segments of a plaintext with their indices; an empty plaintext is one empty segment.
 fn segments_of(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
     let empty: &[u8] = &[];
@@ -139,11 +105,13 @@ fn segments_of(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
 }
 
 /// Read a whole object from `src` (positioned at its start): header, then every segment
-/// into `buffer`. Trailing bytes are an error. Segments are read and opened in place in
-/// `buffer`; on any error the whole buffer is wiped, so it never holds unverified bytes.
+/// into `buffer`. Trailing bytes are an error; on any error the whole buffer is wiped, so it
+/// never holds unverified bytes. A segment that `src` already holds whole in its buffer
+/// (always so for an object in memory, `&mut &blob[..]`) is opened straight from there into
+/// its place: one pass. Otherwise it is read into its place and opened there.
 pub fn open_stream(
     keys: &dyn KeyWrapper,
-    src: &mut dyn Read,
+    src: &mut dyn BufRead,
     buffer: &mut dyn PlainBuffer,
 ) -> Result<()> {
     let mut head = [0u8; HEADER_LEN];
@@ -157,22 +125,31 @@ pub fn open_stream(
     result
 }
 
-fn open_into(sk: &SegmentKey, src: &mut dyn Read, out: &mut [u8]) -> Result<()> {
-    let mut tag = [0u8; TAG_LEN];
+fn open_into(sk: &SegmentKey, src: &mut dyn BufRead, out: &mut [u8]) -> Result<()> {
+    let read_error = |e| Error::io("read", "object", e);
     for index in 0..sk.header.segments() {
         let at = (index * SEGMENT_LEN as u64) as usize;
         let n = sk.header.segment_plain_len(index);
         let dst = out.get_mut(at..at + n).ok_or(Error::Crypto)?;
-        read_exact(src, dst)?;
-        read_exact(src, &mut tag)?;
-        sk.key
-            .open_in_place_separate_tag(sk.nonce(index), Aad::from(&sk.aad), &tag, dst)
-            .map_err(|_| Error::Integrity)?;
+        let (nonce, aad) = (sk.nonce(index), Aad::from(&sk.aad));
+        let buffered = src.fill_buf().map_err(read_error)?;
+        if let Some(sealed) = buffered.get(..n + TAG_LEN) {
+            let (ct, tag) = sealed.split_at(n);
+            sk.key
+                .open_separate_gather(nonce, aad, ct, tag, dst)
+                .map_err(|_| Error::Integrity)?;
+            src.consume(n + TAG_LEN);
+        } else {
+            let mut tag = [0u8; TAG_LEN];
+            read_exact(src, dst)?;
+            read_exact(src, &mut tag)?;
+            sk.key
+                .open_in_place_separate_tag(nonce, aad, &tag, dst)
+                .map_err(|_| Error::Integrity)?;
+        }
     }
-    let mut probe = [0u8; 1];
-    match src.read(&mut probe) {
-        Ok(0) => Ok(()),
-        Ok(_) => Err(Error::Truncated),
-        Err(e) => Err(Error::io("read", "object", e)),
+    match src.fill_buf().map_err(read_error)?.is_empty() {
+        true => Ok(()),
+        false => Err(Error::Truncated),
     }
 }
