@@ -10,16 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::Rate;
+use crate::server::IpKey;
 
 /// Rate state is kept for at most this many addresses; full buckets are dropped first.
 const MAX_TRACKED: usize = 4096;
 
 #[derive(Default)]
 struct State {
-    per_ip: HashMap<IpAddr, usize>,
+    per_ip: HashMap<IpKey, usize>,
     per_modality: HashMap<String, usize>,
     /// GCRA theoretical arrival time per IP.
-    tat: HashMap<IpAddr, Instant>,
+    tat: HashMap<IpKey, Instant>,
 }
 
 pub struct Limits {
@@ -55,7 +56,7 @@ pub struct Guard {
 }
 
 enum Key {
-    Ip(IpAddr),
+    Ip(IpKey),
     Modality(String),
 }
 
@@ -75,7 +76,10 @@ impl Limits {
     }
 
     /// Count one association from `ip` against the rate and the per-IP limit.
+    /// IPv6 clients count per /64 (as for the HTTP limits): rotating addresses inside
+    /// one's own network does not buy more associations.
     pub fn admit_ip(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Guard, LimitExceeded> {
+        let ip = IpKey::of(ip);
         let mut state = self.lock();
         if let Some(rate) = self.rate {
             gcra(&mut state.tat, ip, rate, now)?;
@@ -113,8 +117,8 @@ impl Limits {
 
 /// Generic cell rate algorithm: one association per `period / count`, bursts of `burst`.
 fn gcra(
-    tat: &mut HashMap<IpAddr, Instant>,
-    ip: IpAddr,
+    tat: &mut HashMap<IpKey, Instant>,
+    ip: IpKey,
     rate: Rate,
     now: Instant,
 ) -> Result<(), LimitExceeded> {
@@ -199,6 +203,27 @@ mod tests {
         assert_eq!(
             limits.admit_ip(IP, t0 + Duration::from_secs(1)).err(),
             Some(LimitExceeded::Rate)
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let limits = Limits::new(Some(1), None);
+        let now = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_net: IpAddr = "2001:db8:1:2:ffff::7".parse().unwrap();
+        let other_net: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _held = limits.admit_ip(a, now).unwrap();
+        assert_eq!(
+            limits.admit_ip(same_net, now).err(),
+            Some(LimitExceeded::PerIp)
+        );
+        assert!(limits.admit_ip(other_net, now).is_ok());
+        let _v4 = limits.admit_ip(IP, now).unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(
+            limits.admit_ip(mapped, now).err(),
+            Some(LimitExceeded::PerIp)
         );
     }
 }

@@ -11,8 +11,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use http::Method;
 
-use super::rules::{unmap, Glob};
+use super::rules::Glob;
 use crate::config::Rate;
+pub use crate::server::IpKey;
 
 /// Keys kept per limiter at most; beyond that (after a sweep) new keys are throttled.
 const MAX_KEYS: usize = 100_000;
@@ -51,22 +52,6 @@ pub struct RateLimits {
     per_user: Option<DefaultKeyedRateLimiter<Arc<str>>>,
     routes: Vec<(RouteLimit, DefaultDirectRateLimiter)>,
     checks: AtomicU64,
-}
-
-/// IPv4 address, or the /64 of an IPv6 address (one subscriber usually holds a whole /64).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IpKey {
-    V4(u32),
-    V6Net(u64),
-}
-
-impl IpKey {
-    pub fn of(ip: IpAddr) -> Self {
-        match unmap(ip) {
-            IpAddr::V4(v4) => IpKey::V4(u32::from(v4)),
-            IpAddr::V6(v6) => IpKey::V6Net((u128::from(v6) >> 64) as u64),
-        }
-    }
 }
 
 impl RateLimits {

@@ -8,6 +8,7 @@ use http::Method;
 use ipnet::IpNet;
 
 use super::identity::Caller;
+use crate::server::unmap;
 
 /// A path pattern: `*` matches one segment, `**` any number (also none), anything else a
 /// segment literally (ASCII case-insensitive).
@@ -152,14 +153,6 @@ pub fn evaluate<'a>(
         }
     }
     Verdict::NoMatch
-}
-
-/// `::ffff:127.0.0.1` (a dual-stack listener's view of an IPv4 client) is 127.0.0.1.
-pub fn unmap(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]
