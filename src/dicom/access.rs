@@ -33,6 +33,11 @@ pub enum AssociationRefusal {
 }
 
 impl AssociationRefusal {
+    /// Refused by the association limits (a flood, not a misconfigured peer).
+    pub fn is_limit(&self) -> bool {
+        matches!(self, Self::LimitExceeded(_))
+    }
+
     pub fn rejection(&self) -> Rejection {
         match self {
             Self::CalledAeUnknown(_) => Rejection::CALLED_AE_NOT_RECOGNIZED,

@@ -114,12 +114,12 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<DicomContext>) {
     let mut parties = Parties::new("dicom", peer.ip(), identity.as_deref());
     parties.calling_ae = rq.calling_ae.clone();
     parties.called_ae = rq.called_ae.clone();
-    let (grant, _guards) = match admit(&ctx, &rq, peer, identity.as_deref()) {
+    let (grant, guards) = match admit(&ctx, &rq, peer, identity.as_deref()) {
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::info!(reason = %refusal, "association rejected");
             audit_rejection(&ctx.audit, &parties, &refusal, started);
-            return reject(&mut stream, refusal.rejection()).await;
+            return reject(&mut stream, refusal.rejection(), !refusal.is_limit()).await;
         }
     };
     parties.modality = grant.modality.clone();
@@ -129,7 +129,9 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<DicomContext>) {
             tracing::warn!(upstream = %cfg.upstream, error = %e, "PACS unreachable; association rejected (transient)");
             let refusal = AssociationRefusal::Unreachable("pacs_unreachable");
             audit_rejection(&ctx.audit, &parties, &refusal, started);
-            return reject(&mut stream, refusal.rejection()).await;
+            // The slots are free again while the peer reads the RJ.
+            drop(guards);
+            return reject(&mut stream, refusal.rejection(), !refusal.is_limit()).await;
         }
     };
     let parties = Arc::new(parties);
@@ -231,7 +233,7 @@ where
             version = rq.protocol_version,
             "unsupported protocol version"
         );
-        reject(stream, Rejection::PROTOCOL_VERSION).await;
+        reject(stream, Rejection::PROTOCOL_VERSION, true).await;
         return None;
     }
     Some((bytes, rq))
@@ -256,16 +258,24 @@ where
 /// ARTIM here; closing at once can reset the connection before the peer read the RJ).
 const REJECT_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Send an A-ASSOCIATE-RJ, then wait (bounded) for the peer to close.
-pub async fn reject<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, rejection: Rejection) {
+/// Send an A-ASSOCIATE-RJ, then, with `linger`, wait (bounded) for the peer to close.
+/// Refusals by the limits do not linger: the limits bound what a flood costs, so a peer
+/// over them does not get to hold its connection (and an accept slot) open meanwhile.
+pub async fn reject<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    rejection: Rejection,
+    linger: bool,
+) {
     use tokio::io::AsyncReadExt;
     let _ = stream.write_all(&rejection.to_pdu()).await;
     let _ = stream.flush().await;
-    let drain = async {
-        let mut sink = [0u8; 1024];
-        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-    };
-    let _ = tokio::time::timeout(REJECT_LINGER, drain).await;
+    if linger {
+        let drain = async {
+            let mut sink = [0u8; 1024];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(REJECT_LINGER, drain).await;
+    }
     let _ = stream.shutdown().await;
 }
 

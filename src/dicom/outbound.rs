@@ -97,7 +97,7 @@ async fn handle(mut local: TcpStream, peer_ip: std::net::IpAddr, ctx: Arc<Outbou
         let refusal = AssociationRefusal::CalledAeUnknown(rq.called_ae.clone());
         tracing::info!(reason = %refusal, "association rejected");
         audit_rejection(&ctx.audit, &parties, &refusal, started);
-        return reject(&mut local, refusal.rejection()).await;
+        return reject(&mut local, refusal.rejection(), !refusal.is_limit()).await;
     }
     let remote = match connect_remote(&ctx).await {
         Ok(stream) => stream,
@@ -105,7 +105,7 @@ async fn handle(mut local: TcpStream, peer_ip: std::net::IpAddr, ctx: Arc<Outbou
             tracing::warn!(error = %e, "remote DICOM TLS peer unreachable; association rejected (transient)");
             let refusal = AssociationRefusal::Unreachable("remote_unreachable");
             audit_rejection(&ctx.audit, &parties, &refusal, started);
-            return reject(&mut local, refusal.rejection()).await;
+            return reject(&mut local, refusal.rejection(), !refusal.is_limit()).await;
         }
     };
     if let Some(id) = tls::peer_identity(remote.get_ref().1) {
