@@ -13,7 +13,7 @@
 use ipnet::IpNet;
 
 use super::raw::{RawDicom, RawModality};
-use super::values::{certificate, cidr, rate, Rate};
+use super::values::{certificate, cidr, positive, rate, Rate};
 use super::ConfigError;
 use crate::tls::CertificateMatch;
 
@@ -106,25 +106,17 @@ pub(super) fn policy(raw: &RawDicom) -> Result<DicomPolicy, ConfigError> {
         .iter()
         .map(|(name, m)| modality(name, m, raw.check_modality_host))
         .collect::<Result<Vec<_>, _>>()?;
-    let positive = |key: &str, v: Option<usize>| match v {
-        Some(0) => Err(ConfigError::new(
-            key,
-            "must be at least 1",
-            "remove the key for no limit",
-        )),
-        v => Ok(v),
-    };
     Ok(DicomPolicy {
         called_aet,
         always_allow: always,
         check_modality_host: raw.check_modality_host,
         strict_aet_comparison: raw.strict_aet_comparison,
         modalities,
-        max_associations_per_ip: positive(
+        max_associations_per_ip: optional_limit(
             "dicom.max_associations_per_ip",
             raw.max_associations_per_ip,
         )?,
-        max_associations_per_modality: positive(
+        max_associations_per_modality: optional_limit(
             "dicom.max_associations_per_modality",
             raw.max_associations_per_modality,
         )?,
@@ -186,13 +178,7 @@ fn modality(name: &str, raw: &RawModality, check_host: bool) -> Result<Modality,
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    if raw.max_associations == Some(0) {
-        return Err(ConfigError::new(
-            key("max_associations"),
-            "must be at least 1",
-            "remove the key for the global limit",
-        ));
-    }
+    let max_associations = optional_limit(&key("max_associations"), raw.max_associations)?;
     Ok(Modality {
         name: name.to_string(),
         aet,
@@ -200,12 +186,17 @@ fn modality(name: &str, raw: &RawModality, check_host: bool) -> Result<Modality,
         certificate,
         allow,
         move_destinations,
-        max_associations: raw.max_associations,
+        max_associations,
     })
 }
 
 /// PS3.5 §6.2 (AE VR): 1-16 characters of the default repertoire, no backslash or control
 /// characters; leading/trailing spaces are not significant.
+/// An optional limit: absent means none, present means at least 1.
+fn optional_limit(key: &str, value: Option<usize>) -> Result<Option<usize>, ConfigError> {
+    value.map(|v| positive(key, v)).transpose()
+}
+
 pub(super) fn ae_title(key: &str, value: &str) -> Result<String, ConfigError> {
     let trimmed = value.trim();
     let valid = !trimmed.is_empty()

@@ -56,7 +56,8 @@ impl Activity {
     pub fn count(&mut self, command: &'static str, sop_class: Option<&str>) {
         *self.commands.entry(command).or_insert(0) += 1;
         if let Some(uid) = sop_class {
-            if self.sop_classes.len() < MAX_SOP_CLASSES && !uid.is_empty() {
+            let new = !uid.is_empty() && !self.sop_classes.contains(uid);
+            if new && self.sop_classes.len() < MAX_SOP_CLASSES {
                 self.sop_classes.insert(uid.to_string());
             }
         }
