@@ -27,7 +27,7 @@ fn root_is_dropped_after_binding() {
     let backend = Backend::start();
     let https = free_port();
     let toml = format!(
-        "[tls]\ncert = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[http]\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n[server]\nuser = \"nobody\"\n",
+        "[tls]\ncert = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n[server]\nuser = \"nobody\"\n",
         backend.port()
     );
     let gw = Gateway::start(dir.path(), &toml);

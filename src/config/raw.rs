@@ -79,6 +79,8 @@ pub struct RawHttp {
     pub upstream_connect_timeout: String,
     pub idle_timeout: String,
     // Access policy (config/policy.rs).
+    pub authentication: String,
+    pub admin_password_file: Option<PathBuf>,
     pub rules: Vec<RawRule>,
     pub allow_dangerous: Vec<String>,
     pub rate_limits: RawRateLimits,
@@ -101,6 +103,8 @@ impl Default for RawHttp {
             header_timeout: "30s".into(),
             upstream_connect_timeout: "5s".into(),
             idle_timeout: "120s".into(),
+            authentication: "required".into(),
+            admin_password_file: None,
             rules: Vec::new(),
             allow_dangerous: Vec::new(),
             rate_limits: RawRateLimits::default(),

@@ -104,7 +104,7 @@ fn http(
     tls: &TlsConfig,
     base: &Path,
 ) -> Result<HttpConfig, ConfigError> {
-    let policy = super::policy::policy(&raw, users, base)?;
+    let policy = super::policy::policy(&raw, users, base, &tls.primary.cert)?;
     let listen = socket_addr("http.listen", &raw.listen)?;
     let upstream = http_upstream(&raw.upstream, raw.allow_remote_upstream)?;
     let client_auth = listener_client_auth("http.client_auth", raw.client_auth, tls)?;
