@@ -1,6 +1,7 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
-//! (`backend`), DICOM clients (`dicom`) and the encrypting storage plugin (`storage`). Every integration test file includes this with
+//! (`backend`), DICOM clients (`dicom`), the encrypting storage plugin (`storage`) and
+//! `deploy/quickstart.sh` (`quickstart`). Every integration test file includes this with
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
@@ -11,6 +12,7 @@ pub mod orthanc;
 pub mod pki;
 pub mod policy;
 pub mod process;
+pub mod quickstart;
 pub mod raw;
 pub mod storage;
 
