@@ -38,7 +38,7 @@ impl Quickstart {
             .env("QUICKSTART_ORTHANC_DICOM_PORT", odicom.to_string())
             .process_group(0);
         let log = state.path().join("quickstart.log");
-        let mut proc = Proc::spawn("quickstart.sh", cmd, &log);
+        let proc = Proc::spawn("quickstart.sh", cmd, &log);
         let mut q = Quickstart {
             cert: state.path().join("certs/server.crt"),
             state,
@@ -92,7 +92,10 @@ impl Drop for Quickstart {
     fn drop(&mut self) {
         let group = format!("-{}", self.proc.pid());
         let kill = |sig: &str| {
-            let _ = Command::new("kill").args([sig, "--", &group]).status();
+            let _ = Command::new("kill")
+                .args([sig, "--", &group])
+                .stderr(std::process::Stdio::null())
+                .status();
         };
         kill("-TERM");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
