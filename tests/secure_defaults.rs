@@ -183,6 +183,9 @@ fn pass_through_needs_authentication_none_and_is_flagged() {
     assert_eq!(code, "200");
 }
 
+/// Puts something at the password file's path.
+type Plant<'a> = Box<dyn Fn(&Path) + 'a>;
+
 #[test]
 fn broken_leaked_or_planted_password_files_exit_64_before_binding() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,7 +199,7 @@ fn broken_leaked_or_planted_password_files_exit_64_before_binding() {
     let mode =
         |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     mode(&attacker, 0o600);
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+    let cases: Vec<(&str, Plant, &str)> = vec![
         (
             "empty",
             Box::new(move |f| {

@@ -170,7 +170,7 @@ fn write_new(tmp: &Path, password: &str) -> std::io::Result<()> {
 fn generate() -> Result<Zeroizing<String>, ConfigError> {
     let bytes = Zeroizing::new(super::random_bytes::<GENERATED_BYTES>()?);
     Ok(Zeroizing::new(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*bytes),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_slice()),
     ))
 }
 

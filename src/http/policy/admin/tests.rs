@@ -11,7 +11,7 @@ fn file_with(dir: &Path, text: &[u8], mode: u32) -> PathBuf {
 }
 
 fn problem(r: Result<Loaded, ConfigError>) -> String {
-    let e = r.err().expect("refused");
+    let e = r.expect_err("refused");
     assert_eq!(e.key, KEY);
     e.to_string()
 }
