@@ -295,3 +295,61 @@ fn concurrent_first_starts_share_one_generated_password() {
         assert_eq!(code, "200", "gateway on {port}");
     }
 }
+
+#[test]
+fn reloads_keep_the_generated_account_until_users_replace_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let backend = Backend::start();
+    let ca = Ca::new(d, "Test CA");
+    let server = ca.server(d, "server");
+    let file = server.cert.parent().unwrap().join("admin.password");
+    let cacert = ca.path.display().to_string();
+    let alice = format!(
+        "[users.alice]\npassword_hash = \"{}\"\n[[http.rules]]\nusers = [\"alice\"]\npaths = [\"/**\"]\n",
+        support::policy::hash("alice-Secret-3")
+    );
+    let reloads = |g: &Gateway, what: &str, n: usize| {
+        support::process::wait_until(what, Duration::from_secs(30), || {
+            g.log().matches(what).count() >= n
+        })
+    };
+
+    // Generated account: kept across a reload (the file is not re-read), replaced by users.
+    let port = free_port();
+    let open = config(&server, d, port, backend.port(), "");
+    let mut g = Gateway::start(d, &open);
+    let creds = format!("admin:{}", announced_password(&g.log()).unwrap());
+    let status = |port: u16, creds: &str| {
+        let url = format!("https://localhost:{port}/echo");
+        http_status(&["--cacert", &cacert, "-u", creds, &url]).1
+    };
+    std::fs::remove_file(&file).unwrap();
+    g.proc.signal("HUP");
+    reloads(&g, "configuration reloaded", 1);
+    assert_eq!(status(port, &creds), "200");
+    assert!(!file.exists(), "a reload never writes the file");
+    std::fs::write(&g.config, format!("{open}{alice}")).unwrap();
+    g.proc.signal("HUP");
+    reloads(&g, "configuration reloaded", 2);
+    assert_eq!(status(port, &creds), "401");
+    assert_eq!(status(port, "alice:alice-Secret-3"), "200");
+    drop(g);
+
+    // Started with users: removing them by reload cannot conjure an account; restart.
+    let port = free_port();
+    let g = Gateway::start(
+        d,
+        &format!("{}{alice}", config(&server, d, port, backend.port(), "")),
+    );
+    std::fs::write(&g.config, config(&server, d, port, backend.port(), "")).unwrap();
+    g.proc.signal("HUP");
+    reloads(&g, "configuration reload failed", 1);
+    let log = g.log();
+    assert!(
+        log.contains("http.admin_password_file") && log.contains("restart pacsgate"),
+        "{log}"
+    );
+    assert!(!file.exists());
+    assert_eq!(status(port, "alice:alice-Secret-3"), "200");
+}
