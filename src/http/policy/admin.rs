@@ -8,8 +8,9 @@
 //! memory; the plaintext buffers are zeroized.
 //!
 //! Abuse cases handled here: a symlink or FIFO planted at the path (opened with
-//! O_NOFOLLOW | O_NONBLOCK, must be a regular file), a file readable by others or owned by
-//! another account (refused, like a leaked key), concurrent first starts (the file appears
+//! O_NOFOLLOW | O_NONBLOCK, must be a regular file), a file readable by others, owned by
+//! another account or in a directory others can write (refused, like a leaked key; the
+//! last as OpenSSH's StrictModes does), concurrent first starts (the file appears
 //! complete or not at all: temp file + link(2), which fails if the name exists, so exactly
 //! one process generates and prints), an empty or edited-to-garbage file (exit 64 naming
 //! the file and the fix).
@@ -217,6 +218,7 @@ fn read(path: &Path) -> Result<Zeroizing<String>, ConfigError> {
             "chown it to the account pacsgate starts as, or delete it to generate a new one",
         ));
     }
+    check_directory(path)?;
     let mut raw = Zeroizing::new(Vec::new());
     file.take(MAX_FILE + 1)
         .read_to_end(&mut raw)
@@ -225,6 +227,32 @@ fn read(path: &Path) -> Result<Zeroizing<String>, ConfigError> {
         return Err(corrupt(path, "is larger than 4 KiB"));
     }
     parse(&raw).map_err(|problem| corrupt(path, problem))
+}
+
+/// Others who can write the directory can swap the file for one whose password they
+/// know (unless the sticky bit stops them, as in /tmp): refuse, like OpenSSH's StrictModes.
+fn check_directory(path: &Path) -> Result<(), ConfigError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let meta = std::fs::metadata(dir).map_err(|e| io_error(dir, "cannot inspect", &e))?;
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(ConfigError::new(
+            KEY,
+            format!(
+                "{} is in {}, which group or others can write (mode {:o})",
+                path.display(),
+                dir.display(),
+                meta.mode() & 0o7777
+            ),
+            format!(
+                "chmod go-w {} (and delete the file: its password may be known)",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The first line must be `admin:<password>`, the password 16-256 printable ASCII

@@ -161,3 +161,21 @@ fn a_rebuilt_policy_only_takes_the_account_loaded_at_start() {
     assert!(matching(Some(&loaded), &other).is_err());
     assert!(matching(None, &path).is_err());
 }
+
+#[test]
+fn a_directory_others_can_write_is_refused_unless_sticky() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with(dir.path(), b"admin:abcdefghijklmnopqrst\n", 0o600);
+    let chmod = |m| std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(m));
+    chmod(0o777).unwrap();
+    assert!(problem(load(&path)).contains("which group or others can write"));
+    chmod(0o770).unwrap();
+    assert!(load(&path).is_err());
+    chmod(0o1777).unwrap();
+    assert!(
+        load(&path).is_ok(),
+        "sticky: others cannot replace our file"
+    );
+    chmod(0o755).unwrap();
+    assert!(load(&path).is_ok());
+}
