@@ -318,7 +318,7 @@ fn reloads_keep_the_generated_account_until_users_replace_it() {
     // Generated account: kept across a reload (the file is not re-read), replaced by users.
     let port = free_port();
     let open = config(&server, d, port, backend.port(), "");
-    let mut g = Gateway::start(d, &open);
+    let g = Gateway::start(d, &open);
     let creds = format!("admin:{}", announced_password(&g.log()).unwrap());
     let status = |port: u16, creds: &str| {
         let url = format!("https://localhost:{port}/echo");
