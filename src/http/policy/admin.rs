@@ -131,6 +131,8 @@ fn create(path: &Path) -> Result<Option<Zeroizing<String>>, ConfigError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| io_error(dir, "cannot create the directory", &e))?;
+    // Before writing: a password that load() would refuse must not be generated either.
+    check_directory(path)?;
     let password = generate()?;
     let nonce = super::random_bytes::<8>()?;
     let tmp = dir.join(format!(

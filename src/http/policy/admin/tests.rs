@@ -169,6 +169,12 @@ fn a_directory_others_can_write_is_refused_unless_sticky() {
     let chmod = |m| std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(m));
     chmod(0o777).unwrap();
     assert!(problem(load(&path)).contains("which group or others can write"));
+    let fresh = dir.path().join("fresh.password");
+    assert!(create(&fresh).is_err());
+    assert!(
+        !fresh.exists(),
+        "nothing generated where it would be refused"
+    );
     chmod(0o770).unwrap();
     assert!(load(&path).is_err());
     chmod(0o1777).unwrap();
