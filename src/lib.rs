@@ -11,8 +11,9 @@
 //!   ClientHello), hot reload, client-certificate identity, outbound client configs.
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, shutdown, idle tracking.
-//! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, rules, deny
-//!   set, rate limits, lockouts; applied by `http::guard` on canonical paths from
+//! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, the generated
+//!   `admin` account when none are configured (`http::policy::admin`), rules, deny set,
+//!   rate limits, lockouts; applied by `http::guard` on canonical paths from
 //!   `http::canonical`), the streaming reverse proxy, and the lingering close that lets a
 //!   client still sending read our 4xx (`http::linger`).
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
