@@ -12,6 +12,8 @@ pub mod pki;
 pub mod policy;
 pub mod process;
 pub mod raw;
+pub mod rawhttp;
+pub mod spelling;
 pub mod storage;
 
 use std::io::{Read, Write};
