@@ -32,6 +32,7 @@ fn cases(
         ("mismatched key", format!("{mismatched_tls}[http]\nlisten = \"127.0.0.1:{p}\"\n"), "tls.key:".into()),
         ("key file is not PEM", format!("{not_pem}[http]\nlisten = \"127.0.0.1:{p}\"\n"), "tls.key:".into()),
         ("outbound without CA", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\n[[dicom.outbound]]\nlisten = \"127.0.0.1:{}\"\nremote = \"peer.example.org:2762\"\n", free_port()), "dicom.outbound[0].ca: is missing".into()),
+        ("log level typo", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\n[log]\nlevel = \"verbose\"\n"), "log.level: unknown level or filter \"verbose\"".into()),
         ("half an RSA pair", format!("{ok_tls}rsa_cert = \"x.crt\"\n[http]\nlisten = \"127.0.0.1:{p}\"\n"), "tls.rsa_key: is missing while tls.rsa_cert is set".into()),
     ]
 }

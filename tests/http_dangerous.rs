@@ -176,3 +176,90 @@ fn allow_dangerous_opens_execute_script_and_nothing_else() {
     assert_eq!(site.status(&["-u", &admin, "-d", "/tmp/x", &export]), 403);
     assert_eq!(site.status(&["-u", &admin, &site.url("/webdav/")]), 403);
 }
+
+/// Orthanc as a confused deputy: a peer whose URL is Orthanc's own loopback API turns
+/// `POST /peers/x/store-straight` into `POST /tools/execute-script`. Straight to Orthanc
+/// (the control) the Lua runs; through the gateway, defining or using the peer is refused
+/// for the admin too, and so are the other endpoints that make Orthanc send requests or
+/// change its running configuration.
+#[test]
+fn orthanc_cannot_be_made_a_confused_deputy() {
+    let site = Site::start(serde_json::json!({}), "", &sample_policy());
+    let orthanc = format!("http://127.0.0.1:{}", site.orthanc.http_port);
+    let peer = format!(r#"{{"Url":"{orthanc}/tools/execute-script#"}}"#);
+    let control = site.dir().join("control-marker");
+    let (ok, _, err) =
+        support::gateway::curl(&["-X", "PUT", "-d", &peer, &format!("{orthanc}/peers/x")]);
+    assert!(ok.success(), "{err}");
+    let (ok, out, err) = support::gateway::curl(&[
+        "-d",
+        &payload(&control),
+        &format!("{orthanc}/peers/x/store-straight"),
+    ]);
+    assert!(
+        ok.success() && control.exists(),
+        "control: the deputy did not run the Lua: {out} {err}"
+    );
+    let before = site.orthanc_requests().len();
+
+    let marker = site.dir().join("marker");
+    let admin = format!("admin:{ADMIN_PW}");
+    let refused: Vec<(&str, String, String)> = vec![
+        ("PUT", "/peers/y".into(), peer.clone()),
+        ("POST", "/peers/x/store-straight".into(), payload(&marker)),
+        ("POST", "/peers/x/store".into(), "[]".into()),
+        ("GET", "/peers".into(), String::new()),
+        (
+            "PUT",
+            "/modalities/evil".into(),
+            r#"{"AET":"EVIL","Host":"127.0.0.1","Port":9}"#.into(),
+        ),
+        ("POST", "/modalities/evil/echo".into(), "{}".into()),
+        (
+            "POST",
+            "/tools/dicom-echo".into(),
+            r#"{"AET":"X","Host":"127.0.0.1","Port":22}"#.into(),
+        ),
+        ("PUT", "/dicom-web/servers/x".into(), peer.clone()),
+        ("POST", "/tools/reset".into(), String::new()),
+        ("POST", "/tools/shutdown".into(), String::new()),
+        ("PUT", "/tools/log-level".into(), "trace".into()),
+        ("PUT", "/tools/log-level-http".into(), "trace".into()),
+        ("PUT", "/tools/metrics".into(), "0".into()),
+        ("PUT", "/tools/default-encoding".into(), "Utf8".into()),
+        (
+            "PUT",
+            "/tools/accepted-transfer-syntaxes".into(),
+            "[]".into(),
+        ),
+        (
+            "PUT",
+            "/tools/unknown-sop-class-accepted".into(),
+            "1".into(),
+        ),
+    ];
+    for (method, path, body) in &refused {
+        let url = site.url(path);
+        let mut args = vec!["-u", admin.as_str(), "-X", method, &url];
+        if !body.is_empty() {
+            args.extend(["-d", body.as_str()]);
+        }
+        assert_eq!(site.status(&args), 403, "{method} {path}");
+    }
+    assert!(!marker.exists(), "the deputy ran Lua through the gateway");
+    let after = site.orthanc_requests()[before..].to_vec();
+    assert!(after.is_empty(), "reached Orthanc: {after:?}");
+    let denied: Vec<String> = site
+        .audit()
+        .iter()
+        .filter_map(|r| r["denied"].as_str().map(str::to_string))
+        .collect();
+    for id in ["peers", "modalities", "dicom-web-servers", "server-admin"] {
+        assert!(
+            denied
+                .iter()
+                .any(|d| d == &format!("built-in deny set: {id}")),
+            "{id}: {denied:?}"
+        );
+    }
+}

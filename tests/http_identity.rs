@@ -79,6 +79,26 @@ paths = ["/echo"]
     assert!(lower.contains("x-frame-options: deny"), "{body}");
     assert!(!lower.contains("content-security-policy"), "{body}");
 
+    // Headers the client names in `Connection` are hop-by-hop for the client's hop only:
+    // they must not remove the headers the gateway sets for the PACS.
+    let (ok, body, err) = curl(&[
+        "--cacert",
+        &cacert,
+        "-u",
+        &user,
+        "-H",
+        "Connection: keep-alive, X-Forwarded-User, Authorization, X-Forwarded-For",
+        &url,
+    ]);
+    assert!(ok.success(), "{err}");
+    let lower = body.to_ascii_lowercase();
+    assert!(
+        lower.contains("authorization: basic cgfjczpwywnzlxb3\n"),
+        "{body}"
+    );
+    assert!(lower.contains("x-forwarded-user: user\n"), "{body}");
+    assert!(lower.contains("x-forwarded-for: 127.0.0.1\n"), "{body}");
+
     // The client certificate identifies site-b: no password needed.
     let (ok, body, err) = curl(&[
         "--cacert",
@@ -96,10 +116,10 @@ paths = ["/echo"]
         "{body}"
     );
 
-    // Neither credentials nor certificate: 401, and the backend saw only the two above.
+    // Neither credentials nor certificate: 401, and the backend saw only the three above.
     let (_, code, _) = http_status(&["--cacert", &cacert, &url]);
     assert_eq!(code, "401");
-    assert_eq!(backend.request_count(), 2);
+    assert_eq!(backend.request_count(), 3);
 }
 
 #[test]

@@ -74,13 +74,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
             ))
         }
     };
-    tracing_subscriber::EnvFilter::try_new(&raw.log.level).map_err(|e| {
-        ConfigError::new(
-            "log.level",
-            format!("invalid filter {:?}: {e}", raw.log.level),
-            "use error, warn, info, debug or trace (or a tracing filter such as \"info,pacsgate=debug\")",
-        )
-    })?;
+    log_level(&raw.log.level)?;
     Ok(Config {
         source: PathBuf::new(),
         tls,
@@ -295,3 +289,33 @@ fn pdu_length(key: &str, value: u32) -> Result<u32, ConfigError> {
 
 #[cfg(test)]
 mod tests;
+
+/// `log.level`: a level, or comma-separated `target=level` directives. tracing's own filter
+/// syntax takes a bare word as a target name, so a typo such as "verbose" would silently
+/// turn every log line off (the open-mode warning included): only level names are taken.
+fn log_level(value: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = |l: &str| LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim()));
+    let is_target = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-')
+    };
+    let ok = !value.trim().is_empty()
+        && value
+            .split(',')
+            .all(|directive| match directive.split_once('=') {
+                None => is_level(directive),
+                Some((target, level)) => is_target(target.trim()) && is_level(level),
+            })
+        && tracing_subscriber::EnvFilter::try_new(value).is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "log.level",
+            format!("unknown level or filter {value:?}"),
+            "use off, error, warn, info, debug or trace, or directives such as \"info,pacsgate=debug\"",
+        ))
+    }
+}

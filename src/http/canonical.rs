@@ -1,20 +1,29 @@
 //! The one spelling of a request path that policy checks and the PACS receives.
 //!
-//! Orthanc URL-decodes the whole path once, splits it on `/` and ignores a trailing slash,
-//! so `/tools/%65xecute-script/` and `/tools/execute-script` are the same resource to it.
-//! Policy must see what Orthanc sees: we decode unreserved characters (RFC 3986 §2.3),
-//! remove dot segments (§5.2.4), fold empty segments and the trailing slash, and refuse
-//! every spelling whose meaning depends on who decodes it (encoded `/` or `\`, double
-//! encoding, control characters, invalid UTF-8). The result is forwarded as is.
+//! What matters is what Orthanc executes, not what RFC 3986 says. Orthanc 1.10.1's HTTP
+//! server (CivetWeb 1.15, `handle_request` -> `mg_url_decode` -> `remove_dot_segments`)
+//! decodes every `%XX` of the path, turns `\` into `/`, removes `.`/`..` segments, then
+//! strips every run of dots at the end of a segment and folds `//`; Orthanc then splits on
+//! `/` and ignores a trailing slash. So `/tools/execute-script.`, `/tools./execute-script`
+//! and `/tools/.../execute-script` all run Lua there.
+//!
+//! The grammar accepted here is the part of that language where both readings are the
+//! same, and nothing else: unreserved escapes (RFC 3986 §2.3) are decoded, empty segments
+//! and the trailing slash are folded (CivetWeb and Orthanc do the same), and these are
+//! refused with 400 instead of guessed: a segment ending in `.` (which covers `.`, `..`
+//! and dot suffixes), encoded `/` or `\`, raw `\`, control characters and NUL, double
+//! encoding, invalid UTF-8, and over-long paths. Every canonical path is a fixed point of
+//! CivetWeb's normalisation, so the path checked is the path Orthanc routes on; the result
+//! is forwarded as is. `tests/http_oracle.rs` checks this against the real Orthanc.
 
 use std::fmt;
 
 /// Longer paths are refused; Orthanc's longest routes are far below this.
 pub const MAX_PATH_BYTES: usize = 4096;
 
-/// A request path in canonical form: starts with `/`, no empty, `.` or `..` segments, no
-/// trailing slash (except the root), only unreserved characters decoded, other escapes
-/// upper-case hex.
+/// A request path in canonical form: starts with `/`, no empty segments, no segment ending
+/// in `.`, no trailing slash (except the root), only unreserved characters decoded, other
+/// escapes upper-case hex.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalPath(String);
 
@@ -37,6 +46,8 @@ pub enum PathRefusal {
     BadEscape,
     #[error("path is not valid UTF-8 once decoded")]
     InvalidUtf8,
+    #[error("path segment ending in `.` (the PACS strips trailing dots and dot segments)")]
+    DotSegment,
 }
 
 impl CanonicalPath {
@@ -66,20 +77,14 @@ pub fn canonicalize(raw: &str) -> Result<CanonicalPath, PathRefusal> {
         return Err(PathRefusal::TooLong);
     }
     let decoded = decode_unreserved(raw.as_bytes())?;
-    let mut out: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
-    }
     let mut path = String::with_capacity(decoded.len());
-    for s in &out {
+    for segment in decoded.split('/').filter(|s| !s.is_empty()) {
+        // `.`, `..`, `...` and `name.`: CivetWeb would drop or rewrite them after us.
+        if segment.ends_with('.') {
+            return Err(PathRefusal::DotSegment);
+        }
         path.push('/');
-        path.push_str(s);
+        path.push_str(segment);
     }
     if path.is_empty() {
         path.push('/');

@@ -174,14 +174,27 @@ async fn authenticate(
 }
 
 /// Orthanc treats `GET ...?_method=DELETE` as DELETE (Ruby-on-Rails style faking), so a
-/// `_method` parameter (in any spelling) would change the method behind the rules' back.
+/// `_method` parameter would change the method behind the rules' back. Orthanc 1.10.1
+/// compares raw names split on `&` only; older versions and other parsers decode names,
+/// split on `;`, stop at NUL or take `_method[]`. Rather than model each, any query that
+/// contains `_method` once fully decoded (every level of `%25` encoding, `+` as space,
+/// any case) is refused: no Orthanc route takes such a parameter.
 fn query_overrides_method(query: Option<&str>) -> bool {
     let Some(q) = query else { return false };
-    q.split('&').any(|pair| {
-        let name = pair.split('=').next().unwrap_or("");
-        let decoded = percent_decode_lossy(name).replace('+', " ");
-        decoded.trim().eq_ignore_ascii_case("_method")
-    })
+    let mut text = q.replace('+', " ");
+    // Each round undoes one level of encoding; a few rounds reach a fixed point for any
+    // spelling short enough to matter (`%255F` -> `%5F` -> `_`).
+    for _ in 0..4 {
+        if text.to_ascii_lowercase().contains("_method") {
+            return true;
+        }
+        let decoded = percent_decode_lossy(&text);
+        if decoded == text {
+            break;
+        }
+        text = decoded;
+    }
+    text.to_ascii_lowercase().contains("_method")
 }
 
 fn percent_decode_lossy(s: &str) -> String {
@@ -337,6 +350,18 @@ mod tests {
         assert!(query_overrides_method(Some("_method=DELETE")));
         assert!(query_overrides_method(Some("a=1&%5Fmethod=delete")));
         assert!(query_overrides_method(Some("_METHOD")));
+        for spelled in [
+            "_method%00=DELETE",
+            "x=1;_method=DELETE",
+            "_method[]=DELETE",
+            "%255Fmethod=DELETE",
+            "%25255fmethod=DELETE",
+            "%5f%6d%65%74%68%6f%64=PUT",
+            "a=b&_Method",
+        ] {
+            assert!(query_overrides_method(Some(spelled)), "{spelled}");
+        }
+        assert!(!query_overrides_method(Some("expand&since=10")));
         assert!(!query_overrides_method(Some("method=x&expand")));
         assert!(!query_overrides_method(None));
     }

@@ -163,6 +163,11 @@ async fn handle_request(
 ) -> Response<ResponseBody> {
     let policy = ctx.policy.current();
     let mut entry = AuditEntry::new(ctx.audit.clone(), Instant::now(), new_record(&req, conn));
+    // Hop-by-hop headers (and those the client names in `Connection`) end here, before the
+    // guard adds our own: a client must not be able to name `X-Forwarded-User` or the
+    // PACS `Authorization` the gateway injects and have the proxy strip them (RFC 9110
+    // §7.6.1 applies to the client's hop, not to headers this hop creates).
+    headers::strip_hop_by_hop(req.headers_mut());
     let admitted = guard::admit(&mut req, &policy, &ctx.policy, conn, &mut entry.record).await;
     let mut resp = match admitted {
         Ok(()) => {

@@ -14,6 +14,8 @@ pub mod policy;
 pub mod process;
 pub mod quickstart;
 pub mod raw;
+pub mod rawhttp;
+pub mod spelling;
 pub mod storage;
 
 use std::io::{Read, Write};

@@ -45,7 +45,7 @@ fn policy_errors_name_their_key() {
         "http.rules[0].users"
     );
     assert_eq!(
-        key_of(&with_user("[[http.rules]]\npaths = [\"/a*\"]\n")),
+        key_of(&with_user("[[http.rules]]\npaths = [\"/a*b\"]\n")),
         "http.rules[0].paths"
     );
     assert_eq!(

@@ -126,3 +126,29 @@ fn errors_print_on_one_line_with_key_and_fix() {
     let e = ConfigError::new("tls.cert", "bad\nthing", "do\n  this");
     assert_eq!(e.to_string(), "tls.cert: bad thing; do this");
 }
+
+#[test]
+fn log_levels_are_level_names_not_target_names() {
+    for ok in [
+        "info",
+        "WARN",
+        "off",
+        "info,pacsgate=debug",
+        "pacsgate::http=trace",
+    ] {
+        let c = parse(&format!("[log]\nlevel = {ok:?}\n"));
+        assert!(c.is_ok(), "{ok}");
+    }
+    // tracing would read a bare word as a target and log nothing at all.
+    for bad in [
+        "verbose",
+        "",
+        "info,verbose",
+        "pacsgate=loud",
+        "=info",
+        "info,,debug",
+    ] {
+        let e = parse(&format!("[log]\nlevel = {bad:?}\n")).unwrap_err();
+        assert!(e.to_string().starts_with("log.level:"), "{bad}: {e}");
+    }
+}

@@ -1,7 +1,10 @@
 //! Orthanc endpoints refused before any rule, whoever asks: they run code or write files on
-//! the PACS host, so one stolen admin password must not be enough to take the machine.
-//! An operator can open one only by naming its id in `http.allow_dangerous`. The README
-//! section "HTTPS access policy" lists them with the reasons.
+//! the PACS host, make Orthanc send requests on the caller's behalf (a confused deputy: a
+//! peer whose URL is Orthanc's own loopback API turns `store-straight` into
+//! `execute-script`), or change the running server's configuration. One stolen admin
+//! password must not be enough to take the machine. An operator can open one only by naming
+//! its id in `http.allow_dangerous`. The README section "HTTPS access policy" lists them
+//! with the reasons; the route list was read from Orthanc 1.10.1's REST API registrations.
 
 use super::rules::Glob;
 
@@ -34,6 +37,34 @@ pub const DANGEROUS: &[Dangerous] = &[
         id: "webdav",
         paths: &["/webdav/**"],
         reason: "read/write access to the whole archive that bypasses per-route rules",
+    },
+    Dangerous {
+        id: "peers",
+        paths: &["/peers/**", "/transfers/**"],
+        reason: "makes Orthanc send HTTP requests to any URL a peer names, its own API included",
+    },
+    Dangerous {
+        id: "modalities",
+        paths: &["/modalities/**", "/queries/**", "/tools/dicom-echo"],
+        reason: "makes Orthanc open DICOM associations to any host and port, and C-MOVE to any AE",
+    },
+    Dangerous {
+        id: "dicom-web-servers",
+        paths: &["/dicom-web/servers/**"],
+        reason: "makes Orthanc send DICOMweb requests to any URL a server entry names",
+    },
+    Dangerous {
+        id: "server-admin",
+        paths: &[
+            "/tools/reset",
+            "/tools/shutdown",
+            "/tools/log-level*",
+            "/tools/metrics",
+            "/tools/default-encoding",
+            "/tools/accepted-transfer-syntaxes",
+            "/tools/unknown-sop-class-accepted",
+        ],
+        reason: "restarts or stops Orthanc or changes its running configuration",
     },
 ];
 
@@ -106,6 +137,20 @@ mod tests {
         assert_eq!(refused(&all, "/instances/abc/export"), Some("export"));
         assert_eq!(refused(&all, "/webdav"), Some("webdav"));
         assert_eq!(refused(&all, "/webdav/a/b"), Some("webdav"));
+        assert_eq!(refused(&all, "/peers/x/store-straight"), Some("peers"));
+        assert_eq!(refused(&all, "/peers"), Some("peers"));
+        assert_eq!(refused(&all, "/modalities/x"), Some("modalities"));
+        assert_eq!(refused(&all, "/queries/1/retrieve"), Some("modalities"));
+        assert_eq!(refused(&all, "/tools/dicom-echo"), Some("modalities"));
+        assert_eq!(
+            refused(&all, "/dicom-web/servers/x/stow"),
+            Some("dicom-web-servers")
+        );
+        assert_eq!(refused(&all, "/dicom-web/studies"), None);
+        assert_eq!(refused(&all, "/tools/log-level"), Some("server-admin"));
+        assert_eq!(refused(&all, "/tools/log-level-http"), Some("server-admin"));
+        assert_eq!(refused(&all, "/tools/reset"), Some("server-admin"));
+        assert_eq!(refused(&all, "/tools/now"), None);
         assert_eq!(refused(&all, "/instances/abc/file"), None);
         assert_eq!(refused(&all, "/tools/find"), None);
         let opened = DenySet::new(&["webdav".into()]);

@@ -10,8 +10,9 @@ use ipnet::IpNet;
 use super::identity::Caller;
 use crate::server::unmap;
 
-/// A path pattern: `*` matches one segment, `**` any number (also none), anything else a
-/// segment literally (ASCII case-insensitive).
+/// A path pattern: `*` matches one segment, `**` any number (also none), `name*` a
+/// segment starting with `name`, anything else a segment literally (ASCII
+/// case-insensitive).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
     text: String,
@@ -21,6 +22,8 @@ pub struct Glob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(String),
+    /// `log-level-*`: a segment with this (lower-case) prefix.
+    Prefix(String),
     One,
     Any,
 }
@@ -37,9 +40,12 @@ impl Glob {
             parts.push(match segment {
                 "*" => Part::One,
                 "**" => Part::Any,
+                s if s.ends_with('*') && !s[..s.len() - 1].contains(['*', '%']) => {
+                    Part::Prefix(s[..s.len() - 1].to_ascii_lowercase())
+                }
                 s if s.contains('*') => {
                     return Err(format!(
-                        "{text:?}: `*` must be a whole segment (`*` or `**`)"
+                        "{text:?}: `*` must be a whole segment (`*` or `**`) or end one (`name*`)"
                     ))
                 }
                 "." | ".." => return Err(format!("{text:?} has a dot segment")),
@@ -81,6 +87,9 @@ fn match_parts(parts: &[Part], segments: &[&str]) -> bool {
                 let ok = match part {
                     Part::One => true,
                     Part::Literal(lit) => lit.eq_ignore_ascii_case(seg),
+                    Part::Prefix(p) => seg
+                        .get(..p.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(p)),
                     // Matched by the arm above; never reached.
                     Part::Any => false,
                 };

@@ -72,7 +72,10 @@ fn globs() {
     assert!(glob_matches("/app/**", "/app"));
     assert!(glob_matches("/Tools/FIND", "/tools/find"));
     assert!(!glob_matches("/tools", "/tools/find"));
-    for bad in ["tools", "/a*", "/a/%2e", "/**/**", "/./a"] {
+    assert!(glob_matches("/tools/log-level*", "/tools/log-level-http"));
+    assert!(glob_matches("/tools/log-level*", "/tools/Log-Level"));
+    assert!(!glob_matches("/tools/log-level*", "/tools/log"));
+    for bad in ["tools", "/a*b", "/*a", "/a%2e*", "/a/%2e", "/**/**", "/./a"] {
         assert!(Glob::parse(bad).is_err(), "{bad}");
     }
 }
