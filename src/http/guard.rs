@@ -91,7 +91,7 @@ fn throttled(t: Throttled) -> Refusal {
 }
 
 /// Basic credentials if sent (they must be right), else the client certificate's user,
-/// else anonymous. Lockouts are checked before any hashing.
+/// else anonymous. Lockouts are checked first: before the cache and before any hashing.
 async fn authenticate(
     headers: &HeaderMap,
     policy: &Policy,
@@ -116,13 +116,6 @@ async fn authenticate(
         });
     };
     let creds = identity::parse_basic(value).ok_or(Refusal::BadCredentials)?;
-    let now = Instant::now();
-    if let Some(name) = policy.users.cached(&creds, now) {
-        return Ok(Caller::User {
-            name,
-            method: AuthMethod::Password,
-        });
-    }
     let ip_key = IpKey::of(conn.peer.ip());
     // Unknown names share one key: bounded memory, and guessing names gains nothing.
     let user_key = if policy.users.exists(&creds.user) {
@@ -137,7 +130,17 @@ async fn authenticate(
             .and(handle.user_failures.check(&user_key, now))
             .map_err(Refusal::LockedOut)
     };
+    // The lockout comes before the cache of verified passwords: while a key is locked,
+    // every attempt gets the same 429, so a locked account is no oracle (a cached right
+    // password answering 200 among 429s would allow guessing at full speed).
+    let now = Instant::now();
     locked(now)?;
+    if let Some(name) = policy.users.cached(&creds, now) {
+        return Ok(Caller::User {
+            name,
+            method: AuthMethod::Password,
+        });
+    }
     // Wait briefly for a hashing slot; a queue that does not move means a login flood.
     let permit = tokio::time::timeout(HASH_QUEUE_WAIT, handle.hashing.acquire())
         .await
