@@ -97,16 +97,12 @@ pub async fn serve(
 async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<DicomContext>) {
     let started = Instant::now();
     let cfg = &ctx.config;
-    let handshake = tokio::time::timeout(
-        cfg.handshake_timeout,
-        ctx.tls.acceptor().accept(tls_reader(tcp)),
-    );
-    let mut stream = match handshake.await {
-        Ok(Ok(s)) => s,
+    let handshake = tokio::time::timeout(cfg.handshake_timeout, ctx.tls.accept(tls_reader(tcp)));
+    let (mut stream, identity) = match handshake.await {
+        Ok(Ok(accepted)) => accepted,
         Ok(Err(e)) => return tls::log_handshake_failure(&e),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
-    let identity = tls::peer_identity(stream.get_ref().1);
     tls::record_identity(&tracing::Span::current(), identity.as_deref());
     let Some((rq_bytes, rq)) = read_association_rq(&mut stream, cfg.artim_timeout).await else {
         return;

@@ -111,14 +111,12 @@ async fn handle_connection(
     ctx: Arc<HttpContext>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let handshake =
-        tokio::time::timeout(ctx.config.handshake_timeout, ctx.tls.acceptor().accept(tcp));
-    let stream = match handshake.await {
-        Ok(Ok(s)) => s,
+    let handshake = tokio::time::timeout(ctx.config.handshake_timeout, ctx.tls.accept(tcp));
+    let (stream, identity) = match handshake.await {
+        Ok(Ok(accepted)) => accepted,
         Ok(Err(e)) => return tls::log_handshake_failure(&e),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
-    let identity = tls::peer_identity(stream.get_ref().1);
     tls::record_identity(&tracing::Span::current(), identity.as_deref());
     let conn_info = Arc::new(ConnInfo::new(peer, identity));
     let info = conn_info.clone();

@@ -40,6 +40,10 @@ pub fn log_handshake_failure(e: &std::io::Error) {
     let tls_error = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        // Set only by `ReloadableServer::accept` for a resumed session that fails today.
+        return tracing::info!(error = %e, "client certificate of a resumed session refused");
+    }
     match tls_error {
         Some(
             err @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented),

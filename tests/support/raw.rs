@@ -18,38 +18,99 @@ pub struct RawClient {
     stream: StreamOwned<ClientConnection, TcpStream>,
 }
 
+/// A rustls client configuration trusting `ca`, presenting `client` (or none), limited to
+/// `versions` and offering `alpn`. Reusing one configuration resumes sessions (its
+/// in-memory session store keeps TLS 1.2 ids and tickets and TLS 1.3 tickets).
+pub fn client_config(
+    ca: &Path,
+    client: Option<&Leaf>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots.add(cert.expect("CA cert")).expect("add CA");
+    }
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some(leaf) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&leaf.cert)
+                .expect("client cert")
+                .map(|c| c.expect("client cert"))
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(&leaf.key).expect("client key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client auth")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from` (127.0.0.2 is
+/// another client as far as per-address limits are concerned).
+pub fn connect_from(from: std::net::Ipv4Addr, port: u16) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind((from, 0).into())?;
+        socket.connect(([127, 0, 0, 1], port).into()).await
+    });
+    let std = stream
+        .and_then(|s| s.into_std())
+        .expect("connect from another loopback address");
+    std.set_nonblocking(false).expect("blocking");
+    std
+}
+
 impl RawClient {
     pub fn connect(port: u16, ca: &Path, client: Option<&Leaf>) -> RawClient {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca).expect("CA file") {
-            roots.add(cert.expect("CA cert")).expect("add CA");
-        }
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots);
-        let config = match client {
-            Some(leaf) => {
-                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&leaf.cert)
-                    .expect("client cert")
-                    .map(|c| c.expect("client cert"))
-                    .collect();
-                let key = PrivateKeyDer::from_pem_file(&leaf.key).expect("client key");
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .expect("client auth")
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let name = ServerName::try_from("localhost").expect("name");
-        let conn = ClientConnection::new(Arc::new(config), name).expect("TLS client");
+        let config = client_config(ca, client, rustls::DEFAULT_VERSIONS, &[]);
         let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        RawClient::over(tcp, config)
+    }
+
+    /// A client on an established TCP connection; the handshake runs on first use (or
+    /// with [`RawClient::handshake`]).
+    pub fn over(tcp: TcpStream, config: Arc<ClientConfig>) -> RawClient {
+        let name = ServerName::try_from("localhost").expect("name");
+        let conn = ClientConnection::new(config, name).expect("TLS client");
         tcp.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         tcp.set_nodelay(true).expect("nodelay");
         RawClient {
             stream: StreamOwned::new(conn, tcp),
+        }
+    }
+
+    /// Complete the TLS handshake now; `Err` if the server refused or closed.
+    pub fn handshake(&mut self) -> std::io::Result<()> {
+        while self.stream.conn.is_handshaking() {
+            self.stream.conn.complete_io(&mut self.stream.sock)?;
+        }
+        Ok(())
+    }
+
+    /// Whether this connection resumed an earlier session.
+    pub fn resumed(&self) -> bool {
+        self.stream.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
+    /// Read whatever arrives next (at least one byte); `None` on EOF or error.
+    pub fn read_some(&mut self) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 16 * 1024];
+        match self.stream.read(&mut buf) {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(buf[..n].to_vec()),
         }
     }
 
