@@ -1,12 +1,14 @@
 //! Certificates and TLS: load or generate the server's certificates (`material`,
 //! `self_signed`), build rustls configurations per listener (`server`) and for outbound
-//! tunnels (`client`), reload them without dropping connections (`reload`), and extract the
-//! peer's identity (`identity`). `inspect` backs `pacsgate cert inspect`.
+//! tunnels (`client`), reload them without dropping connections (`reload`), verify resumed
+//! sessions' client certificates again (`recheck`), and extract the peer's identity
+//! (`identity`). `inspect` backs `pacsgate cert inspect`.
 
 pub mod client;
 pub mod identity;
 pub mod inspect;
 pub mod material;
+pub mod recheck;
 pub mod reload;
 pub mod self_signed;
 pub mod server;

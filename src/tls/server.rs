@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::UnixTime;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
@@ -21,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::identity::PeerIdentity;
 use super::material::{Material, ServedKey};
+use super::recheck::Rechecked;
 use crate::config::{ClientAuth, ConfigError, TlsVersion};
 
 /// What differs between listeners sharing the same certificates.
@@ -53,6 +53,8 @@ struct Current {
     sessions: Sessions,
     /// Digest of the client trust anchors and CRLs the verifier was built from.
     trust: [u8; 32],
+    /// Resumed chains that passed a re-check with this verifier.
+    rechecked: Rechecked,
 }
 
 /// TLS 1.2 session ids and TLS 1.3 tickets: what lets a client resume without presenting
@@ -116,11 +118,9 @@ impl ReloadableServer {
     }
 
     /// Accept one TLS connection with the configuration current at this moment, and
-    /// return it with the client's verified identity. A resumed session skipped
-    /// certificate verification (RFC 8446 §2.2, RFC 5246 §7.3: the client proves only
-    /// that it holds the session's secret), so its stored certificate chain is verified
-    /// again with the verifier current now: a CRL or CA change since the session began
-    /// applies, as does the certificate's expiry.
+    /// return it with the client's verified identity. A resumed session's stored
+    /// certificate chain is verified again with the verifier current now (see
+    /// [`super::recheck`]); refused: `PermissionDenied`.
     pub async fn accept<IO>(&self, io: IO) -> io::Result<(TlsStream<IO>, Option<Arc<PeerIdentity>>)>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -129,7 +129,10 @@ impl ReloadableServer {
         let stream = acceptor.accept(io).await?;
         let conn = stream.get_ref().1;
         if conn.handshake_kind() == Some(HandshakeKind::Resumed) {
-            recheck(conn, &*self.current.load().verifier)
+            let current = self.current.load();
+            current
+                .rechecked
+                .check(conn, &*current.verifier, std::time::Instant::now())
                 .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
         }
         let identity = super::peer_identity(conn);
@@ -138,30 +141,6 @@ impl ReloadableServer {
 
     pub fn name(&self) -> &'static str {
         self.profile.name
-    }
-}
-
-/// Verify a resumed session's client certificate chain as a full handshake would now.
-pub fn recheck(
-    conn: &rustls::CommonState,
-    verifier: &dyn ClientCertVerifier,
-) -> Result<(), rustls::Error> {
-    // `NoClientAuth` panics if asked to verify; a listener that asks for no certificate
-    // never stores one in a session.
-    if !verifier.offer_client_auth() {
-        return match conn.peer_certificates() {
-            None | Some([]) => Ok(()),
-            Some(_) => Err(rustls::Error::General(
-                "client certificates are no longer accepted".into(),
-            )),
-        };
-    }
-    match conn.peer_certificates() {
-        Some([leaf, intermediates @ ..]) => verifier
-            .verify_client_cert(leaf, intermediates, UnixTime::now())
-            .map(|_| ()),
-        _ if verifier.client_auth_mandatory() => Err(rustls::Error::NoCertificatesPresented),
-        _ => Ok(()),
     }
 }
 
@@ -221,6 +200,7 @@ fn build(
         verifier,
         sessions,
         trust: trust_digest(material),
+        rechecked: Rechecked::default(),
     })
 }
 

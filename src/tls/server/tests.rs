@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::tls::material::ServedKey;
+use crate::tls::recheck::{recheck, TTL};
 
 struct Pki {
     issuer: Issuer<'static, KeyPair>,
@@ -177,6 +178,16 @@ async fn resumed_sessions_are_verified_again_and_dropped_when_trust_changes() {
                 rustls::CertificateError::Revoked
             ))
         ));
+        // A passed re-check is remembered per chain for a while, then done again (in
+        // use, a trust change comes with a new, empty cache).
+        let cache = Rechecked::default();
+        let t0 = std::time::Instant::now();
+        assert!(cache
+            .check(conn, &*server.current.load().verifier, t0)
+            .is_ok());
+        let soon = t0 + std::time::Duration::from_secs(1);
+        assert!(cache.check(conn, &*stricter.verifier, soon).is_ok());
+        assert!(cache.check(conn, &*stricter.verifier, t0 + TTL).is_err());
 
         // After the reload, neither resuming nor a full handshake gets through.
         server.reload(&revoked).unwrap();
