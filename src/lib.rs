@@ -10,7 +10,8 @@
 //! - [`tls`]: certificates (load, generate self-signed, choose RSA or ECDSA per
 //!   ClientHello), hot reload, client-certificate identity, outbound client configs.
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
-//! - [`server`]: what listeners share: bounded accept loop, shutdown, idle tracking.
+//! - [`server`]: what listeners share: bounded accept loop, per-address budgets for
+//!   connections not yet authenticated (`server::budget`), shutdown, idle tracking.
 //! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, the generated
 //!   `admin` account when none are configured (`http::policy::admin`), rules, deny set,
 //!   rate limits, lockouts; applied by `http::guard` on canonical paths from
@@ -29,14 +30,17 @@
 //!
 //! # Flows
 //!
-//! HTTPS: accept (permit) -> TLS handshake (timeout; client certificate -> `PeerIdentity`)
+//! HTTPS: accept (permit, per-address budget: pending until the first request) -> TLS
+//! handshake (timeout; a resumed session's certificate is verified again; client
+//! certificate -> `PeerIdentity`)
 //! -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request` -> `http::guard::admit`
 //! (canonical path -> per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF
 //! -> rules -> per-route limit; refusals answered here) -> hop-by-hop headers out,
 //! X-Forwarded-* set -> pooled upstream connection, bodies streamed both ways and counted
 //! -> one audit record.
 //!
-//! DICOM: accept (permit) -> TLS handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
+//! DICOM: accept (permit, per-address budget: pending until the RQ is admitted) -> TLS
+//! handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
 //! limits + policy (calling/called AE, certificate binding; A-ASSOCIATE-RJ on refusal) ->
 //! connect the PACS (A-ASSOCIATE-RJ if it is down) -> replay the RQ's original bytes ->
 //! `dicom::relay`: two pumps, each walking PDU/PDV headers with a sans-IO `Walker` that

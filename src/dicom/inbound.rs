@@ -26,7 +26,7 @@ use super::session::{Session, CONTROL_PDU_MAX};
 use crate::audit::Audit;
 use crate::config::{Config, ConfigError, DicomConfig};
 use crate::reload::{Commit, Reloadable};
-use crate::server::{self, Shutdown};
+use crate::server::{self, Admission, ClientBudget, Shutdown};
 use crate::tls::{self, PeerIdentity, ReloadableServer};
 
 pub struct DicomContext {
@@ -71,14 +71,17 @@ pub async fn serve(
     shutdown: Shutdown,
     tracker: TaskTracker,
 ) {
-    let max = ctx.config.max_associations;
+    let limits = (
+        ctx.config.max_associations,
+        Some(ClientBudget::new(ctx.config.budget)),
+    );
     server::accept_loop(
         "dicom",
         listener,
-        max,
+        limits,
         shutdown,
         tracker,
-        move |tcp, peer| {
+        move |tcp, peer, admission| {
             let span = tracing::info_span!(
                 "assoc",
                 listener = "dicom",
@@ -88,13 +91,20 @@ pub async fn serve(
                 calling = tracing::field::Empty,
                 called = tracing::field::Empty
             );
-            handle(tcp, peer, ctx.clone()).instrument(span)
+            handle(tcp, (peer, admission), ctx.clone()).instrument(span)
         },
     )
     .await;
 }
 
-async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<DicomContext>) {
+/// `admission` stays pending (`server::budget`) until the A-ASSOCIATE-RQ is admitted:
+/// a silent TLS connection, or one that lingers after its RJ, is closed at the
+/// listener's `pending_timeout`; an admitted association counts in the per-IP limits.
+async fn handle(
+    tcp: TcpStream,
+    (peer, admission): (SocketAddr, Arc<Admission>),
+    ctx: Arc<DicomContext>,
+) {
     let started = Instant::now();
     let cfg = &ctx.config;
     let handshake = tokio::time::timeout(cfg.handshake_timeout, ctx.tls.accept(tls_reader(tcp)));
@@ -118,6 +128,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<DicomContext>) {
             return reject(&mut stream, refusal.rejection(), !refusal.is_limit()).await;
         }
     };
+    admission.authenticated();
     parties.modality = grant.modality.clone();
     let upstream = match connect_upstream(&cfg.upstream, cfg.upstream_connect_timeout).await {
         Ok(s) => s,

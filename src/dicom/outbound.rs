@@ -61,10 +61,10 @@ pub async fn serve(
     server::accept_loop(
         "outbound",
         listener,
-        MAX_TUNNEL_ASSOCIATIONS,
+        (MAX_TUNNEL_ASSOCIATIONS, None),
         shutdown,
         tracker,
-        move |tcp, peer| {
+        move |tcp, peer, _admission| {
             let span = tracing::info_span!(
                 "assoc",
                 listener = %ctx.config.name,

@@ -33,7 +33,7 @@ use self::policy::PolicyHandle;
 use self::proxy::{ConnInfo, ProxyBody, Upstream};
 use crate::audit::Audit;
 use crate::config::HttpConfig;
-use crate::server::{self, Activity, Shutdown, Tracked};
+use crate::server::{self, Activity, Admission, ClientBudget, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
 
 /// Everything a connection task needs, shared by all of them.
@@ -83,15 +83,18 @@ pub async fn serve(
     shutdown: Shutdown,
     tracker: TaskTracker,
 ) {
-    let max = ctx.config.max_connections;
+    let limits = (
+        ctx.config.max_connections,
+        Some(ClientBudget::new(ctx.config.budget)),
+    );
     let stop = shutdown.stop_accepting.clone();
     server::accept_loop(
         "https",
         listener,
-        max,
+        limits,
         shutdown,
         tracker,
-        move |tcp, peer| {
+        move |tcp, peer, admission| {
             let span = tracing::info_span!(
                 "conn",
                 listener = "https",
@@ -99,15 +102,18 @@ pub async fn serve(
                 tls.cn = tracing::field::Empty,
                 tls.fp = tracing::field::Empty
             );
-            handle_connection(tcp, peer, ctx.clone(), stop.clone()).instrument(span)
+            handle_connection(tcp, (peer, admission), ctx.clone(), stop.clone()).instrument(span)
         },
     )
     .await;
 }
 
+/// `admission` stays pending (`server::budget`) until the first complete request head
+/// (HTTP/1.1) or first request stream (HTTP/2): an idle or slow connection that never
+/// gets there is closed at the listener's `pending_timeout`.
 async fn handle_connection(
     tcp: TcpStream,
-    peer: SocketAddr,
+    (peer, admission): (SocketAddr, Arc<Admission>),
     ctx: Arc<HttpContext>,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -124,6 +130,7 @@ async fn handle_connection(
     let io = TokioIo::new(Tracked::new(Lingering::new(stream), activity.clone()));
     let service_ctx = ctx.clone();
     let service = service_fn(move |req| {
+        admission.authenticated();
         let ctx = service_ctx.clone();
         let conn = conn_info.clone();
         async move { Ok::<_, Infallible>(handle_request(req, &ctx, &conn).await) }
