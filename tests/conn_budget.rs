@@ -156,3 +156,48 @@ fn https_keep_alive_connections_of_one_address_are_capped() {
         !back.is_empty()
     });
 }
+
+/// How many of `socks` the gateway has not closed (a read would block).
+fn still_open(socks: &[std::net::TcpStream]) -> usize {
+    socks
+        .iter()
+        .filter(|s| {
+            s.set_nonblocking(true).expect("nonblocking");
+            let mut b = [0u8; 1];
+            matches!(std::io::Read::read(&mut &**s, &mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .count()
+}
+
+#[test]
+fn default_budgets_withstand_the_reported_floods() {
+    // Issue 9: 256 silent connections filled max_associations (256), 1024 idle ones
+    // filled max_connections (1024). With the defaults, one address keeps 16 and 64.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let orthanc = Orthanc::start(d, serde_json::json!({}));
+    let backend = Backend::start();
+    let ca = Ca::new(d, "Test CA");
+    let server = ca.server(d, "server");
+    let (https, dicom) = (free_port(), free_port());
+    let toml = format!(
+        "{}[http]\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nlisten = \"127.0.0.1:{dicom}\"\nupstream = \"127.0.0.1:{}\"\n",
+        tls_section(&server, ""),
+        backend.port(),
+        orthanc.dicom_port
+    );
+    let gw = Gateway::start(d, &toml);
+    let http_flood: Vec<_> = (0..1100).map(|_| connect_from(ATTACKER, https)).collect();
+    let dicom_flood: Vec<_> = (0..300).map(|_| connect_from(ATTACKER, dicom)).collect();
+
+    served(&gw, &ca, https, "--http2");
+    let args = dcmtk_args("CT1", "ORTHANC", &ca.path, None);
+    let (status, out) = dcmtk(ECHOSCU, dicom, &args, &[]);
+    assert!(
+        status.success() && out.contains("Echo Response (Success)"),
+        "{out}"
+    );
+    // Served after the whole flood was accepted, so every refusal has been sent.
+    assert_eq!(still_open(&http_flood), 64, "{}", gw.log());
+    assert_eq!(still_open(&dicom_flood), 16, "{}", gw.log());
+}
