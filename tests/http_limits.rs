@@ -123,6 +123,22 @@ fn a_locked_account_gives_the_same_answer_to_the_right_password() {
 }
 
 #[test]
+fn lockouts_do_not_tell_real_user_names_from_unknown_ones() {
+    let site = Site::start(serde_json::json!({}), "", &sample_policy());
+    // Failures for five names nobody has; then one attempt for each candidate name.
+    // Had unknown names shared one lockout, it would be locked now while real names
+    // still got 401: a user-name oracle.
+    let mut attempts: Vec<(String, &str)> = (0..5)
+        .map(|i| (format!("ghost{i}:pw"), "/system"))
+        .collect();
+    for name in ["admin", "nobody", "user", "root"] {
+        attempts.push((format!("{name}:wrong"), "/system"));
+    }
+    let codes = burst(&site, &attempts);
+    assert_eq!(codes, [401; 9], "{codes:?}");
+}
+
+#[test]
 fn a_parallel_brute_force_hashes_little_more_than_the_limit() {
     let site = Site::start(serde_json::json!({}), "", &sample_policy());
     let guesses: Vec<(String, &str)> = (0..300)

@@ -15,6 +15,7 @@ use super::error::Refusal;
 use super::metered::RequestRecord;
 use super::policy::identity::{self, AuthMethod, Caller, Verification};
 use super::policy::limits::{IpKey, Throttled};
+use super::policy::lockout::LockoutPolicy;
 use super::policy::rules::{self, Verdict};
 use super::policy::{Policy, PolicyHandle};
 use super::proxy::ConnInfo;
@@ -117,17 +118,12 @@ async fn authenticate(
     };
     let creds = identity::parse_basic(value).ok_or(Refusal::BadCredentials)?;
     let ip_key = IpKey::of(conn.peer.ip());
-    // Unknown names share one key: bounded memory, and guessing names gains nothing.
-    let user_key = if policy.users.exists(&creds.user) {
-        creds.user.clone()
-    } else {
-        String::new()
-    };
+    let user_key = UserKey::of(&creds.user, policy, handle);
     let locked = |now| {
         handle
             .ip_failures
             .check(&ip_key, now)
-            .and(handle.user_failures.check(&user_key, now))
+            .and(user_key.check(handle, now))
             .map_err(Refusal::LockedOut)
     };
     // The lockout comes before the cache of verified passwords: while a key is locked,
@@ -159,7 +155,7 @@ async fn authenticate(
     drop(permit);
     match verified {
         Verification::Cached(name) | Verification::Verified(name) => {
-            handle.user_failures.succeed(&user_key);
+            user_key.succeed(handle);
             Ok(Caller::User {
                 name,
                 method: AuthMethod::Password,
@@ -168,10 +164,46 @@ async fn authenticate(
         Verification::Failed => {
             let now = Instant::now();
             handle.ip_failures.fail(&ip_key, &policy.ip_lockout, now);
-            handle
-                .user_failures
-                .fail(&user_key, &policy.user_lockout, now);
+            user_key.fail(handle, &policy.user_lockout, now);
             Err(Refusal::BadCredentials)
+        }
+    }
+}
+
+/// The per-name lockout key of a login attempt: a configured user's name, or a hash of
+/// a name nobody has (kept apart, see `PolicyHandle::unknown_user_failures`).
+enum UserKey {
+    Known(String),
+    Unknown(u64),
+}
+
+impl UserKey {
+    fn of(name: &str, policy: &Policy, handle: &PolicyHandle) -> Self {
+        use std::hash::BuildHasher;
+        if policy.users.exists(name) {
+            UserKey::Known(name.to_string())
+        } else {
+            UserKey::Unknown(handle.unknown_names.hash_one(name))
+        }
+    }
+
+    fn check(&self, handle: &PolicyHandle, now: Instant) -> Result<(), std::time::Duration> {
+        match self {
+            UserKey::Known(k) => handle.user_failures.check(k, now),
+            UserKey::Unknown(k) => handle.unknown_user_failures.check(k, now),
+        }
+    }
+
+    fn fail(&self, handle: &PolicyHandle, policy: &LockoutPolicy, now: Instant) {
+        match self {
+            UserKey::Known(k) => handle.user_failures.fail(k, policy, now),
+            UserKey::Unknown(k) => handle.unknown_user_failures.fail(k, policy, now),
+        };
+    }
+
+    fn succeed(&self, handle: &PolicyHandle) {
+        if let UserKey::Known(k) = self {
+            handle.user_failures.succeed(k);
         }
     }
 }

@@ -156,6 +156,12 @@ pub struct PolicyHandle {
     admin: Option<admin::Loaded>,
     pub ip_failures: Lockouts<IpKey>,
     pub user_failures: Lockouts<String>,
+    /// Names that are not configured users, each its own key (a shared key would lock
+    /// them together and so tell them apart from real names), held as a keyed 64-bit
+    /// hash so that a spray of long names stays small; apart from the real users' map,
+    /// so that a spray cannot fill it.
+    pub unknown_user_failures: Lockouts<u64>,
+    pub unknown_names: std::collections::hash_map::RandomState,
     /// Password hashes computed at once: argon2id takes ~19 MiB and a core each, so
     /// concurrent logins from many addresses must queue, not exhaust memory or threads.
     pub hashing: tokio::sync::Semaphore,
@@ -168,6 +174,8 @@ impl PolicyHandle {
             admin,
             ip_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
             user_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
+            unknown_user_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
+            unknown_names: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
