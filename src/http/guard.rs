@@ -15,7 +15,6 @@ use super::error::Refusal;
 use super::metered::RequestRecord;
 use super::policy::identity::{self, AuthMethod, Caller, Verification};
 use super::policy::limits::{IpKey, Throttled};
-use super::policy::lockout::LockoutPolicy;
 use super::policy::rules::{self, Verdict};
 use super::policy::{Policy, PolicyHandle};
 use super::proxy::ConnInfo;
@@ -118,7 +117,7 @@ async fn authenticate(
     };
     let creds = identity::parse_basic(value).ok_or(Refusal::BadCredentials)?;
     let ip_key = IpKey::of(conn.peer.ip());
-    let user_key = UserKey::of(&creds.user, policy, handle);
+    let user_key = super::policy::UserKey::of(&creds.user, policy, handle);
     let locked = |now| {
         handle
             .ip_failures
@@ -166,44 +165,6 @@ async fn authenticate(
             handle.ip_failures.fail(&ip_key, &policy.ip_lockout, now);
             user_key.fail(handle, &policy.user_lockout, now);
             Err(Refusal::BadCredentials)
-        }
-    }
-}
-
-/// The per-name lockout key of a login attempt: a configured user's name, or a hash of
-/// a name nobody has (kept apart, see `PolicyHandle::unknown_user_failures`).
-enum UserKey {
-    Known(String),
-    Unknown(u64),
-}
-
-impl UserKey {
-    fn of(name: &str, policy: &Policy, handle: &PolicyHandle) -> Self {
-        use std::hash::BuildHasher;
-        if policy.users.exists(name) {
-            UserKey::Known(name.to_string())
-        } else {
-            UserKey::Unknown(handle.unknown_names.hash_one(name))
-        }
-    }
-
-    fn check(&self, handle: &PolicyHandle, now: Instant) -> Result<(), std::time::Duration> {
-        match self {
-            UserKey::Known(k) => handle.user_failures.check(k, now),
-            UserKey::Unknown(k) => handle.unknown_user_failures.check(k, now),
-        }
-    }
-
-    fn fail(&self, handle: &PolicyHandle, policy: &LockoutPolicy, now: Instant) {
-        match self {
-            UserKey::Known(k) => handle.user_failures.fail(k, policy, now),
-            UserKey::Unknown(k) => handle.unknown_user_failures.fail(k, policy, now),
-        };
-    }
-
-    fn succeed(&self, handle: &PolicyHandle) {
-        if let UserKey::Known(k) = self {
-            handle.user_failures.succeed(k);
         }
     }
 }

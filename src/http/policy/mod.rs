@@ -187,6 +187,48 @@ impl PolicyHandle {
     }
 }
 
+/// The per-name lockout key of a login attempt: a configured user's name, or a hash of
+/// a name nobody has (kept apart, see [`PolicyHandle::unknown_user_failures`]).
+pub enum UserKey {
+    Known(String),
+    Unknown(u64),
+}
+
+impl UserKey {
+    pub fn of(name: &str, policy: &Policy, handle: &PolicyHandle) -> Self {
+        use std::hash::BuildHasher;
+        if policy.users.exists(name) {
+            UserKey::Known(name.to_string())
+        } else {
+            UserKey::Unknown(handle.unknown_names.hash_one(name))
+        }
+    }
+
+    pub fn check(
+        &self,
+        handle: &PolicyHandle,
+        now: std::time::Instant,
+    ) -> Result<(), std::time::Duration> {
+        match self {
+            UserKey::Known(k) => handle.user_failures.check(k, now),
+            UserKey::Unknown(k) => handle.unknown_user_failures.check(k, now),
+        }
+    }
+
+    pub fn fail(&self, handle: &PolicyHandle, policy: &LockoutPolicy, now: std::time::Instant) {
+        match self {
+            UserKey::Known(k) => handle.user_failures.fail(k, policy, now),
+            UserKey::Unknown(k) => handle.unknown_user_failures.fail(k, policy, now),
+        };
+    }
+
+    pub fn succeed(&self, handle: &PolicyHandle) {
+        if let UserKey::Known(k) = self {
+            handle.user_failures.succeed(k);
+        }
+    }
+}
+
 impl Reloadable for PolicyHandle {
     fn prepare(&self, config: &Config) -> Result<Commit, ConfigError> {
         let Some(http) = &config.http else {
