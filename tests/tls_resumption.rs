@@ -1,9 +1,10 @@
 //! Revocation holds on resumed TLS sessions. A client authenticates with its certificate
 //! and resumes (TLS 1.2 session id, TLS 1.2 ticket, TLS 1.3 ticket): the resumption is
 //! real (openssl prints "Reused", rustls reports a resumed handshake) and authenticated.
-//! Then the CRL revoking it is reloaded: a full handshake fails, and resuming a session
-//! from before the revocation must not authenticate either, on HTTPS (user by
-//! certificate) and on DICOM (modality bound to the certificate).
+//! Then the CRL revoking it is reloaded: a full handshake fails, resuming a session from
+//! before the revocation must not authenticate either, and connections established
+//! before it are closed, on HTTPS (user by certificate) and on DICOM (modality bound to
+//! the certificate).
 
 mod support;
 
@@ -108,7 +109,7 @@ fn https_sessions_resumed_from_before_a_revocation_do_not_authenticate() {
     let port = free_port();
     let mut site = Site::start(|fp| {
         format!(
-            "[dicom]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n[users.site-b]\ncertificate = \"{fp}\"\n[[http.rules]]\nusers = [\"site-b\"]\nmethods = [\"GET\"]\npaths = [\"/**\"]\n",
+            "[dicom]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\nheader_timeout = \"300s\"\nidle_timeout = \"300s\"\n[users.site-b]\ncertificate = \"{fp}\"\n[[http.rules]]\nusers = [\"site-b\"]\nmethods = [\"GET\"]\npaths = [\"/**\"]\n",
             backend.port()
         )
     });
@@ -127,10 +128,29 @@ fn https_sessions_resumed_from_before_a_revocation_do_not_authenticate() {
             "{kind}: {resumed}"
         );
     }
+    // A keep-alive connection authenticated before the revocation (the gateway's own
+    // timeouts are longer than the client's 30 s read timeout).
+    let h1 = client_config(
+        &site.ca.path,
+        Some(&site.client),
+        rustls::DEFAULT_VERSIONS,
+        &[b"http/1.1"],
+    );
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut kept = RawClient::over(tcp, h1);
+    kept.send(b"GET /1k HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let head = kept.read_some().expect("a response");
+    assert!(
+        head.starts_with(OK.as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     let served = backend.request_count();
-    assert_eq!(served, 6);
+    assert_eq!(served, 7);
 
     site.revoke();
+    // It is closed by the reload, however busy it is kept.
+    assert!(kept.closed_by_server(), "{}", site.gateway.log());
     for (i, (kind, version)) in kinds.iter().enumerate() {
         let sess = site.dir.path().join(format!("sess-{i}.pem"));
         let resumed = s_client(&site, port, version, &sess, true);
@@ -157,7 +177,8 @@ fn https_sessions_resumed_from_before_a_revocation_do_not_authenticate() {
 #[test]
 fn dicom_sessions_resumed_from_before_a_revocation_do_not_authenticate() {
     let dir = tempfile::tempdir().unwrap();
-    let orthanc = Orthanc::start(dir.path(), serde_json::json!({}));
+    // Neither side closes an idle association within the client's 30 s read timeout.
+    let orthanc = Orthanc::start(dir.path(), serde_json::json!({"DicomScpTimeout": 300}));
     let port = free_port();
     let mut site = Site::start(|fp| {
         format!(
@@ -200,8 +221,15 @@ fn dicom_sessions_resumed_from_before_a_revocation_do_not_authenticate() {
             site.gateway.log()
         );
     }
+    // An association established before the revocation.
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut held = RawClient::over(tcp, configs[0].clone());
+    held.send(&rq);
+    assert_eq!(held.read_pdu().map(|p| p[0]), Some(0x02));
 
     site.revoke();
+    // It ends with the reload: the relay's reads and writes on it fail.
+    assert!(held.closed_by_server(), "{}", site.gateway.log());
     for config in &configs {
         let answer = associate(config);
         assert!(

@@ -27,6 +27,7 @@ use crate::audit::Audit;
 use crate::config::{Config, ConfigError, DicomConfig};
 use crate::reload::{Commit, Reloadable};
 use crate::server::{self, Admission, ClientBudget, Shutdown};
+use crate::tls::recheck::Revocable;
 use crate::tls::{self, PeerIdentity, ReloadableServer};
 
 pub struct DicomContext {
@@ -108,8 +109,8 @@ async fn handle(
     let started = Instant::now();
     let cfg = &ctx.config;
     let handshake = tokio::time::timeout(cfg.handshake_timeout, ctx.tls.accept(tls_reader(tcp)));
-    let (mut stream, identity) = match handshake.await {
-        Ok(Ok(accepted)) => accepted,
+    let (mut stream, identity, revocation) = match handshake.await {
+        Ok(Ok(a)) => (a.stream, a.identity, a.revocation),
         Ok(Err(e)) => return tls::log_handshake_failure(&e),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
@@ -145,7 +146,7 @@ async fn handle(
     let activity = Arc::new(Mutex::new(Activity::default()));
     let enforcer = Enforcer::new(grant, parties.clone(), ctx.audit.clone(), activity.clone());
     let report = forward_and_relay(
-        stream,
+        Revocable::new(stream, revocation),
         upstream,
         &rq_bytes,
         rq,

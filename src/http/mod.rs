@@ -118,8 +118,8 @@ async fn handle_connection(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let handshake = tokio::time::timeout(ctx.config.handshake_timeout, ctx.tls.accept(tcp));
-    let (stream, identity) = match handshake.await {
-        Ok(Ok(accepted)) => accepted,
+    let (stream, identity, revocation) = match handshake.await {
+        Ok(Ok(a)) => (a.stream, a.identity, a.revocation),
         Ok(Err(e)) => return tls::log_handshake_failure(&e),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
@@ -145,6 +145,8 @@ async fn handle_connection(
             tracing::debug!("idle timeout");
             Some(Ok(()))
         }
+        // Logged by `revoked`; in-flight requests end with the connection.
+        () = revocation.revoked() => Some(Ok(())),
     };
     let result = match ended {
         Some(res) => res,

@@ -15,12 +15,13 @@ use rustls::version::{TLS12, TLS13};
 use rustls::{HandshakeKind, ServerConfig, SupportedProtocolVersion};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::identity::PeerIdentity;
 use super::material::{Material, ServedKey};
-use super::recheck::Rechecked;
+use super::recheck::{Rechecked, Revocation};
 use crate::config::{ClientAuth, ConfigError, TlsVersion};
 
 /// What differs between listeners sharing the same certificates.
@@ -40,9 +41,19 @@ pub struct Profile {
 pub struct ReloadableServer {
     profile: Profile,
     provider: Arc<CryptoProvider>,
-    current: ArcSwap<Current>,
+    current: Arc<ArcSwap<Current>>,
     /// Serialises reloads (the session store is read, then replaced).
     reloading: Mutex<()>,
+    /// Counts changes of client trust; established connections watch it.
+    trust_changes: watch::Sender<u64>,
+}
+
+/// An accepted TLS connection: the stream, the client's verified identity, and what
+/// tells when that identity stops verifying.
+pub struct Accepted<IO> {
+    pub stream: TlsStream<IO>,
+    pub identity: Option<Arc<PeerIdentity>>,
+    pub revocation: Revocation,
 }
 
 /// One configuration and what it was built with.
@@ -86,8 +97,9 @@ impl ReloadableServer {
         Ok(Arc::new(Self {
             profile,
             provider,
-            current: ArcSwap::from_pointee(current),
+            current: Arc::new(ArcSwap::from_pointee(current)),
             reloading: Mutex::new(()),
+            trust_changes: watch::Sender::new(0),
         }))
     }
 
@@ -109,6 +121,7 @@ impl ReloadableServer {
         let current = build(&self.profile, &self.provider, material, sessions)?;
         self.current.store(Arc::new(current));
         if trust_changed {
+            self.trust_changes.send_modify(|n| *n += 1);
             tracing::info!(
                 listener = self.profile.name,
                 "client trust changed: TLS sessions and tickets from before are not resumed"
@@ -121,10 +134,13 @@ impl ReloadableServer {
     /// return it with the client's verified identity. A resumed session's stored
     /// certificate chain is verified again with the verifier current now (see
     /// [`super::recheck`]); refused: `PermissionDenied`.
-    pub async fn accept<IO>(&self, io: IO) -> io::Result<(TlsStream<IO>, Option<Arc<PeerIdentity>>)>
+    pub async fn accept<IO>(&self, io: IO) -> io::Result<Accepted<IO>>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        // Subscribed before the configuration is loaded: a trust change from here on is
+        // seen by the revocation watch.
+        let changes = self.trust_changes.subscribe();
         let acceptor = TlsAcceptor::from(self.current.load().config.clone());
         let stream = acceptor.accept(io).await?;
         let conn = stream.get_ref().1;
@@ -135,8 +151,18 @@ impl ReloadableServer {
                 .check(conn, &*current.verifier, std::time::Instant::now())
                 .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
         }
+        let current = self.current.clone();
+        let revocation = Revocation::new(
+            conn.peer_certificates(),
+            changes,
+            Arc::new(move || current.load().verifier.clone()),
+        );
         let identity = super::peer_identity(conn);
-        Ok((stream, identity))
+        Ok(Accepted {
+            stream,
+            identity,
+            revocation,
+        })
     }
 
     pub fn name(&self) -> &'static str {

@@ -105,6 +105,24 @@ impl RawClient {
         self.stream.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
     }
 
+    /// Read and discard until the server closes: `true` once it has (EOF, with or without
+    /// close_notify, or a reset), `false` if the 30 s read timeout passed first.
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => {
+                    return !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    )
+                }
+            }
+        }
+    }
+
     /// Read whatever arrives next (at least one byte); `None` on EOF or error.
     pub fn read_some(&mut self) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 16 * 1024];

@@ -114,7 +114,8 @@ async fn connect(
         Some(())
     };
     let server_side = async {
-        let (mut tls, identity) = server.accept(s).await.map_err(|e| e.to_string())?;
+        let accepted = server.accept(s).await.map_err(|e| e.to_string())?;
+        let (mut tls, identity) = (accepted.stream, accepted.identity);
         let resumed = tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
         tls.write_all(b"x").await.map_err(|e| e.to_string())?;
         tls.flush().await.map_err(|e| e.to_string())?;
@@ -194,4 +195,29 @@ async fn resumed_sessions_are_verified_again_and_dropped_when_trust_changes() {
         let (result, resumed) = connect(&server, &client).await;
         assert!(result.is_err() && !resumed, "{version:?}: {result:?}");
     }
+}
+
+#[tokio::test]
+async fn established_connections_learn_of_a_revocation() {
+    use futures_util::FutureExt;
+    let pki = pki();
+    let provider = provider();
+    let trusting = material(&pki, &provider, &[]);
+    let server = ReloadableServer::new(profile(), provider.clone(), &trusting).unwrap();
+    let client = client(&pki, &TLS13);
+    let (c, s) = tokio::io::duplex(64 * 1024);
+    let connector = tokio_rustls::TlsConnector::from(client);
+    let name = ServerName::try_from("localhost").unwrap();
+    let (_client, accepted) = tokio::join!(connector.connect(name, c), server.accept(s));
+    let mut revoked = Box::pin(accepted.unwrap().revocation.revoked());
+    // Reloading the same trust is no change; another CRL that still trusts is one, but
+    // the certificate verifies.
+    server.reload(&trusting).unwrap();
+    assert!(revoked.as_mut().now_or_never().is_none());
+    server.reload(&material(&pki, &provider, &[&[99]])).unwrap();
+    assert!(revoked.as_mut().now_or_never().is_none());
+    server
+        .reload(&material(&pki, &provider, &[&pki.client_serial]))
+        .unwrap();
+    assert!(revoked.as_mut().now_or_never().is_some());
 }
