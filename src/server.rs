@@ -51,6 +51,7 @@ pub async fn accept_loop<F, Fut>(
     let mut backoff = Duration::from_millis(10);
     // A permit left over from a connection refused by the budget, reused for the next.
     let mut spare = None;
+    let mut refusals = Refusals::default();
     loop {
         let permit = match spare.take() {
             Some(p) => Ok(p),
@@ -81,8 +82,11 @@ pub async fn accept_loop<F, Fut>(
             None => Admission::unlimited(),
             Some(Ok(a)) => a,
             Some(Err(over)) => {
-                // Dropping the stream closes it; a flood is logged at debug only.
+                // Dropping the stream closes it. Each refusal is logged at debug; a
+                // summary at info at most every REFUSAL_REPORT, so a flood cannot
+                // flood the log.
                 tracing::debug!(listener = name, %peer, reason = %over, "connection refused");
+                refusals.count(name, peer, over);
                 spare = Some(permit);
                 continue;
             }
@@ -108,6 +112,38 @@ pub async fn accept_loop<F, Fut>(
         });
     }
     tracing::debug!(listener = name, "stopped accepting");
+}
+
+/// How often refusals by the per-address budgets are summarised at info.
+const REFUSAL_REPORT: Duration = Duration::from_secs(10);
+
+/// Refusals by the per-address budgets since the last summary.
+#[derive(Default)]
+struct Refusals {
+    since_report: u64,
+    last_report: Option<Instant>,
+}
+
+impl Refusals {
+    fn count(&mut self, listener: &'static str, peer: SocketAddr, over: budget::OverBudget) {
+        self.since_report += 1;
+        let now = Instant::now();
+        if self
+            .last_report
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_REPORT)
+        {
+            return;
+        }
+        tracing::info!(
+            listener,
+            refused = self.since_report,
+            last.peer = %peer,
+            last.reason = %over,
+            "connections closed at accept: over a per-address budget"
+        );
+        self.since_report = 0;
+        self.last_report = Some(now);
+    }
 }
 
 /// When a connection last moved a byte, shared between its IO wrapper and its watchdog.

@@ -59,6 +59,10 @@ fn dicom_silent_tls_connections_from_one_address_leave_room_for_others() {
     // Ten silent TLS connections: three are admitted as pending, the rest closed at once.
     let mut held = flood(port, &config, 10, b"");
     assert_eq!(held.len(), 3, "{}", gw.log());
+    gw.proc.wait_for_output(
+        "connections closed at accept: over a per-address budget",
+        Duration::from_secs(30),
+    );
     // Half the global slots are free; a modality elsewhere is served without waiting.
     let args = dcmtk_args("CT1", "ORTHANC", &ca.path, None);
     let (status, out) = dcmtk(ECHOSCU, port, &args, &[]);
