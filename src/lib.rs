@@ -31,7 +31,8 @@
 //! # Flows
 //!
 //! HTTPS: accept (permit, per-address budget: pending until the first request) -> TLS
-//! handshake (timeout; a resumed session's certificate is verified again; client
+//! handshake (timeout; a client certificate is verified again on resumption and on trust
+//! changes; client
 //! certificate -> `PeerIdentity`)
 //! -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request` -> `http::guard::admit`
 //! (canonical path -> per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF

@@ -25,6 +25,7 @@ struct Site {
     ca: Ca,
     client: Leaf,
     crl: std::path::PathBuf,
+    tls: String,
     gateway: Gateway,
 }
 
@@ -54,8 +55,18 @@ impl Site {
             ca,
             client,
             crl,
+            tls,
             gateway,
         }
+    }
+
+    /// Replace the listener tables and reload (SIGHUP), waiting until it applies.
+    fn reconfigure(&mut self, listeners: &str) {
+        std::fs::write(&self.gateway.config, format!("{}{listeners}", self.tls)).unwrap();
+        self.gateway.proc.signal("HUP");
+        self.gateway
+            .proc
+            .wait_for_output("configuration reloaded", Duration::from_secs(30));
     }
 
     /// Revoke the client's certificate and reload (SIGHUP), waiting until it applies.
@@ -249,4 +260,28 @@ fn dicom_sessions_resumed_from_before_a_revocation_do_not_authenticate() {
         None,
         "a full handshake with a revoked certificate"
     );
+}
+
+#[test]
+fn a_removed_certificate_user_does_not_authenticate_resumed_sessions() {
+    let backend = Backend::start();
+    let port = free_port();
+    let http = |fp: &str| {
+        format!(
+            "[dicom]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n[users.site-b]\ncertificate = \"{fp}\"\n[[http.rules]]\nusers = [\"site-b\"]\nmethods = [\"GET\"]\npaths = [\"/**\"]\n",
+            backend.port()
+        )
+    };
+    let mut site = Site::start(http);
+    let sess = site.dir.path().join("sess.pem");
+    let full = s_client(&site, port, &["-tls1_3"], &sess, false);
+    assert!(full.contains(OK), "{full}");
+    // site-b is bound to another certificate now: the same trust, so sessions resume,
+    // but the resumed one is no longer site-b.
+    let other = fingerprint(&site.ca.path);
+    site.reconfigure(&http(&other));
+    let resumed = s_client(&site, port, &["-tls1_3"], &sess, true);
+    assert!(resumed.contains("Reused,"), "{resumed}");
+    assert!(resumed.contains("HTTP/1.1 40"), "{resumed}");
+    assert_eq!(backend.request_count(), 1);
 }
