@@ -31,12 +31,11 @@
 //! # Flows
 //!
 //! HTTPS: accept (permit, per-address budget: pending until the first request) -> TLS
-//! handshake (timeout; a client certificate is verified again on resumption and on trust
-//! changes; client
-//! certificate -> `PeerIdentity`)
-//! -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request` -> `http::guard::admit`
-//! (canonical path -> per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF
-//! -> rules -> per-route limit; refusals answered here) -> hop-by-hop headers out,
+//! handshake (timeout; client certificate -> `PeerIdentity`, verified again on resumption
+//! and on each trust change) -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request`
+//! -> `http::guard::admit` (canonical path -> per-IP limit -> authenticate -> deny set ->
+//! per-user limit -> CSRF -> rules -> per-route limit; refusals answered here) ->
+//! hop-by-hop headers out,
 //! X-Forwarded-* set -> pooled upstream connection, bodies streamed both ways and counted
 //! -> one audit record.
 //!
