@@ -30,7 +30,7 @@
 //!
 //! # Flows
 //!
-//! HTTPS: accept (permit, per-address budget: pending until the first request) -> TLS
+//! HTTPS: accept (permit, per-address budget: pending until a request is admitted) -> TLS
 //! handshake (timeout; client certificate -> `PeerIdentity`, verified again on resumption
 //! and on each trust change) -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request`
 //! -> `http::guard::admit` (canonical path -> per-IP limit -> authenticate -> deny set ->

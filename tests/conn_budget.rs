@@ -205,3 +205,39 @@ fn default_budgets_withstand_the_reported_floods() {
     assert_eq!(still_open(&http_flood), 64, "{}", gw.log());
     assert_eq!(still_open(&dicom_flood), 16, "{}", gw.log());
 }
+
+#[test]
+fn https_refused_requests_keep_a_connection_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    // Anonymous clients may GET /1k only; anything else is refused by the gateway.
+    let budget = "max_connections = 12\nmax_pending_per_ip = 2\nmax_connections_per_ip = 6\npending_timeout = \"300s\"\n[[http.rules]]\nusers = [\"anonymous\"]\nmethods = [\"GET\"]\npaths = [\"/1k\"]\n";
+    let (gw, ca, port, backend) = https_site(dir.path(), budget);
+    let h1 = client_config(&ca.path, None, rustls::DEFAULT_VERSIONS, &[b"http/1.1"]);
+    let refused = b"GET /system HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    // Requests the policy refuses do not make a connection count as authenticated: two
+    // such keep-alive connections fill the pending budget of the address.
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let mut c = flood(port, &h1, 1, refused).pop().expect("admitted");
+        let head = c.read_some().expect("a response");
+        assert!(
+            head.starts_with(b"HTTP/1.1 403"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        kept.push(c);
+    }
+    assert!(flood(port, &h1, 1, refused).is_empty(), "{}", gw.log());
+    assert_eq!(backend.request_count(), 0);
+
+    // An admitted request on one of them does, and frees a pending slot.
+    kept[0].send(b"GET /1k HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let head = kept[0].read_some().expect("a response");
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(flood(port, &h1, 1, b"").len(), 1, "{}", gw.log());
+}

@@ -108,9 +108,10 @@ pub async fn serve(
     .await;
 }
 
-/// `admission` stays pending (`server::budget`) until the first complete request head
-/// (HTTP/1.1) or first request stream (HTTP/2): an idle or slow connection that never
-/// gets there is closed at the listener's `pending_timeout`.
+/// `admission` stays pending (`server::budget`) until a request passes the access policy:
+/// an idle connection, a request head that never ends, an HTTP/2 connection without a
+/// stream, or one whose requests are all refused (401, 403, 429...) is closed at the
+/// listener's `pending_timeout`.
 async fn handle_connection(
     tcp: TcpStream,
     (peer, admission): (SocketAddr, Arc<Admission>),
@@ -130,10 +131,10 @@ async fn handle_connection(
     let io = TokioIo::new(Tracked::new(Lingering::new(stream), activity.clone()));
     let service_ctx = ctx.clone();
     let service = service_fn(move |req| {
-        admission.authenticated();
         let ctx = service_ctx.clone();
         let conn = conn_info.clone();
-        async move { Ok::<_, Infallible>(handle_request(req, &ctx, &conn).await) }
+        let admission = admission.clone();
+        async move { Ok::<_, Infallible>(handle_request(req, &ctx, &conn, &admission).await) }
     });
     let conn = ctx.builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -167,6 +168,7 @@ async fn handle_request(
     mut req: Request<Incoming>,
     ctx: &HttpContext,
     conn: &ConnInfo,
+    admission: &Admission,
 ) -> Response<ResponseBody> {
     let policy = ctx.policy.current();
     let mut entry = AuditEntry::new(ctx.audit.clone(), Instant::now(), new_record(&req, conn));
@@ -178,6 +180,7 @@ async fn handle_request(
     let admitted = guard::admit(&mut req, &policy, &ctx.policy, conn, &mut entry.record).await;
     let mut resp = match admitted {
         Ok(()) => {
+            admission.authenticated();
             let req = req.map(|b| Metered::new(b, entry.bytes_in.clone()));
             match ctx.upstream.forward(req, conn).await {
                 Ok(resp) => resp,
