@@ -87,15 +87,15 @@ fn dicom_silent_tls_connections_from_one_address_leave_room_for_others() {
     );
 }
 
-/// A gateway in front of the test backend with `[http]` budget lines `budget`; returns it
-/// and a check that a client on 127.0.0.1 is served over `proto` (curl's flag).
+/// A gateway in front of the test backend with `[http]` lines `budget`, without
+/// authentication (the budgets apply before it; `served` needs no credentials).
 fn https_site(dir: &std::path::Path, budget: &str) -> (Gateway, Ca, u16, Backend) {
     let ca = Ca::new(dir, "Test CA");
     let server = ca.server(dir, "server");
     let backend = Backend::start();
     let port = free_port();
     let toml = format!(
-        "{}[dicom]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n{budget}",
+        "{}[dicom]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\nauthentication = \"none\"\n{budget}",
         tls_section(&server, ""),
         backend.port()
     );
@@ -185,7 +185,7 @@ fn default_budgets_withstand_the_reported_floods() {
     let server = ca.server(d, "server");
     let (https, dicom) = (free_port(), free_port());
     let toml = format!(
-        "{}[http]\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nlisten = \"127.0.0.1:{dicom}\"\nupstream = \"127.0.0.1:{}\"\n",
+        "{}[http]\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\nauthentication = \"none\"\n[dicom]\nlisten = \"127.0.0.1:{dicom}\"\nupstream = \"127.0.0.1:{}\"\n",
         tls_section(&server, ""),
         backend.port(),
         orthanc.dicom_port
