@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{self, AdminContext};
 use crate::audit::Audit;
 use crate::config::{Config, ConfigError};
 use crate::dicom::inbound::{self, DicomContext};
@@ -30,6 +31,7 @@ pub struct Gateway {
     http: Option<Arc<HttpContext>>,
     dicom: Option<Arc<DicomContext>>,
     outbound: Vec<Arc<OutboundContext>>,
+    admin: Option<Arc<AdminContext>>,
 }
 
 impl Gateway {
@@ -44,6 +46,7 @@ impl Gateway {
                 crate::privileges::hand_over(&config, &[&written.cert, &written.key]);
             }
             let material = Material::load(&config.tls, &provider)?;
+            tls::expiry::observe(&material, config.tls.expiry_warning);
             for key in &material.keys {
                 tracing::info!(
                     cert = %key.cert_path.display(),
@@ -109,6 +112,7 @@ impl Gateway {
             .collect::<Result<Vec<_>, _>>()?;
         let reloader = (!servers.is_empty())
             .then(|| Arc::new(TlsReloader::new(config.tls.clone(), provider, servers)));
+        let admin = AdminContext::new(&config);
         Ok(Self {
             config,
             audit,
@@ -116,6 +120,7 @@ impl Gateway {
             http,
             dicom,
             outbound,
+            admin,
         })
     }
 
@@ -161,6 +166,9 @@ impl Gateway {
                 bind(ctx.config.listen).await?,
             ));
         }
+        if let Some(ctx) = &self.admin {
+            listeners.push((Listener::Admin(ctx.clone()), bind(ctx.config.listen).await?));
+        }
         Ok(Bound {
             gateway: self,
             listeners,
@@ -185,6 +193,7 @@ enum Listener {
     Http(Arc<HttpContext>),
     Dicom(Arc<DicomContext>),
     Outbound(Arc<OutboundContext>),
+    Admin(Arc<AdminContext>),
 }
 
 pub struct Bound {
@@ -220,12 +229,19 @@ impl Bound {
                     accept_loops.spawn(outbound::serve(listener, ctx, sd, tracker));
                     "outbound"
                 }
+                Listener::Admin(ctx) => {
+                    accept_loops.spawn(admin::serve(listener, ctx, sd, tracker));
+                    "admin"
+                }
             };
             if let Some(addr) = local {
                 tracing::info!(listener = name, %addr, "listening");
             }
         }
         let reload = tokio::spawn(self.gateway.reloader().run());
+        if let Some(admin) = &self.gateway.admin {
+            admin.set_listening();
+        }
         tracing::info!("pacsgate ready");
         shutdown.await;
         let grace = self.gateway.config.shutdown_grace;

@@ -14,7 +14,14 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
     let _ = writeln!(out, "configuration {} is valid", config.source.display());
     let pairs = std::iter::once(&config.tls.primary).chain(config.tls.rsa.iter());
     for pair in pairs {
-        let _ = writeln!(out, "{}", describe_pair(pair, &provider)?);
+        let _ = writeln!(
+            out,
+            "{}",
+            describe_pair(pair, &provider, config.tls.expiry_warning)?
+        );
+    }
+    if let Some(a) = &config.admin {
+        let _ = writeln!(out, "admin: {} (/metrics, /healthz, /readyz)", a.listen);
     }
     if let Some(ca) = &config.tls.client_ca {
         material::load_roots("tls.client_ca", ca)?;
@@ -83,6 +90,7 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
 fn describe_pair(
     pair: &KeyPairPaths,
     provider: &std::sync::Arc<rustls::crypto::CryptoProvider>,
+    expiry_warning: std::time::Duration,
 ) -> Result<String, ConfigError> {
     if !pair.cert.exists() && !pair.key.exists() {
         return Ok(format!(
@@ -92,13 +100,18 @@ fn describe_pair(
         ));
     }
     let served = material::load_pair(pair, provider)?;
-    Ok(format!(
+    let mut line = format!(
         "{}: {} ({:?}, {})",
         pair.cert_key,
         pair.cert.display(),
         served.algorithm,
         served.fingerprint
-    ))
+    );
+    if let Some(w) = tls::expiry::warning(&served, expiry_warning) {
+        line.push('\n');
+        line.push_str(&w);
+    }
+    Ok(line)
 }
 
 fn auth(a: ClientAuth) -> &'static str {

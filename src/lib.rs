@@ -48,6 +48,7 @@
 //! are answered with status 0x0124 and their data set swallowed); data-set bytes go from
 //! the read buffer to the other socket without further copies -> one audit record.
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod check;
@@ -55,6 +56,7 @@ pub mod cli;
 pub mod config;
 pub mod dicom;
 pub mod http;
+pub mod metrics;
 pub mod privileges;
 pub mod reload;
 pub mod server;

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::audit::Audit;
 use crate::config::{Config, ConfigError};
+use crate::metrics::METRICS;
 use crate::tls::reload::TlsReloader;
 
 /// A prepared switch to a new configuration, applied only if every part prepared fine.
@@ -86,8 +87,13 @@ impl Reloader {
     async fn reload_tls(&self, force: bool) {
         let Some(tls) = self.tls.clone() else { return };
         match tokio::task::spawn_blocking(move || tls.reload(force)).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(changed)) => {
+                if changed {
+                    METRICS.reloads.inc(("tls", "ok"));
+                }
+            }
             Ok(Err(e)) => {
+                METRICS.reloads.inc(("tls", "failed"));
                 tracing::error!(error = %e, "TLS reload failed; keeping the current certificates")
             }
             Err(e) => {
@@ -112,10 +118,12 @@ impl Reloader {
         .await;
         match prepared {
             Ok(Ok(commits)) => {
+                METRICS.reloads.inc(("config", "ok"));
                 commits.into_iter().for_each(|commit| commit());
                 tracing::info!("configuration reloaded");
             }
             Ok(Err(e)) => {
+                METRICS.reloads.inc(("config", "failed"));
                 tracing::error!(error = %e, "configuration reload failed; keeping the current configuration")
             }
             Err(e) => {

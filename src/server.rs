@@ -52,6 +52,8 @@ pub async fn accept_loop<F, Fut>(
     // A permit left over from a connection refused by the budget, reused for the next.
     let mut spare = None;
     let mut refusals = Refusals::default();
+    // The gauge shows 0 from the start, not only after the first connection.
+    crate::metrics::METRICS.open_connections.add(name, 0);
     loop {
         let permit = match spare.take() {
             Some(p) => Ok(p),
@@ -87,6 +89,7 @@ pub async fn accept_loop<F, Fut>(
                 // flood the log.
                 tracing::debug!(listener = name, %peer, reason = %over, "connection refused");
                 refusals.count(name, peer, over);
+                crate::metrics::METRICS.budget_refusals.inc(name);
                 spare = Some(permit);
                 continue;
             }
@@ -97,6 +100,7 @@ pub async fn accept_loop<F, Fut>(
         }
         let work = handler(stream, peer, admission.clone());
         let abort = shutdown.abort.clone();
+        let open = crate::metrics::OpenConnection::new(name);
         tracker.spawn(async move {
             tokio::select! {
                 () = work => {}
@@ -109,6 +113,7 @@ pub async fn accept_loop<F, Fut>(
             }
             drop(admission);
             drop(permit);
+            drop(open);
         });
     }
     tracing::debug!(listener = name, "stopped accepting");

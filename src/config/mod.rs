@@ -35,6 +35,15 @@ pub struct Config {
     pub run_as: Option<RunAs>,
     /// Audit records go to this JSON-lines file; to the log when unset.
     pub audit_path: Option<PathBuf>,
+    /// `[admin]`: metrics and health probes; `None` when not configured.
+    pub admin: Option<AdminConfig>,
+}
+
+/// The admin listener: `/metrics`, `/healthz`, `/readyz`. Loopback unless
+/// `admin.allow_remote` (it is unauthenticated and reveals traffic patterns).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +66,8 @@ pub struct TlsConfig {
     pub client_auth: ClientAuth,
     pub min_version: TlsVersion,
     pub watch: bool,
+    /// Warn (log, `check`, `doctor`) when a serving certificate expires within this.
+    pub expiry_warning: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

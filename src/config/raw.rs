@@ -21,9 +21,20 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub audit: RawAudit,
+    /// The admin listener (metrics, health); off unless `listen` is set.
+    #[serde(default)]
+    pub admin: RawAdmin,
     /// HTTPS users (DESIGN.md contract: `[users.NAME]`).
     #[serde(default)]
     pub users: BTreeMap<String, RawUser>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +56,7 @@ pub struct RawTls {
     pub client_auth: Option<String>,
     pub min_version: String,
     pub watch: bool,
+    pub expiry_warning: String,
 }
 
 impl Default for RawTls {
@@ -60,6 +72,7 @@ impl Default for RawTls {
             client_auth: None,
             min_version: "1.2".into(),
             watch: true,
+            expiry_warning: "30d".into(),
         }
     }
 }

@@ -90,6 +90,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         worker_threads: raw.server.worker_threads,
         run_as: raw.server.user.as_deref().map(run_as).transpose()?,
         audit_path: raw.audit.path.map(|p| resolve(base, &p)),
+        admin: admin(&raw.admin)?,
     })
 }
 
@@ -333,4 +334,20 @@ fn log_level(value: &str) -> Result<(), ConfigError> {
             "use off, error, warn, info, debug or trace, or directives such as \"info,pacsgate=debug\"",
         ))
     }
+}
+
+/// `[admin]`: off unless `listen` is set; loopback unless `allow_remote = true`.
+fn admin(raw: &super::raw::RawAdmin) -> Result<Option<AdminConfig>, ConfigError> {
+    let Some(listen) = &raw.listen else {
+        return Ok(None);
+    };
+    let listen = socket_addr("admin.listen", listen)?;
+    if !listen.ip().is_loopback() && !raw.allow_remote {
+        return Err(ConfigError::new(
+            "admin.listen",
+            format!("{listen} is not a loopback address; the admin listener has no authentication"),
+            "use 127.0.0.1:9090, or set admin.allow_remote = true and firewall the port",
+        ));
+    }
+    Ok(Some(AdminConfig { listen }))
 }

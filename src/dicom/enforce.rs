@@ -140,6 +140,7 @@ impl Inspector for Enforcer {
         let cmd = Command::parse(command)
             .map_err(|e| Abort::new(AbortReason::InvalidPduParameterValue, e.to_string()))?;
         if !cmd.is_response() {
+            crate::metrics::METRICS.dimse_commands.inc(cmd.name());
             let mut activity = self
                 .activity
                 .lock()
@@ -155,6 +156,7 @@ impl Inspector for Enforcer {
                 Ok(CommandVerdict::Allow)
             }
             Err(why) => {
+                crate::metrics::METRICS.dimse_refusals.inc(cmd.name());
                 self.activity
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -25,6 +25,7 @@ use super::relay::{self, read_first_pdu, FirstPduError, Report};
 use super::session::{Session, CONTROL_PDU_MAX};
 use crate::audit::Audit;
 use crate::config::{Config, ConfigError, DicomConfig};
+use crate::metrics::{DICOM, METRICS, OUTBOUND};
 use crate::reload::{Commit, Reloadable};
 use crate::server::{self, Admission, ClientBudget, Shutdown};
 use crate::tls::recheck::Revocable;
@@ -109,7 +110,7 @@ async fn handle(
     let started = Instant::now();
     let cfg = &ctx.config;
     let handshake = tokio::time::timeout(cfg.handshake_timeout, ctx.tls.accept(tls_reader(tcp)));
-    let (mut stream, identity, revocation) = match handshake.await {
+    let (mut stream, identity, revocation) = match tls::observe_handshake(DICOM, handshake.await) {
         Ok(Ok(a)) => (a.stream, a.identity, a.revocation),
         Ok(Err(e)) => return tls::log_handshake_failure(&e),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
@@ -343,6 +344,17 @@ pub fn audit_rejection(
     started: Instant,
 ) {
     let rj = refusal.rejection();
+    count_association(parties, "rejected", refusal.code());
+    if refusal.is_limit() {
+        METRICS
+            .rate_limited
+            .inc((listener_label(parties), refusal.code()));
+    }
+    if matches!(refusal, AssociationRefusal::Unreachable(_)) {
+        METRICS
+            .upstream_errors
+            .inc((listener_label(parties), "connect"));
+    }
     record::association(
         audit,
         &AssociationRecord {
@@ -373,6 +385,14 @@ pub fn audit_report(
         (relay::Ending::Closed, true) => ("accepted", None),
         (relay::Ending::Closed, false) => ("not_accepted_by_pacs", None),
     };
+    let listener = listener_label(parties);
+    count_association(parties, outcome, "");
+    METRICS
+        .bytes
+        .add((listener, "in"), report.bytes_from_requestor);
+    METRICS
+        .bytes
+        .add((listener, "out"), report.bytes_from_acceptor);
     let activity = activity
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -389,4 +409,19 @@ pub fn audit_report(
             duration_ms: started.elapsed().as_millis() as u64,
         },
     );
+}
+
+/// `dicom` for the TLS listener, `outbound` for the tunnels (their names are not static).
+fn listener_label(parties: &Parties) -> &'static str {
+    if parties.listener == DICOM {
+        DICOM
+    } else {
+        OUTBOUND
+    }
+}
+
+fn count_association(parties: &Parties, result: &'static str, reason: &'static str) {
+    METRICS
+        .associations
+        .inc((listener_label(parties), result, reason));
 }

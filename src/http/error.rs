@@ -19,6 +19,14 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// The `kind` label of `pacsgate_upstream_errors_total`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::ConnectUpstream(_) => "connect",
+            ProxyError::ForwardRequest(_) => "request",
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::ConnectUpstream(_) | ProxyError::ForwardRequest(_) => {
@@ -69,6 +77,33 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The `reason` label of `pacsgate_http_refusals_total` (a closed set).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::BadTarget(_) => "bad_target",
+            Refusal::MethodOverrideQuery => "method_override",
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::BadCredentials => "bad_credentials",
+            Refusal::LockedOut(_) => "locked_out",
+            Refusal::Throttled { .. } => "rate_limited",
+            Refusal::Dangerous(_) => "dangerous_endpoint",
+            Refusal::CrossSite => "cross_site",
+            Refusal::DeniedByRule(_) => "denied_by_rule",
+            Refusal::NoRule => "no_rule",
+        }
+    }
+
+    /// Count this refusal in the metrics (reason; rate limit or lockout families too).
+    pub fn count(&self) {
+        use crate::metrics::{HTTPS, METRICS};
+        METRICS.http_refusals.inc(self.code());
+        match self {
+            Refusal::Throttled { limit, .. } => METRICS.rate_limited.inc((HTTPS, limit)),
+            Refusal::LockedOut(_) => METRICS.lockouts.inc(HTTPS),
+            _ => {}
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::BadTarget(_) | Refusal::MethodOverrideQuery => StatusCode::BAD_REQUEST,

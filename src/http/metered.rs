@@ -115,7 +115,14 @@ impl Drop for AuditEntry {
     fn drop(&mut self) {
         self.record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
         self.record.bytes_out = self.bytes_out.load(Ordering::Relaxed);
-        self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.started.elapsed();
+        self.record.duration_ms = elapsed.as_secs_f64() * 1000.0;
+        crate::metrics::METRICS.http_request(
+            self.record.status,
+            elapsed,
+            self.record.bytes_in,
+            self.record.bytes_out,
+        );
         self.audit.record("http.request", &self.record);
     }
 }

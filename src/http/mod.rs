@@ -33,6 +33,7 @@ use self::policy::PolicyHandle;
 use self::proxy::{ConnInfo, ProxyBody, Upstream};
 use crate::audit::Audit;
 use crate::config::HttpConfig;
+use crate::metrics::{HTTPS, METRICS};
 use crate::server::{self, Activity, Admission, ClientBudget, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
 
@@ -119,7 +120,7 @@ async fn handle_connection(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let handshake = tokio::time::timeout(ctx.config.handshake_timeout, ctx.tls.accept(tcp));
-    let (stream, identity, revocation) = match handshake.await {
+    let (stream, identity, revocation) = match tls::observe_handshake(HTTPS, handshake.await) {
         Ok(Ok(a)) => (a.stream, a.identity, a.revocation),
         Ok(Err(e)) => return tls::log_handshake_failure(&e),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
@@ -185,6 +186,7 @@ async fn handle_request(
             match ctx.upstream.forward(req, conn).await {
                 Ok(resp) => resp,
                 Err(e) => {
+                    METRICS.upstream_errors.inc((HTTPS, e.code()));
                     tracing::warn!(error = %e, "upstream failed");
                     entry.record.denied = Some(e.to_string());
                     e.into_response()
@@ -192,6 +194,7 @@ async fn handle_request(
             }
         }
         Err(refusal) => {
+            refusal.count();
             tracing::info!(reason = %refusal, path = ?entry.record.path, "request refused");
             entry.record.denied = Some(refusal.to_string());
             drain(req.into_body()).await;

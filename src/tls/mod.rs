@@ -5,6 +5,7 @@
 //! (`identity`). `inspect` backs `pacsgate cert inspect`.
 
 pub mod client;
+pub mod expiry;
 pub mod identity;
 pub mod inspect;
 pub mod material;
@@ -53,4 +54,33 @@ pub fn log_handshake_failure(e: &std::io::Error) {
         Some(err) => tracing::debug!(error = %err, "TLS handshake failed"),
         None => tracing::debug!(error = %e, "TLS handshake failed"),
     }
+}
+
+/// Count a finished (or timed-out) handshake in `pacsgate_tls_handshakes_total` by
+/// result, negotiated version and ALPN protocol; returns its argument.
+pub fn observe_handshake<IO, T>(
+    listener: &'static str,
+    outcome: Result<std::io::Result<server::Accepted<IO>>, T>,
+) -> Result<std::io::Result<server::Accepted<IO>>, T> {
+    let counted = match &outcome {
+        Ok(Ok(a)) => {
+            let conn = a.stream.get_ref().1;
+            let version = match conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+                _ => "other",
+            };
+            let alpn = match conn.alpn_protocol() {
+                Some(b"h2") => "h2",
+                Some(b"http/1.1") => "http/1.1",
+                Some(_) => "other",
+                None => "none",
+            };
+            Ok((version, alpn))
+        }
+        Ok(Err(_)) => Err("failed"),
+        Err(_) => Err("timeout"),
+    };
+    crate::metrics::METRICS.tls_handshake(listener, counted);
+    outcome
 }

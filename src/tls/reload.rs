@@ -53,6 +53,7 @@ impl TlsReloader {
             return Ok(false);
         }
         let material = Material::load(&self.config, &self.provider)?;
+        super::expiry::observe(&material, self.config.expiry_warning);
         for server in &self.servers {
             server.reload(&material)?;
         }

@@ -71,6 +71,7 @@ pub(super) fn tls(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
         client_auth,
         min_version,
         watch: raw.watch,
+        expiry_warning: super::super::values::duration("tls.expiry_warning", &raw.expiry_warning)?,
     })
 }
 
