@@ -117,7 +117,31 @@ pub fn load_chain(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>
 
 pub fn load_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
     warn_if_readable_by_others(key, path);
+    refuse_encrypted(key, path)?;
     PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(key, path, "private key", e))
+}
+
+/// An encrypted key (PKCS#8 `ENCRYPTED PRIVATE KEY`, RFC 5958 §3, or OpenSSL's legacy
+/// `Proc-Type: 4,ENCRYPTED` PEM) would otherwise read as "no private key". A passphrase
+/// would have to sit in a file beside it, which protects nothing a 0600 key does not, so
+/// the fix is to decrypt it once.
+fn refuse_encrypted(key: &str, path: &Path) -> Result<(), ConfigError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(()); // unreadable or binary: the PEM loader reports it
+    };
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        let p = path.display();
+        return Err(ConfigError::new(
+            key,
+            format!("{p} is an encrypted private key (passphrase-protected)"),
+            format!(
+                "decrypt it once: openssl pkey -in {p} -out {p}.plain && chmod 600 {p}.plain, then point {key} at it"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn load_roots(key: &str, path: &Path) -> Result<Arc<RootCertStore>, ConfigError> {

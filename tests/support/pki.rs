@@ -64,6 +64,18 @@ impl Ca {
         )
     }
 
+    /// A server certificate for localhost and 127.0.0.1 that expires `valid_for` from now.
+    pub fn server_expiring(&self, dir: &Path, name: &str, valid_for: std::time::Duration) -> Leaf {
+        let not_after = time::OffsetDateTime::now_utc() + valid_for;
+        self.leaf_until(
+            dir,
+            name,
+            ("localhost", &["localhost", "127.0.0.1"]),
+            ExtendedKeyUsagePurpose::ServerAuth,
+            Some(not_after),
+        )
+    }
+
     fn leaf(
         &self,
         dir: &Path,
@@ -72,8 +84,22 @@ impl Ca {
         sans: &[&str],
         eku: ExtendedKeyUsagePurpose,
     ) -> Leaf {
+        self.leaf_until(dir, file, (cn, sans), eku, None)
+    }
+
+    fn leaf_until(
+        &self,
+        dir: &Path,
+        file: &str,
+        (cn, sans): (&str, &[&str]),
+        eku: ExtendedKeyUsagePurpose,
+        not_after: Option<time::OffsetDateTime>,
+    ) -> Leaf {
         let key = KeyPair::generate_for(&PKCS_RSA_SHA256).expect("leaf key");
         let mut params = CertificateParams::default();
+        if let Some(t) = not_after {
+            params.not_after = t;
+        }
         params.distinguished_name.push(DnType::CommonName, cn);
         params.subject_alt_names = sans
             .iter()
