@@ -26,6 +26,9 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration and print the effective listeners; exit 64 on error.
     Check(RunArgs),
+    /// Check pacsgate's and Orthanc's configuration and the running system; one line per
+    /// check (PASS, WARN, FAIL with the fix); exit 1 on any FAIL.
+    Doctor(DoctorArgs),
     /// Certificate tools.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -42,6 +45,16 @@ pub struct RunArgs {
     /// Path of the TOML configuration.
     #[arg(long, short = 'c', default_value = "config.toml", global = true)]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Orthanc's configuration: a JSON file (comments allowed) or a directory of them
+    /// (default: /etc/orthanc when it exists).
+    #[arg(long)]
+    pub orthanc_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -55,6 +55,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dicom;
+pub mod doctor;
 pub mod http;
 pub mod metrics;
 pub mod privileges;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use pacsgate::app::Gateway;
-use pacsgate::cli::{CertCommand, Cli, Command, KeyAlgorithm, RunArgs};
+use pacsgate::cli::{CertCommand, Cli, Command, DoctorArgs, KeyAlgorithm, RunArgs};
 use pacsgate::config::{Config, ConfigError, KeyPairPaths};
 use pacsgate::{telemetry, tls};
 
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         None => run(&cli.run),
         Some(Command::Run(args)) => run(&args),
         Some(Command::Check(args)) => check(&args),
+        Some(Command::Doctor(args)) => return doctor(&args),
         Some(Command::Cert(cmd)) => cert(cmd),
         Some(Command::HashPassword) => hash_password(),
         Some(Command::Storage(cmd)) => return pacsgate::storage::run(cmd),
@@ -107,6 +108,18 @@ fn check(args: &RunArgs) -> Result<(), Failure> {
     let config = Config::load(&args.config)?;
     print!("{}", pacsgate::check::describe(&config)?);
     Ok(())
+}
+
+fn doctor(args: &DoctorArgs) -> ExitCode {
+    let findings = pacsgate::doctor::run(&args.run.config, args.orthanc_config.as_deref());
+    for f in &findings {
+        println!("{f}");
+    }
+    if pacsgate::doctor::failed(&findings) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn cert(cmd: CertCommand) -> Result<(), Failure> {

@@ -6,14 +6,11 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
 use support::gateway::{run_expecting_exit, tls_section, Gateway};
 use support::http_get;
 use support::pki::{Ca, Leaf};
 use support::process::free_port;
-
-const DAY: Duration = Duration::from_secs(86_400);
 
 fn config(server: &Leaf, tls_extra: &str, admin: u16) -> String {
     format!(
@@ -27,7 +24,7 @@ fn config(server: &Leaf, tls_extra: &str, admin: u16) -> String {
 fn a_certificate_close_to_expiry_is_warned_about_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "Test CA");
-    let short = ca.server_expiring(dir.path(), "short", DAY + Duration::from_secs(3600));
+    let short = ca.server_expiring(dir.path(), "short", time::Duration::hours(25));
     let admin = free_port();
 
     let toml = config(&short, "", admin);

@@ -80,7 +80,8 @@ impl Orthanc {
             if let Ok(Some(status)) = proc.child.try_wait() {
                 panic!("Orthanc exited ({status}):\n{}", proc.output());
             }
-            http_get(http_port, "/system").is_some_and(|(code, _)| code == 200)
+            // 401: up, with AuthenticationEnabled.
+            http_get(http_port, "/system").is_some_and(|(code, _)| matches!(code, 200 | 401))
         });
         Orthanc {
             http_port,

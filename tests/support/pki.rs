@@ -64,8 +64,9 @@ impl Ca {
         )
     }
 
-    /// A server certificate for localhost and 127.0.0.1 that expires `valid_for` from now.
-    pub fn server_expiring(&self, dir: &Path, name: &str, valid_for: std::time::Duration) -> Leaf {
+    /// A server certificate for localhost and 127.0.0.1 that expires `valid_for` from now
+    /// (negative: already expired).
+    pub fn server_expiring(&self, dir: &Path, name: &str, valid_for: time::Duration) -> Leaf {
         let not_after = time::OffsetDateTime::now_utc() + valid_for;
         self.leaf_until(
             dir,
