@@ -20,6 +20,8 @@ use crate::http::policy::{self, Policy, PolicyHandle};
 use crate::http::{self, proxy::Upstream, HttpContext};
 use crate::reload::Reloader;
 use crate::server::Shutdown;
+use crate::tls::acme::http01::{self, Challenges};
+use crate::tls::acme::Acme;
 use crate::tls::material::Material;
 use crate::tls::reload::TlsReloader;
 use crate::tls::{self, Profile, ReloadableServer};
@@ -32,6 +34,8 @@ pub struct Gateway {
     dicom: Option<Arc<DicomContext>>,
     outbound: Vec<Arc<OutboundContext>>,
     admin: Option<Arc<AdminContext>>,
+    /// Pending HTTP-01 challenges when `[tls.acme]` is configured.
+    acme: Option<Challenges>,
 }
 
 impl Gateway {
@@ -113,6 +117,12 @@ impl Gateway {
         let reloader = (!servers.is_empty())
             .then(|| Arc::new(TlsReloader::new(config.tls.clone(), provider, servers)));
         let admin = AdminContext::new(&config);
+        let acme = config
+            .tls
+            .acme
+            .as_ref()
+            .filter(|_| reloader.is_some())
+            .map(|_| Challenges::default());
         Ok(Self {
             config,
             audit,
@@ -121,6 +131,7 @@ impl Gateway {
             dicom,
             outbound,
             admin,
+            acme,
         })
     }
 
@@ -141,6 +152,22 @@ impl Gateway {
                 )
                 .collect(),
         }
+    }
+
+    /// Start issuing and renewing with ACME, if configured.
+    fn acme_task(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let (challenges, config, reloader) = (
+            self.acme.clone()?,
+            self.config.tls.acme.clone()?,
+            self.reloader.clone()?,
+        );
+        let acme = Acme {
+            config,
+            pair: self.config.tls.primary.clone(),
+            challenges,
+            reloader,
+        };
+        Some(tokio::spawn(acme.run()))
     }
 
     pub fn worker_threads(&self) -> usize {
@@ -169,6 +196,12 @@ impl Gateway {
         if let Some(ctx) = &self.admin {
             listeners.push((Listener::Admin(ctx.clone()), bind(ctx.config.listen).await?));
         }
+        if let (Some(challenges), Some(acme)) = (&self.acme, &self.config.tls.acme) {
+            listeners.push((
+                Listener::AcmeHttp01(challenges.clone()),
+                bind(acme.http01_listen).await?,
+            ));
+        }
         Ok(Bound {
             gateway: self,
             listeners,
@@ -194,6 +227,7 @@ enum Listener {
     Dicom(Arc<DicomContext>),
     Outbound(Arc<OutboundContext>),
     Admin(Arc<AdminContext>),
+    AcmeHttp01(Challenges),
 }
 
 pub struct Bound {
@@ -233,12 +267,17 @@ impl Bound {
                     accept_loops.spawn(admin::serve(listener, ctx, sd, tracker));
                     "admin"
                 }
+                Listener::AcmeHttp01(challenges) => {
+                    accept_loops.spawn(http01::serve(listener, challenges, sd, tracker));
+                    "acme-http01"
+                }
             };
             if let Some(addr) = local {
                 tracing::info!(listener = name, %addr, "listening");
             }
         }
         let reload = tokio::spawn(self.gateway.reloader().run());
+        let acme = self.gateway.acme_task();
         if let Some(admin) = &self.gateway.admin {
             admin.set_listening();
         }
@@ -262,6 +301,9 @@ impl Bound {
             tracker.wait().await;
         }
         reload.abort();
+        if let Some(task) = acme {
+            task.abort();
+        }
         tracing::info!("stopped");
     }
 }

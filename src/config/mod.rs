@@ -68,6 +68,24 @@ pub struct TlsConfig {
     pub watch: bool,
     /// Warn (log, `check`, `doctor`) when a serving certificate expires within this.
     pub expiry_warning: Duration,
+    /// Certificates for `tls.cert`/`tls.key` from an ACME CA.
+    pub acme: Option<AcmeConfig>,
+}
+
+/// `[tls.acme]`: issue and renew the primary certificate with ACME (RFC 8555), answering
+/// HTTP-01 challenges (RFC 8555 §8.3) on `http01_listen`.
+#[derive(Debug, Clone)]
+pub struct AcmeConfig {
+    pub directory: String,
+    pub contact: Vec<String>,
+    pub domains: Vec<String>,
+    /// PEM roots for the directory's TLS (a private CA, pebble); system roots otherwise.
+    pub ca: Option<PathBuf>,
+    pub renew_before: Duration,
+    pub http01_listen: SocketAddr,
+    /// The ACME account's key and URL (JSON, 0600).
+    pub account: PathBuf,
+    pub check_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

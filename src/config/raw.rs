@@ -57,6 +57,32 @@ pub struct RawTls {
     pub min_version: String,
     pub watch: bool,
     pub expiry_warning: String,
+    /// `[tls.acme]`: certificates from an ACME CA (RFC 8555), renewed before expiry.
+    pub acme: Option<RawAcme>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub directory: String,
+    #[serde(default)]
+    pub contact: Vec<String>,
+    pub domains: Vec<String>,
+    pub ca: Option<PathBuf>,
+    #[serde(default = "thirty_days")]
+    pub renew_before: String,
+    pub http01_listen: String,
+    pub account: Option<PathBuf>,
+    #[serde(default = "twelve_hours")]
+    pub check_interval: String,
+}
+
+fn thirty_days() -> String {
+    "30d".into()
+}
+
+fn twelve_hours() -> String {
+    "12h".into()
 }
 
 impl Default for RawTls {
@@ -73,6 +99,7 @@ impl Default for RawTls {
             min_version: "1.2".into(),
             watch: true,
             expiry_warning: "30d".into(),
+            acme: None,
         }
     }
 }

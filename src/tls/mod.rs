@@ -4,6 +4,7 @@
 //! sessions' client certificates again (`recheck`), and extract the peer's identity
 //! (`identity`). `inspect` backs `pacsgate cert inspect`.
 
+pub mod acme;
 pub mod client;
 pub mod expiry;
 pub mod identity;

@@ -62,6 +62,7 @@ pub(super) fn tls(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
     };
     check_client_ca("tls.client_auth", client_auth, client_ca.is_some())?;
     let min_version = tls_version("tls.min_version", &raw.min_version)?;
+    let primary_cert = primary.cert.clone();
     Ok(TlsConfig {
         primary,
         rsa,
@@ -72,6 +73,7 @@ pub(super) fn tls(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
         min_version,
         watch: raw.watch,
         expiry_warning: super::super::values::duration("tls.expiry_warning", &raw.expiry_warning)?,
+        acme: raw.acme.map(|a| acme(a, base, &primary_cert)).transpose()?,
     })
 }
 
@@ -126,4 +128,45 @@ pub(super) fn tls_version(key: &str, value: &str) -> Result<TlsVersion, ConfigEr
             "use \"1.2\" or \"1.3\" (older versions are not offered, per BCP 195)",
         )),
     }
+}
+
+fn acme(
+    raw: super::super::raw::RawAcme,
+    base: &Path,
+    cert: &Path,
+) -> Result<super::super::AcmeConfig, ConfigError> {
+    use super::super::values::duration;
+    if !raw.directory.starts_with("https://") {
+        return Err(ConfigError::new(
+            "tls.acme.directory",
+            format!("{:?} is not an https:// URL", raw.directory),
+            "use the CA's directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory",
+        ));
+    }
+    if raw.domains.is_empty() || raw.domains.iter().any(|d| d.trim().is_empty()) {
+        return Err(ConfigError::new(
+            "tls.acme.domains",
+            "is empty or contains an empty name",
+            "list the DNS names clients use, e.g. [\"pacs.example.org\"]",
+        ));
+    }
+    let ca = raw.ca.map(|p| resolve(base, &p));
+    if let Some(ca) = &ca {
+        readable("tls.acme.ca", ca)?;
+    }
+    let account = raw.account.map(|p| resolve(base, &p)).unwrap_or_else(|| {
+        cert.parent()
+            .unwrap_or(Path::new("."))
+            .join("acme-account.json")
+    });
+    Ok(super::super::AcmeConfig {
+        directory: raw.directory,
+        contact: raw.contact,
+        domains: raw.domains,
+        ca,
+        renew_before: duration("tls.acme.renew_before", &raw.renew_before)?,
+        http01_listen: super::address::socket_addr("tls.acme.http01_listen", &raw.http01_listen)?,
+        account,
+        check_interval: duration("tls.acme.check_interval", &raw.check_interval)?,
+    })
 }
