@@ -27,13 +27,16 @@ struct Snapshot;
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), Error> {
         let m: &Metrics = &METRICS;
+        let overflow = m.http_requests.overflow();
         counter(
             &mut enc,
             "http_requests",
             "HTTP responses sent, by status code (the PACS's and the gateway's own)",
             m.http_requests
                 .snapshot()
-                .map(|(s, v)| (vec![("status", s.to_string())], v)),
+                .map(|(s, v)| (vec![("status", s.to_string())], v))
+                // Status codes beyond the table (the PACS chooses them): one series.
+                .chain((overflow > 0).then(|| (vec![("status", "other".to_string())], overflow))),
         )?;
         counter(
             &mut enc,

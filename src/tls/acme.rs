@@ -115,6 +115,12 @@ impl Acme {
         write_atomically(&self.pair.key, key_pem.as_bytes(), 0o600)?;
         write_atomically(&self.pair.cert, chain_pem.as_bytes(), 0o644)?;
         tracing::info!(domains = ?self.config.domains, cert = %self.pair.cert.display(), "ACME certificate issued");
+        if due(&self.pair.cert, self.config.renew_before) {
+            tracing::warn!(
+                renew_before = %humantime::format_duration(self.config.renew_before),
+                "tls.acme.renew_before is longer than the CA's certificate lifetime: renewing at every check_interval"
+            );
+        }
         let reloader = self.reloader.clone();
         match tokio::task::spawn_blocking(move || reloader.reload(true)).await {
             Ok(Ok(_)) => crate::metrics::METRICS.reloads.inc(("tls", "ok")),
