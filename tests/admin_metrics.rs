@@ -291,11 +291,18 @@ fn a_remote_admin_listener_needs_allow_remote() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "Test CA");
     let server = ca.server(dir.path(), "server");
-    let port = free_port();
+    let (port, https) = (free_port(), free_port());
     let base = format!(
-        "{}[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{}\"\n[dicom]\nenabled = false\n",
+        "{}[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{https}\"\n[dicom]\nenabled = false\n",
         tls_section(&server, ""),
-        free_port()
+    );
+    // Never on a public listener's port (here: the HTTPS one).
+    let shared = format!("{base}[admin]\nlisten = \"127.0.0.1:{https}\"\n");
+    let (code, out) = run_expecting_exit(dir.path(), &shared, "check");
+    assert_eq!(code, Some(64), "{out}");
+    assert!(
+        out.contains("admin.listen") && out.contains("public"),
+        "{out}"
     );
     let remote = format!("{base}[admin]\nlisten = \"0.0.0.0:{port}\"\n");
     let (code, out) = run_expecting_exit(dir.path(), &remote, "check");

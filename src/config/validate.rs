@@ -76,6 +76,12 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         }
     };
     log_level(&raw.log.level)?;
+    let public: Vec<SocketAddr> = http
+        .iter()
+        .map(|h| h.listen)
+        .chain(dicom.iter().map(|d| d.listen))
+        .chain(outbound.iter().map(|o| o.listen))
+        .collect();
     Ok(Config {
         source: PathBuf::new(),
         tls,
@@ -90,7 +96,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         worker_threads: raw.server.worker_threads,
         run_as: raw.server.user.as_deref().map(run_as).transpose()?,
         audit_path: raw.audit.path.map(|p| resolve(base, &p)),
-        admin: admin(&raw.admin)?,
+        admin: admin(&raw.admin, &public)?,
     })
 }
 
@@ -337,11 +343,21 @@ fn log_level(value: &str) -> Result<(), ConfigError> {
 }
 
 /// `[admin]`: off unless `listen` is set; loopback unless `allow_remote = true`.
-fn admin(raw: &super::raw::RawAdmin) -> Result<Option<AdminConfig>, ConfigError> {
+fn admin(
+    raw: &super::raw::RawAdmin,
+    public: &[SocketAddr],
+) -> Result<Option<AdminConfig>, ConfigError> {
     let Some(listen) = &raw.listen else {
         return Ok(None);
     };
     let listen = socket_addr("admin.listen", listen)?;
+    if public.iter().any(|p| p.port() == listen.port()) {
+        return Err(ConfigError::new(
+            "admin.listen",
+            format!("port {} is also a public listener's", listen.port()),
+            "give the admin listener its own port, e.g. 127.0.0.1:9090",
+        ));
+    }
     if !listen.ip().is_loopback() && !raw.allow_remote {
         return Err(ConfigError::new(
             "admin.listen",
