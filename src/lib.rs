@@ -8,7 +8,9 @@
 //!   Values shared by all sections (durations, CIDRs, certificates, rates) are parsed in
 //!   `config::values`.
 //! - [`tls`]: certificates (load, generate self-signed, choose RSA or ECDSA per
-//!   ClientHello), hot reload, client-certificate identity, outbound client configs.
+//!   ClientHello), hot reload, client-certificate identity, outbound client configs,
+//!   expiry warnings (`tls::expiry`) and ACME issuance/renewal with its HTTP-01 responder
+//!   (`tls::acme`).
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, per-address budgets for
 //!   connections not yet authenticated (`server::budget`), shutdown, idle tracking.
@@ -25,6 +27,10 @@
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
 //! - [`app`]: prepare (everything that can fail on config) -> bind -> serve -> drain.
 //! - [`telemetry`]: tracing setup.
+//! - [`metrics`]: lock-free counters every listener records into; [`admin`]: the admin
+//!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes.
+//! - [`doctor`]: `pacsgate doctor`, checks of pacsgate's and Orthanc's configuration and
+//!   of the running system.
 //! - [`storage`]: `pacsgate storage ...`, the CLI over the `pacsgate-storage` crate (the
 //!   encrypting storage the Orthanc plugin in `orthanc-plugin/` uses).
 //!
