@@ -35,6 +35,17 @@ pub enum Command {
     /// Encrypted storage tools (keys, files, Orthanc storage directories).
     #[command(subcommand)]
     Storage(crate::storage::StorageCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, or write one page per command into --out-dir.
+    Man {
+        /// Directory for pacsgate.1 and one page per subcommand (pacsgate-cert.1, ...).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -51,12 +62,16 @@ pub enum CertCommand {
         /// A PEM file with one or more certificates.
         file: PathBuf,
     },
-    /// Generate a self-signed certificate and key (the key is written 0600).
+    /// Generate a self-signed certificate and key (the key is written 0600). Existing files
+    /// are kept unless --force; missing directories are not created.
     SelfSigned {
         #[arg(long)]
         cert: PathBuf,
         #[arg(long)]
         key: PathBuf,
+        /// Replace existing files (the fingerprint changes: peers must re-pin it).
+        #[arg(long)]
+        force: bool,
         /// DNS names or IP addresses (localhost and 127.0.0.1 are always added).
         #[arg(long = "hostname")]
         hostnames: Vec<String>,

@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line (`run`, `check`, `cert`, ...); `main.rs` only dispatches.
+//!   [`docs`] generates shell completions and man pages from it.
 //! - [`config`]: TOML -> validated types; every error names the key and the fix (exit 64).
 //!   Values shared by all sections (durations, CIDRs, certificates, rates) are parsed in
 //!   `config::values`.
@@ -50,6 +51,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dicom;
+pub mod docs;
 pub mod http;
 pub mod privileges;
 pub mod reload;
