@@ -5,6 +5,8 @@
 //!
 //! - [`cli`]: the command line (`run`, `check`, `cert`, ...); `main.rs` only dispatches.
 //!   [`docs`] generates shell completions and man pages from it.
+//! - [`notify`]: sd_notify(3) datagrams for systemd's `Type=notify` (ready, reloading,
+//!   stopping).
 //! - [`config`]: TOML -> validated types; every error names the key and the fix (exit 64).
 //!   Values shared by all sections (durations, CIDRs, certificates, rates) are parsed in
 //!   `config::values`.
@@ -53,6 +55,7 @@ pub mod config;
 pub mod dicom;
 pub mod docs;
 pub mod http;
+pub mod notify;
 pub mod privileges;
 pub mod reload;
 pub mod server;

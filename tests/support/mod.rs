@@ -1,13 +1,14 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
-//! (`backend`), DICOM clients (`dicom`), the encrypting storage plugin (`storage`) and
-//! `deploy/quickstart.sh` (`quickstart`). Every integration test file includes this with
+//! (`backend`), DICOM clients (`dicom`), a systemd notification socket (`notify`), the
+//! encrypting storage plugin (`storage`) and `deploy/quickstart.sh` (`quickstart`). Every integration test file includes this with
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
 pub mod backend;
 pub mod dicom;
 pub mod gateway;
+pub mod notify;
 pub mod orthanc;
 pub mod pki;
 pub mod policy;
