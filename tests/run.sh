@@ -12,6 +12,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # Real peers the tests drive: Orthanc 1.10.1, dcmtk 3.6.7, curl/openssl clients, gcc for
 # the loopback bind shim, headless Chromium (tests/browser.rs: Orthanc Explorer, CSRF).
 apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps chromium)
+# The Debian package test (tests/deb_package.rs): dpkg-deb/dpkg-shlibdeps, logrotate, and
+# systemd-analyze (verify, security) + man for the unit's Documentation= (no systemd as PID 1).
+apt_packages+=(dpkg-dev logrotate systemd man-db)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -54,6 +57,9 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# The release build the .deb test packages (built here once, so its progress shows).
+step "cargo build --release"
+cargo build --release -p pacsgate -p pacsgate-orthanc-storage
 step "cargo test"
 cargo test --workspace
 
