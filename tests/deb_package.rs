@@ -225,6 +225,85 @@ fn edit_config(https: u16, dicom: u16, orthanc: &Orthanc) {
     std::fs::write(CONFIG, text).unwrap();
 }
 
+/// `systemctl reload`: the ExecReload lines in order ($MAINPID substituted), stopping at
+/// the first that fails, as systemd does. Returns (all passed, output of the last).
+fn reload(proc: &Proc, notify: &NotifySocket) -> (bool, String) {
+    let unit = service_section();
+    for line in &unit["ExecReload"] {
+        let line = line.replace("$MAINPID", &proc.pid().to_string());
+        let out = as_unit(&unit, &line, notify).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            return (false, text);
+        }
+    }
+    (true, String::new())
+}
+
+/// A typo in the configuration is stopped by ExecReload's `check`: the running service
+/// never sees it. The fixed file then reloads (RELOADING=1, READY=1).
+fn reload_checks_first(proc: &Proc, notify: &NotifySocket, https: u16) {
+    let good = std::fs::read_to_string(CONFIG).unwrap();
+    std::fs::write(CONFIG, format!("{good}\n[bogus]\nkey = 1\n")).unwrap();
+    let (ok, err) = reload(proc, notify);
+    assert!(
+        !ok && err.contains("bogus"),
+        "a broken config passed ExecReload: {err}"
+    );
+    assert!(
+        !proc.output().contains("SIGHUP"),
+        "the broken config reached the service"
+    );
+    std::fs::write(CONFIG, good).unwrap();
+    let (ok, err) = reload(proc, notify);
+    assert!(ok, "{err}");
+    notify.expect("RELOADING=1", WAIT);
+    notify.expect("READY=1", WAIT);
+    assert_auth(https);
+}
+
+/// Addresses listening on `port` (from /proc/net/tcp{,6}; hex, as the kernel writes them).
+fn listeners(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let Some((addr, p)) = cols.get(1).and_then(|a| a.split_once(':')) else {
+                continue;
+            };
+            if cols.get(3) == Some(&"0A") && u16::from_str_radix(p, 16) == Ok(port) {
+                found.push(addr.to_string());
+            }
+        }
+    }
+    found
+}
+
+/// DICOM TLS through the installed service (dcmtk gets the RSA certificate under TLS 1.2).
+fn echo_through(dicom: u16) {
+    let certs = "/var/lib/pacsgate/certs";
+    let args: Vec<String> = [
+        "-aet",
+        "TESTSCU",
+        "-aec",
+        "ORTHANC",
+        "+tla",
+        "+cf",
+        &format!("{certs}/server.crt"),
+        "+cf",
+        &format!("{certs}/server-rsa.crt"),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let (status, out) = support::dicom::dcmtk(support::dicom::ECHOSCU, dicom, &args, &[]);
+    assert!(
+        status.success() && out.contains("Received Echo Response (Success)"),
+        "{out}"
+    );
+}
+
 fn rotate_audit(proc: &Proc, notify: &NotifySocket, https: u16, dir: &Path) {
     let state = dir.join("logrotate.state");
     run_ok(
@@ -308,7 +387,17 @@ fn deb_installs_runs_upgrades_and_purges() {
         support::storage::fs_location(&dir.path().join("enc")),
     );
     plugin["Plugins"] = serde_json::json!(["/usr/lib/pacsgate/libpacsgate_orthanc_storage.so"]);
-    let orthanc = Orthanc::start(dir.path(), plugin);
+    let shim = "/usr/lib/pacsgate/bind_lo.so";
+    let orthanc = Orthanc::start_with_env(dir.path(), plugin, &[("LD_PRELOAD", shim)]);
+    for port in [orthanc.http_port, orthanc.dicom_port] {
+        let bound = listeners(port);
+        // 127.0.0.1 and ::1 as /proc/net writes them.
+        let loopback = ["0100007F", "00000000000000000000000001000000"];
+        assert!(
+            !bound.is_empty() && bound.iter().all(|a| loopback.contains(&a.as_str())),
+            "Orthanc with the shipped shim listens on {bound:?} for port {port}"
+        );
+    }
     let (_, system) = support::http_get(orthanc.http_port, "/system").unwrap();
     assert!(
         String::from_utf8_lossy(&system)
@@ -325,6 +414,8 @@ fn deb_installs_runs_upgrades_and_purges() {
         0o600
     );
     assert_auth(https);
+    echo_through(dicom);
+    reload_checks_first(&proc, &notify, https);
     rotate_audit(&proc, &notify, https, dir.path());
     stop_service(proc, &notify);
 
