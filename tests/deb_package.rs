@@ -17,7 +17,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +25,8 @@ use std::time::Duration;
 use support::gateway::http_status;
 use support::notify::NotifySocket;
 use support::orthanc::Orthanc;
-use support::process::{free_port, Proc};
+use support::process::{free_port, listening_addresses, Proc};
+use support::unit::Unit;
 
 const WAIT: Duration = Duration::from_secs(120);
 const UNIT: &str = "/lib/systemd/system/pacsgate.service";
@@ -103,85 +103,15 @@ fn build_deb(release: &Path, revision: u32, out: &Path) -> PathBuf {
     PathBuf::from(stdout.trim())
 }
 
-/// The `[Service]` settings of the installed unit (a key may repeat: values in order).
-fn service_section() -> HashMap<String, Vec<String>> {
-    let text = std::fs::read_to_string(UNIT).unwrap();
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    let mut in_service = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_service = line == "[Service]";
-        } else if let Some((k, v)) = line.split_once('=').filter(|_| in_service) {
-            map.entry(k.to_string()).or_default().push(v.to_string());
-        }
-    }
-    map
-}
-
-/// A command line of the unit, run as systemd would run it for this unit.
-fn as_unit(unit: &HashMap<String, Vec<String>>, line: &str, notify: &NotifySocket) -> Command {
-    let one = |k: &str| unit[k][0].clone();
-    assert!(
-        !line.starts_with(['-', '+', '!', '@']),
-        "prefix not emulated: {line}"
-    );
-    let user = one("User");
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={user}"))
-        .arg(format!("--regid={}", one("Group")))
-        .args(["--init-groups", "--inh-caps=-all", "--", "/bin/sh", "-c"])
-        .arg(format!("umask {} && exec \"$0\" \"$@\"", one("UMask")))
-        .args(line.split_whitespace())
-        .env_clear()
-        .current_dir("/")
-        .envs([
-            (
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            ),
-            ("LANG", "C.UTF-8"),
-            ("USER", user.as_str()),
-            ("LOGNAME", user.as_str()),
-            ("HOME", "/var/lib/pacsgate"),
-            ("SHELL", "/usr/sbin/nologin"),
-            ("NOTIFY_SOCKET", notify.env_value().as_str()),
-            ("STATE_DIRECTORY", "/var/lib/pacsgate"),
-            ("LOGS_DIRECTORY", "/var/log/pacsgate"),
-            ("CONFIGURATION_DIRECTORY", "/etc/pacsgate"),
-        ]);
-    cmd
-}
-
-/// ExecStartPre must pass, then ExecStart runs until READY=1.
-fn start_service(notify: &NotifySocket, log: &Path) -> Proc {
-    let unit = service_section();
-    for pre in &unit["ExecStartPre"] {
-        run_ok(&mut as_unit(&unit, pre, notify));
-    }
-    let mut proc = Proc::spawn(
-        "pacsgate.service",
-        as_unit(&unit, &unit["ExecStart"][0], notify),
-        log,
-    );
-    notify.expect("READY=1", WAIT);
+fn assert_runs_as_pacsgate(proc: &Proc) {
     let status = std::fs::read_to_string(format!("/proc/{}/status", proc.pid())).unwrap();
     let (uid, _) = account("pacsgate").unwrap();
     let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert!(
-        uids.split_whitespace()
-            .skip(1)
-            .all(|u| u == uid.to_string()),
-        "{uids}"
-    );
-    assert!(proc.child.try_wait().unwrap().is_none());
-    proc
-}
-
-fn stop_service(mut proc: Proc, notify: &NotifySocket) {
-    proc.signal("TERM");
-    notify.expect("STOPPING=1", WAIT);
-    let status = proc.wait_exit(WAIT);
-    assert!(status.success(), "exit {status}:\n{}", proc.output());
+    let all = uids
+        .split_whitespace()
+        .skip(1)
+        .all(|u| u == uid.to_string());
+    assert!(all, "not running as pacsgate: {uids}");
 }
 
 fn admin_credentials() -> String {
@@ -225,59 +155,24 @@ fn edit_config(https: u16, dicom: u16, orthanc: &Orthanc) {
     std::fs::write(CONFIG, text).unwrap();
 }
 
-/// `systemctl reload`: the ExecReload lines in order ($MAINPID substituted), stopping at
-/// the first that fails, as systemd does. Returns (all passed, output of the last).
-fn reload(proc: &Proc, notify: &NotifySocket) -> (bool, String) {
-    let unit = service_section();
-    for line in &unit["ExecReload"] {
-        let line = line.replace("$MAINPID", &proc.pid().to_string());
-        let out = as_unit(&unit, &line, notify).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stderr).into_owned();
-        if !out.status.success() {
-            return (false, text);
-        }
-    }
-    (true, String::new())
-}
-
 /// A typo in the configuration is stopped by ExecReload's `check`: the running service
 /// never sees it. The fixed file then reloads (RELOADING=1, READY=1).
-fn reload_checks_first(proc: &Proc, notify: &NotifySocket, https: u16) {
+fn reload_checks_first(unit: &Unit, proc: &Proc, notify: &NotifySocket, https: u16) {
     let good = std::fs::read_to_string(CONFIG).unwrap();
     std::fs::write(CONFIG, format!("{good}\n[bogus]\nkey = 1\n")).unwrap();
-    let (ok, err) = reload(proc, notify);
-    assert!(
-        !ok && err.contains("bogus"),
-        "a broken config passed ExecReload: {err}"
-    );
+    let err = unit
+        .reload(proc, notify)
+        .expect_err("a broken config passed ExecReload");
+    assert!(err.contains("bogus"), "{err}");
     assert!(
         !proc.output().contains("SIGHUP"),
         "the broken config reached the service"
     );
     std::fs::write(CONFIG, good).unwrap();
-    let (ok, err) = reload(proc, notify);
-    assert!(ok, "{err}");
+    unit.reload(proc, notify).unwrap();
     notify.expect("RELOADING=1", WAIT);
     notify.expect("READY=1", WAIT);
     assert_auth(https);
-}
-
-/// Addresses listening on `port` (from /proc/net/tcp{,6}; hex, as the kernel writes them).
-fn listeners(port: u16) -> Vec<String> {
-    let mut found = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let Some((addr, p)) = cols.get(1).and_then(|a| a.split_once(':')) else {
-                continue;
-            };
-            if cols.get(3) == Some(&"0A") && u16::from_str_radix(p, 16) == Ok(port) {
-                found.push(addr.to_string());
-            }
-        }
-    }
-    found
 }
 
 /// DICOM TLS through the installed service (dcmtk gets the RSA certificate under TLS 1.2).
@@ -390,7 +285,7 @@ fn deb_installs_runs_upgrades_and_purges() {
     let shim = "/usr/lib/pacsgate/bind_lo.so";
     let orthanc = Orthanc::start_with_env(dir.path(), plugin, &[("LD_PRELOAD", shim)]);
     for port in [orthanc.http_port, orthanc.dicom_port] {
-        let bound = listeners(port);
+        let bound = listening_addresses(port);
         // 127.0.0.1 and ::1 as /proc/net writes them.
         let loopback = ["0100007F", "00000000000000000000000001000000"];
         assert!(
@@ -408,16 +303,18 @@ fn deb_installs_runs_upgrades_and_purges() {
     let (https, dicom) = (free_port(), free_port());
     edit_config(https, dicom, &orthanc);
     let notify = NotifySocket::bind();
-    let proc = start_service(&notify, &dir.path().join("service-1.log"));
+    let unit = Unit::load(Path::new(UNIT));
+    let proc = unit.start(&notify, &dir.path().join("service-1.log"));
+    assert_runs_as_pacsgate(&proc);
     assert_eq!(
         owner_mode("/var/lib/pacsgate/certs/admin.password").2,
         0o600
     );
     assert_auth(https);
     echo_through(dicom);
-    reload_checks_first(&proc, &notify, https);
+    reload_checks_first(&unit, &proc, &notify, https);
     rotate_audit(&proc, &notify, https, dir.path());
-    stop_service(proc, &notify);
+    unit.stop(proc, &notify);
 
     let (config, credentials) = (
         std::fs::read_to_string(CONFIG).unwrap(),
@@ -437,9 +334,11 @@ fn deb_installs_runs_upgrades_and_purges() {
         "service user changed"
     );
     assert_eq!(admin_credentials(), credentials, "generated account lost");
-    let proc = start_service(&notify, &dir.path().join("service-2.log"));
+    let unit = Unit::load(Path::new(UNIT));
+    let proc = unit.start(&notify, &dir.path().join("service-2.log"));
+    assert_runs_as_pacsgate(&proc);
     assert_auth(https);
-    stop_service(proc, &notify);
+    unit.stop(proc, &notify);
 
     run_ok(Command::new("dpkg").args(["-r", "pacsgate"]));
     assert!(!Path::new("/usr/bin/pacsgate").exists());

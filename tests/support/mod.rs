@@ -1,7 +1,8 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
 //! (`backend`), DICOM clients (`dicom`), a systemd notification socket (`notify`), the
-//! encrypting storage plugin (`storage`) and `deploy/quickstart.sh` (`quickstart`). Every integration test file includes this with
+//! encrypting storage plugin (`storage`), a systemd unit run without systemd (`unit`) and
+//! `deploy/quickstart.sh` (`quickstart`). Every integration test file includes this with
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
@@ -18,6 +19,7 @@ pub mod raw;
 pub mod rawhttp;
 pub mod spelling;
 pub mod storage;
+pub mod unit;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
