@@ -13,8 +13,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # the loopback bind shim, headless Chromium (tests/browser.rs: Orthanc Explorer, CSRF).
 apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps chromium)
 # The Debian package test (tests/deb_package.rs): dpkg-deb/dpkg-shlibdeps, logrotate, and
-# systemd-analyze (verify, security) + man for the unit's Documentation= (no systemd as PID 1).
-apt_packages+=(dpkg-dev logrotate systemd man-db)
+# systemd-analyze (verify, security) + man for the unit's Documentation= (no systemd as PID 1),
+# strace (tests/syscall_filter.rs: the unit's seccomp filter against real calls).
+apt_packages+=(dpkg-dev logrotate systemd man-db strace)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
