@@ -2,8 +2,8 @@
 //! @resources`) and `RestrictAddressFamilies=` must allow what the gateway really does:
 //! a filtered call fails with EPERM under systemd, and nothing here runs systemd as PID 1.
 //! So the gateway runs as an unprivileged user under strace through a whole service life
-//! (check, start with certificate generation, HTTPS requests with audit, SIGHUP reload
-//! and audit reopen, SIGTERM drain), and every system call and socket family it used is
+//! (check, start with certificate generation, HTTPS requests with audit, a DICOM TLS
+//! C-STORE relayed to storescp, SIGHUP reload and audit reopen, SIGTERM drain), and every system call and socket family it used is
 //! checked against the sets systemd itself resolves (`systemd-analyze syscall-filter`).
 
 mod support;
@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::backend::Backend;
+use support::dicom::{dcmtk, StoreScp, STORESCU};
 use support::gateway::{binary, http_status};
 use support::notify::NotifySocket;
 use support::process::{free_port, Proc};
@@ -135,13 +136,15 @@ fn the_unit_allows_every_call_the_gateway_makes() {
     std::fs::create_dir(&work).unwrap();
     std::os::unix::fs::chown(&work, Some(NOBODY), Some(NOBODY)).unwrap();
     let backend = Backend::start();
-    let https = free_port();
+    let scp = StoreScp::start(dir.path(), "ORTHANC", None);
+    let (https, dicom) = (free_port(), free_port());
     let config = work.join("pacsgate.toml");
     std::fs::write(
         &config,
         format!(
-            "[tls]\ncert = \"certs/server.crt\"\nkey = \"certs/server.key\"\nrsa_cert = \"certs/server-rsa.crt\"\nrsa_key = \"certs/server-rsa.key\"\n[http]\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n[audit]\npath = \"audit.jsonl\"\n",
-            backend.port()
+            "[tls]\ncert = \"certs/server.crt\"\nkey = \"certs/server.key\"\nrsa_cert = \"certs/server-rsa.crt\"\nrsa_key = \"certs/server-rsa.key\"\n[http]\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nlisten = \"127.0.0.1:{dicom}\"\nupstream = \"127.0.0.1:{}\"\n[audit]\npath = \"audit.jsonl\"\n",
+            backend.port(),
+            scp.port
         ),
     )
     .unwrap();
@@ -172,6 +175,16 @@ fn the_unit_allows_every_call_the_gateway_makes() {
         let (_, code, err) = http_status(&args);
         assert_ne!(code, "000", "{err}\n{}", proc.output());
     }
+    let certs = work.join("certs");
+    let args: Vec<String> = ["-aec", "ORTHANC", "+tla", "+cf"]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([certs.join("server.crt").display().to_string(), "+cf".into()])
+        .chain([certs.join("server-rsa.crt").display().to_string()])
+        .collect();
+    let file = support::pydicom_file("CT_small.dcm");
+    let (status, out) = dcmtk(STORESCU, dicom, &args, &[file]);
+    assert!(status.success() && scp.received().len() == 1, "{out}");
     // Signals go to pacsgate, strace's child (strace passes the exit status on).
     let children = format!("/proc/{0}/task/{0}/children", proc.pid());
     let gateway = std::fs::read_to_string(children).unwrap();
