@@ -279,6 +279,13 @@ mod tests {
             error_key("called_aet = \"MUCH_TOO_LONG_FOR_AN_AE\""),
             "dicom.called_aet"
         );
+        // The wire grammar (dicom::ae): no NUL, tab or backslash, even at the ends.
+        for bad in ["ORT\\u0000HANC", "\\tORTHANC", "OR\\\\THANC"] {
+            assert_eq!(
+                error_key(&format!("called_aet = \"{bad}\"")),
+                "dicom.called_aet"
+            );
+        }
         assert_eq!(
             error_key("association_rate_per_ip = \"10 per second\""),
             "dicom.association_rate_per_ip"
