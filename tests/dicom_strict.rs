@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::dicom::StoreScp;
+use support::dicom::{pynetdicom, StoreScp};
 use support::gateway::{tls_section, Gateway};
 use support::mutate::{self, el, us};
 use support::orthanc::Orthanc;
@@ -90,7 +90,7 @@ allow = ["echo"]
 [dicom.modalities.ct1]
 aet = "CT1"
 certificate = "CT1"
-allow = ["echo", "store", "find", "move"]
+allow = ["echo", "store", "find", "move", "get"]
 [dicom.modalities.ws1]
 aet = "WS1"
 allow = ["echo", "move"]
@@ -343,5 +343,35 @@ fn ae_titles_with_a_nul_are_rejected() {
     // CT1 with its certificate is still admitted.
     let mut c = RawClient::connect(s.port, &s.ca.path, Some(&s.ct1));
     c.send(&associate_rq(b"CT1", b"ORTHANC", &[VERIFICATION]));
+    assert_eq!(c.read_pdu().map(|p| p[0]), Some(PDU_AC));
+}
+
+#[test]
+fn well_formed_traffic_still_passes_the_strict_grammar() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path());
+    // A C-GET: the requestor's C-STORE-RSPs (pynetdicom's encoding) are command sets the
+    // gateway decodes too; the instance comes back through the gateway.
+    let args: Vec<String> = [
+        "--ca",
+        &s.ca.path.display().to_string(),
+        "--calling",
+        "CT1",
+        "--cert",
+        &s.ct1.cert.display().to_string(),
+        "--key",
+        &s.ct1.key.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let (status, out) = pynetdicom(s.port, &args, "get", &[PathBuf::from("1CT1")]);
+    assert!(
+        status.success() && out.contains("GET 0x0000 1"),
+        "{out}\n{}",
+        s.gateway.log()
+    );
+    // Titles with inner spaces and trailing padding are fine; case is not significant.
+    let mut c = RawClient::connect(s.port, &s.ca.path, None);
+    c.send(&associate_rq(b"MY SCU ", b"orthanc", &[VERIFICATION]));
     assert_eq!(c.read_pdu().map(|p| p[0]), Some(PDU_AC));
 }
