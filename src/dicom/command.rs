@@ -83,7 +83,8 @@ pub struct Command {
     pub field: u16,
     pub message_id: Option<u16>,
     pub responded_to: Option<u16>,
-    /// Affected SOP Class UID, else Requested SOP Class UID.
+    /// The SOP Class UID the PACS dispatches on: the Requested one for N-GET, N-SET,
+    /// N-ACTION and N-DELETE requests, the Affected one for everything else.
     pub sop_class: Option<String>,
     pub sop_instance: Option<String>,
     pub move_destination: Option<String>,
