@@ -5,7 +5,8 @@
 //! to dcmtk's storescp at debug level, which logs the calling/called AE and the DIMSE
 //! command as dcmtk parsed them. The same bytes go through pacsgate's decoders in-process.
 //! The test fails when pacsgate accepts an input and reads a policy-relevant value
-//! (Command Field, SOP Class UID, Move Destination, calling or called AE) differently;
+//! (Command Field, SOP Class UID, Move Destination, whether a data set follows, calling
+//! or called AE) differently;
 //! the first failures are shrunk to their fewest mutations and printed.
 //!
 //! `PACSGATE_ORACLE_SEED` and `PACSGATE_ORACLE_CASES` override the seed and the number of
@@ -40,6 +41,8 @@ struct Reading {
     kind: Option<String>,
     sop_class: Option<String>,
     move_destination: Option<String>,
+    /// "present" or "none": whether a data set follows (the enforcer's framing).
+    data_set: Option<String>,
 }
 
 struct Oracle {
@@ -164,6 +167,7 @@ fn parse_log(log: &str) -> Vec<Reading> {
                 "Message Type" => &mut r.kind,
                 "Affected SOP Class UID" | "Requested SOP Class UID" => &mut r.sop_class,
                 "Move Destination" => &mut r.move_destination,
+                "Data Set" => &mut r.data_set,
                 _ => continue,
             };
             *slot = Some(v.to_string());
@@ -189,6 +193,16 @@ fn disagreement(command: &[u8], dcmtk: &Reading) -> Option<String> {
         let named = UID_NAMES.iter().find(|(u, _)| *u == ours).map(|(_, n)| *n);
         if ours != theirs && named != Some(theirs.as_str()) {
             return Some(format!("SOP class: pacsgate {ours:?}, dcmtk {theirs:?}"));
+        }
+    }
+    if let Some(theirs) = &dcmtk.data_set {
+        let ours = if cmd.has_data_set() {
+            "present"
+        } else {
+            "none"
+        };
+        if ours != theirs {
+            return Some(format!("data set: pacsgate {ours}, dcmtk {theirs}"));
         }
     }
     if let Some(theirs) = &dcmtk.move_destination {
@@ -303,7 +317,9 @@ fn command_sets_pacsgate_accepts_read_as_dcmtk_reads_them() {
     );
     for (i, (name, _)) in bases.iter().enumerate() {
         assert!(
-            readings[i].kind.is_some() && Command::parse(&inputs[i]).is_ok(),
+            readings[i].kind.is_some()
+                && readings[i].data_set.is_some()
+                && Command::parse(&inputs[i]).is_ok(),
             "base {name} must be read by both: {:?}",
             readings[i]
         );
