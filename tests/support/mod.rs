@@ -1,6 +1,6 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
-//! (`backend`), DICOM clients (`dicom`), seeded DICOM mutations for the oracle (`mutate`) and the encrypting storage plugin (`storage`). Every integration test file includes this with
+//! (`backend`), DICOM clients (`dicom`) and the encrypting storage plugin (`storage`). Every integration test file includes this with
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
