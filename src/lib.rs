@@ -18,8 +18,10 @@
 //!   `http::canonical`), the streaming reverse proxy, and the lingering close that lets a
 //!   client still sending read our 4xx (`http::linger`).
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
-//!   DICOM policy: modality registry and certificate binding (`policy`), command rights
-//!   and refusal mapping (`access`), the enforcing inspector (`enforce`), limits, audit.
+//!   DICOM policy: one AE-title grammar (`ae`), strict command sets (`command`: ascending
+//!   tags, no repeats, checked lengths), modality registry and certificate binding
+//!   (`policy`), command rights and refusal mapping (`access`), the enforcing inspector
+//!   (`enforce`), limits, audit.
 //! - [`check`]: what `pacsgate check` validates and prints.
 //! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations.
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod dicom;
 pub mod gateway;
+pub mod mutate;
 pub mod orthanc;
 pub mod pki;
 pub mod policy;
