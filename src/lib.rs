@@ -15,7 +15,8 @@
 //! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, the generated
 //!   `admin` account when none are configured (`http::policy::admin`), rules, deny set,
 //!   rate limits, lockouts; applied by `http::guard` on canonical paths from
-//!   `http::canonical`), the streaming reverse proxy, and the lingering close that lets a
+//!   `http::canonical`, a strict grammar on which the gateway and Orthanc's HTTP server
+//!   agree), the streaming reverse proxy, and the lingering close that lets a
 //!   client still sending read our 4xx (`http::linger`).
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
 //!   DICOM policy: one AE-title grammar (`ae`), strict command sets (`command`: ascending
@@ -35,11 +36,10 @@
 //! HTTPS: accept (permit, per-address budget: pending until a request is admitted) -> TLS
 //! handshake (timeout; client certificate -> `PeerIdentity`, verified again on resumption
 //! and on each trust change) -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request`
-//! -> `http::guard::admit` (canonical path -> per-IP limit -> authenticate -> deny set ->
-//! per-user limit -> CSRF -> rules -> per-route limit; refusals answered here) ->
-//! hop-by-hop headers out,
-//! X-Forwarded-* set -> pooled upstream connection, bodies streamed both ways and counted
-//! -> one audit record.
+//! (hop-by-hop headers out, before we add ours) -> `http::guard::admit` (canonical path ->
+//! per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF -> rules ->
+//! per-route limit; refusals answered here) -> X-Forwarded-* set -> pooled upstream
+//! connection, bodies streamed both ways and counted -> one audit record.
 //!
 //! DICOM: accept (permit, per-address budget: pending until the RQ is admitted) -> TLS
 //! handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
