@@ -1,7 +1,9 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
 //! (`backend`), DICOM clients (`dicom`), the encrypting storage plugin (`storage`) and
-//! `deploy/quickstart.sh` (`quickstart`). Every integration test file includes this with
+//! `deploy/quickstart.sh` (`quickstart`), and for the oracles a seeded PRNG (`rng`),
+//! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`) and DIMSE
+//! mutations (`mutate`). Every integration test file includes this with
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
@@ -16,6 +18,7 @@ pub mod process;
 pub mod quickstart;
 pub mod raw;
 pub mod rawhttp;
+pub mod rng;
 pub mod spelling;
 pub mod storage;
 
