@@ -156,6 +156,12 @@ pub struct PolicyHandle {
     admin: Option<admin::Loaded>,
     pub ip_failures: Lockouts<IpKey>,
     pub user_failures: Lockouts<String>,
+    /// Names that are not configured users, each its own key (a shared key would lock
+    /// them together and so tell them apart from real names), held as a keyed 64-bit
+    /// hash so that a spray of long names stays small; apart from the real users' map,
+    /// so that a spray cannot fill it.
+    pub unknown_user_failures: Lockouts<u64>,
+    pub unknown_names: std::collections::hash_map::RandomState,
     /// Password hashes computed at once: argon2id takes ~19 MiB and a core each, so
     /// concurrent logins from many addresses must queue, not exhaust memory or threads.
     pub hashing: tokio::sync::Semaphore,
@@ -168,6 +174,8 @@ impl PolicyHandle {
             admin,
             ip_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
             user_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
+            unknown_user_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
+            unknown_names: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -176,6 +184,48 @@ impl PolicyHandle {
 
     pub fn current(&self) -> Arc<Policy> {
         self.current.load_full()
+    }
+}
+
+/// The per-name lockout key of a login attempt: a configured user's name, or a hash of
+/// a name nobody has (kept apart, see [`PolicyHandle::unknown_user_failures`]).
+pub enum UserKey {
+    Known(String),
+    Unknown(u64),
+}
+
+impl UserKey {
+    pub fn of(name: &str, policy: &Policy, handle: &PolicyHandle) -> Self {
+        use std::hash::BuildHasher;
+        if policy.users.exists(name) {
+            UserKey::Known(name.to_string())
+        } else {
+            UserKey::Unknown(handle.unknown_names.hash_one(name))
+        }
+    }
+
+    pub fn check(
+        &self,
+        handle: &PolicyHandle,
+        now: std::time::Instant,
+    ) -> Result<(), std::time::Duration> {
+        match self {
+            UserKey::Known(k) => handle.user_failures.check(k, now),
+            UserKey::Unknown(k) => handle.unknown_user_failures.check(k, now),
+        }
+    }
+
+    pub fn fail(&self, handle: &PolicyHandle, policy: &LockoutPolicy, now: std::time::Instant) {
+        match self {
+            UserKey::Known(k) => handle.user_failures.fail(k, policy, now),
+            UserKey::Unknown(k) => handle.unknown_user_failures.fail(k, policy, now),
+        };
+    }
+
+    pub fn succeed(&self, handle: &PolicyHandle) {
+        if let UserKey::Known(k) = self {
+            handle.user_failures.succeed(k);
+        }
     }
 }
 
