@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "pacsgate",
     version,
-    about = "Security edge for a localhost PACS"
+    about = "Security edge for a localhost PACS",
+    after_long_help = OPERATIONS
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -19,6 +20,19 @@ pub struct Cli {
     #[command(flatten)]
     pub run: RunArgs,
 }
+
+/// Shown by `--help` and in the man page (clap_mangen renders it as its own section).
+const OPERATIONS: &str = "\
+Signals: SIGHUP re-reads the configuration and the certificates and reopens audit.path;
+SIGTERM or SIGINT stop accepting and drain for server.shutdown_grace.
+
+Exit status: 0 done; 1 a storage command failed or found objects it could not process;
+64 configuration or usage error (one line naming the key and the fix, before any port is
+bound); 69 a port could not be bound or the runtime failed.
+
+Files (Debian package): /etc/pacsgate/config.toml, /var/lib/pacsgate/certs (generated
+certificates, admin.password), /var/log/pacsgate/audit.jsonl, pacsgate.service (systemd,
+Type=notify).";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

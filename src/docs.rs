@@ -54,5 +54,6 @@ mod tests {
         assert!(page.starts_with(".ie"), "{}", &page[..page.len().min(200)]);
         assert!(page.contains(".TH pacsgate 1"), "no title line");
         assert!(page.contains("hash\\-password"), "subcommands not listed");
+        assert!(page.contains("Exit status"), "no exit status section");
     }
 }
