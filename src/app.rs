@@ -40,7 +40,10 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn prepare(config: Config) -> Result<Self, ConfigError> {
-        let audit = Arc::new(Audit::open(config.audit_path.as_deref())?);
+        let audit = Arc::new(Audit::open(
+            config.audit_path.as_deref(),
+            config.run_as.as_ref(),
+        )?);
         let provider = tls::server::provider();
         let mut servers = Vec::new();
         let (mut http, mut dicom) = (None, None);
@@ -282,7 +285,9 @@ impl Bound {
             admin.set_listening();
         }
         tracing::info!("pacsgate ready");
+        crate::notify::ready();
         shutdown.await;
+        crate::notify::stopping();
         let grace = self.gateway.config.shutdown_grace;
         tracing::info!(
             in_flight = tracker.len(),

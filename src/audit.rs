@@ -5,7 +5,9 @@
 //!
 //! With `audit.path` set, records are appended to that file (created 0600, reopened on
 //! SIGHUP so logrotate can move it); otherwise they go to the log stream as info events
-//! with target `audit`.
+//! with target `audit`. Started as root with `server.user`, the file is opened before the
+//! privilege drop (an unwritable path is still exit 64 before binding) and given to that
+//! user, so the reopen after rotation, made without root, can append to it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{LineWriter, Write};
@@ -16,19 +18,23 @@ use std::sync::Mutex;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, RunAs};
 
 pub struct Audit {
     path: Option<PathBuf>,
+    /// `server.user`'s (uid, gid): files this process opens while root are given to it.
+    owner: Option<(u32, u32)>,
     file: Mutex<Option<LineWriter<File>>>,
 }
 
 impl Audit {
     /// Open the audit file (if any); an unwritable path is a configuration error.
-    pub fn open(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let file = path.map(open_file).transpose()?;
+    pub fn open(path: Option<&Path>, run_as: Option<&RunAs>) -> Result<Self, ConfigError> {
+        let owner = run_as.map(|r| (r.uid, r.gid));
+        let file = path.map(|p| open_file(p, owner)).transpose()?;
         Ok(Self {
             path: path.map(Path::to_path_buf),
+            owner,
             file: Mutex::new(file),
         })
     }
@@ -37,6 +43,7 @@ impl Audit {
     pub fn to_log() -> Self {
         Self {
             path: None,
+            owner: None,
             file: Mutex::new(None),
         }
     }
@@ -44,7 +51,7 @@ impl Audit {
     /// Reopen the file after rotation (SIGHUP). On failure the old handle stays.
     pub fn reopen(&self) {
         let Some(path) = &self.path else { return };
-        match open_file(path) {
+        match open_file(path, self.owner) {
             Ok(f) => *self.lock() = Some(f),
             Err(e) => {
                 tracing::error!(error = %e, "cannot reopen the audit file; still writing the old one")
@@ -97,20 +104,45 @@ fn to_line<T: Serialize>(kind: &'static str, record: &T) -> serde_json::Result<S
     Ok(line)
 }
 
-fn open_file(path: &Path) -> Result<LineWriter<File>, ConfigError> {
-    OpenOptions::new()
+fn open_file(path: &Path, owner: Option<(u32, u32)>) -> Result<LineWriter<File>, ConfigError> {
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
-        .map(LineWriter::new)
         .map_err(|e| {
             ConfigError::new(
                 "audit.path",
                 format!("cannot open {}: {e}", path.display()),
                 "point it at a writable file (its directory must exist)",
             )
-        })
+        })?;
+    if let Some(owner) = owner.filter(|_| nix::unistd::geteuid().is_root()) {
+        hand_over(&file, path, owner);
+    }
+    Ok(LineWriter::new(file))
+}
+
+/// Give the open file to `server.user` (fchown on the descriptor, never the path), but only
+/// a plain file that is the path itself with one link: the log directory belongs to that
+/// user, who could otherwise plant a symlink or a hard link to /etc/shadow there and have
+/// root hand it over at the next start.
+fn hand_over(file: &File, path: &Path, (uid, gid): (u32, u32)) {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(opened), Ok(named)) = (file.metadata(), std::fs::symlink_metadata(path)) else {
+        return;
+    };
+    let same = opened.dev() == named.dev() && opened.ino() == named.ino();
+    if !(named.file_type().is_file() && same && opened.nlink() == 1) {
+        tracing::warn!(path = %path.display(), "audit.path is not a plain file; not giving it to server.user (reopen after rotation may fail)");
+        return;
+    }
+    if (opened.uid(), opened.gid()) == (uid, gid) {
+        return;
+    }
+    if let Err(e) = std::os::unix::fs::fchown(file, Some(uid), Some(gid)) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot give the audit file to server.user");
+    }
 }
 
 #[cfg(test)]
@@ -127,7 +159,7 @@ mod tests {
     fn records_are_one_json_object_per_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let audit = Audit::open(Some(&path)).unwrap();
+        let audit = Audit::open(Some(&path), None).unwrap();
         audit.record(
             "http",
             &Sample {

@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "pacsgate",
     version,
-    about = "Security edge for a localhost PACS"
+    about = "Security edge for a localhost PACS",
+    after_long_help = OPERATIONS
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -19,6 +20,19 @@ pub struct Cli {
     #[command(flatten)]
     pub run: RunArgs,
 }
+
+/// Shown by `--help` and in the man page (clap_mangen renders it as its own section).
+const OPERATIONS: &str = "\
+Signals: SIGHUP re-reads the configuration and the certificates and reopens audit.path;
+SIGTERM or SIGINT stop accepting and drain for server.shutdown_grace.
+
+Exit status: 0 done; 1 a storage command failed or found objects it could not process;
+64 configuration or usage error (one line naming the key and the fix, before any port is
+bound); 69 a port could not be bound or the runtime failed.
+
+Files (Debian package): /etc/pacsgate/config.toml, /var/lib/pacsgate/certs (generated
+certificates, admin.password), /var/log/pacsgate/audit.jsonl, pacsgate.service (systemd,
+Type=notify).";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -38,6 +52,17 @@ pub enum Command {
     /// Encrypted storage tools (keys, files, Orthanc storage directories).
     #[command(subcommand)]
     Storage(crate::storage::StorageCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, or write one page per command into --out-dir.
+    Man {
+        /// Directory for pacsgate.1 and one page per subcommand (pacsgate-cert.1, ...).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -64,12 +89,16 @@ pub enum CertCommand {
         /// A PEM file with one or more certificates.
         file: PathBuf,
     },
-    /// Generate a self-signed certificate and key (the key is written 0600).
+    /// Generate a self-signed certificate and key (the key is written 0600). Existing files
+    /// are kept unless --force; missing directories are not created.
     SelfSigned {
         #[arg(long)]
         cert: PathBuf,
         #[arg(long)]
         key: PathBuf,
+        /// Replace existing files (the fingerprint changes: peers must re-pin it).
+        #[arg(long)]
+        force: bool,
         /// DNS names or IP addresses (localhost and 127.0.0.1 are always added).
         #[arg(long = "hostname")]
         hostnames: Vec<String>,

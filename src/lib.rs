@@ -4,6 +4,9 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line (`run`, `check`, `cert`, ...); `main.rs` only dispatches.
+//!   [`docs`] generates shell completions and man pages from it.
+//! - [`notify`]: sd_notify(3) datagrams for systemd's `Type=notify` (ready, reloading,
+//!   stopping).
 //! - [`config`]: TOML -> validated types; every error names the key and the fix (exit 64).
 //!   Values shared by all sections (durations, CIDRs, certificates, rates) are parsed in
 //!   `config::values`.
@@ -17,11 +20,14 @@
 //! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, the generated
 //!   `admin` account when none are configured (`http::policy::admin`), rules, deny set,
 //!   rate limits, lockouts; applied by `http::guard` on canonical paths from
-//!   `http::canonical`), the streaming reverse proxy, and the lingering close that lets a
+//!   `http::canonical`, a strict grammar on which the gateway and Orthanc's HTTP server
+//!   agree), the streaming reverse proxy, and the lingering close that lets a
 //!   client still sending read our 4xx (`http::linger`).
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
-//!   DICOM policy: modality registry and certificate binding (`policy`), command rights
-//!   and refusal mapping (`access`), the enforcing inspector (`enforce`), limits, audit.
+//!   DICOM policy: one AE-title grammar (`ae`), strict command sets (`command`: ascending
+//!   tags, no repeats, checked lengths), modality registry and certificate binding
+//!   (`policy`), command rights and refusal mapping (`access`), the enforcing inspector
+//!   (`enforce`), limits, audit.
 //! - [`check`]: what `pacsgate check` validates and prints.
 //! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations.
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
@@ -39,11 +45,10 @@
 //! HTTPS: accept (permit, per-address budget: pending until a request is admitted) -> TLS
 //! handshake (timeout; client certificate -> `PeerIdentity`, verified again on resumption
 //! and on each trust change) -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request`
-//! -> `http::guard::admit` (canonical path -> per-IP limit -> authenticate -> deny set ->
-//! per-user limit -> CSRF -> rules -> per-route limit; refusals answered here) ->
-//! hop-by-hop headers out,
-//! X-Forwarded-* set -> pooled upstream connection, bodies streamed both ways and counted
-//! -> one audit record.
+//! (hop-by-hop headers out, before we add ours) -> `http::guard::admit` (canonical path ->
+//! per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF -> rules ->
+//! per-route limit; refusals answered here) -> X-Forwarded-* set -> pooled upstream
+//! connection, bodies streamed both ways and counted -> one audit record.
 //!
 //! DICOM: accept (permit, per-address budget: pending until the RQ is admitted) -> TLS
 //! handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
@@ -61,9 +66,11 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dicom;
+pub mod docs;
 pub mod doctor;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod privileges;
 pub mod reload;
 pub mod server;

@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         Some(Command::Cert(cmd)) => cert(cmd),
         Some(Command::HashPassword) => hash_password(),
         Some(Command::Storage(cmd)) => return pacsgate::storage::run(cmd),
+        Some(Command::Completions { shell }) => emit(&pacsgate::docs::completions(shell)),
+        Some(Command::Man { out_dir }) => man(out_dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,8 +108,7 @@ async fn shutdown_signal() {
 
 fn check(args: &RunArgs) -> Result<(), Failure> {
     let config = Config::load(&args.config)?;
-    print!("{}", pacsgate::check::describe(&config)?);
-    Ok(())
+    emit(pacsgate::check::describe(&config)?.as_bytes())
 }
 
 fn doctor(args: &DoctorArgs) -> ExitCode {
@@ -125,13 +126,14 @@ fn doctor(args: &DoctorArgs) -> ExitCode {
 fn cert(cmd: CertCommand) -> Result<(), Failure> {
     match cmd {
         CertCommand::Inspect { file } => {
-            print!("{}", tls::inspect::describe(&file)?);
+            emit(tls::inspect::describe(&file)?.as_bytes())?;
         }
         CertCommand::SelfSigned {
             cert,
             key,
             hostnames,
             algorithm,
+            force,
         } => {
             let paths = KeyPairPaths {
                 cert: cert.clone(),
@@ -143,18 +145,42 @@ fn cert(cmd: CertCommand) -> Result<(), Failure> {
                 KeyAlgorithm::Ecdsa => tls::self_signed::KeyKind::EcdsaP256,
                 KeyAlgorithm::Rsa => tls::self_signed::KeyKind::Rsa2048,
             };
-            tls::self_signed::generate(&paths, kind, &hostnames)?;
-            print!("{}", tls::inspect::describe(&cert)?);
+            let mode = tls::self_signed::WriteMode {
+                overwrite: force,
+                create_dirs: false,
+            };
+            tls::self_signed::generate(&paths, kind, &hostnames, mode)?;
+            emit(tls::inspect::describe(&cert)?.as_bytes())?;
         }
     }
     Ok(())
 }
 
+fn man(out_dir: Option<&std::path::Path>) -> Result<(), Failure> {
+    let failed = |e: std::io::Error| Failure::Unavailable(format!("man: {e}"));
+    match out_dir {
+        Some(dir) => pacsgate::docs::man_pages_to(dir).map_err(failed),
+        None => emit(&pacsgate::docs::man_page().map_err(failed)?),
+    }
+}
+
+/// Write command output to stdout. A reader that went away (`pacsgate cert inspect F |
+/// head`) is not an error: Rust ignores SIGPIPE, so `print!` would panic (exit 101) on
+/// EPIPE; we stop writing and exit 0 instead.
+fn emit(bytes: &[u8]) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Unavailable(format!("cannot write to stdout: {e}"))),
+    }
+}
+
 fn hash_password() -> Result<(), Failure> {
     let hash = pacsgate::http::policy::hash_cli::run()
         .map_err(|e| Failure::Unavailable(format!("hash-password: {e}")))?;
-    println!("{hash}");
-    Ok(())
+    emit(format!("{hash}\n").as_bytes())
 }
 
 /// mimalloc: the proxy allocates small, short-lived objects per request (headers, URIs)

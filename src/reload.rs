@@ -47,9 +47,11 @@ impl Reloader {
                         return;
                     }
                     tracing::info!("SIGHUP: reloading");
+                    crate::notify::reloading();
                     self.audit.reopen();
                     self.reload_tls(true).await;
                     self.reload_config().await;
+                    crate::notify::ready();
                 }
                 Some(()) = recv(&mut changes) => {
                     // Let a burst of events (cert, then key) settle before reading files.

@@ -13,6 +13,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # the loopback bind shim, headless Chromium (tests/browser.rs: Orthanc Explorer, CSRF),
 # pebble (tests/acme_pebble.rs: an RFC 8555 CA on loopback).
 apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps chromium pebble)
+# The Debian package test (tests/deb_package.rs): dpkg-deb/dpkg-shlibdeps, logrotate, and
+# systemd-analyze (verify, security) + man for the unit's Documentation= (no systemd as PID 1),
+# strace (tests/syscall_filter.rs: the unit's seccomp filter against real calls).
+apt_packages+=(dpkg-dev logrotate systemd man-db strace)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -55,6 +59,9 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# The release build the .deb test packages (built here once, so its progress shows).
+step "cargo build --release"
+cargo build --release -p pacsgate -p pacsgate-orthanc-storage
 step "cargo test"
 cargo test --workspace
 

@@ -143,7 +143,7 @@ fn keygen(out: &Path) -> Result<ExitCode, Failure> {
         .create_new(true)
         .mode(0o600)
         .open(out)
-        .map_err(|e| Failure::Failed(format!("{}: {e}", out.display())))?;
+        .map_err(|e| key_file_error(out, e))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| Failure::Failed(format!("{}: {e}", out.display())))?;
@@ -153,6 +153,25 @@ fn keygen(out: &Path) -> Result<ExitCode, Failure> {
         out.display().to_string()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The key directory is not created here: its owner and mode decide who can read the keys,
+/// so the operator creates it (README: `install -d -m 0700 -o orthanc ...`).
+fn key_file_error(out: &Path, e: std::io::Error) -> Failure {
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
+    match (e.kind(), dir) {
+        (std::io::ErrorKind::NotFound, Some(dir)) if !dir.is_dir() => Failure::Usage(format!(
+            "--out {}: directory {} does not exist; create it first, e.g. install -d -m 0700 -o orthanc {}",
+            out.display(),
+            dir.display(),
+            dir.display()
+        )),
+        (std::io::ErrorKind::AlreadyExists, _) => Failure::Usage(format!(
+            "--out {}: exists; a key file is never overwritten (choose a new name or id)",
+            out.display()
+        )),
+        _ => Failure::Failed(format!("{}: {e}", out.display())),
+    }
 }
 
 /// The key ring and, with `--orthanc-config`, the rest of the configuration.

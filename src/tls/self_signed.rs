@@ -29,17 +29,46 @@ pub enum KeyKind {
     Rsa2048,
 }
 
+/// How `generate` may touch the file system.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteMode {
+    /// Replace existing files (`cert self-signed --force`). Without it an existing file is
+    /// an error: a new key changes the fingerprint every peer has pinned.
+    pub overwrite: bool,
+    /// Create missing parent directories (first start, where `tls.cert`'s directory is the
+    /// gateway's own); the CLI leaves that to the operator, who chooses owner and mode.
+    pub create_dirs: bool,
+}
+
+impl WriteMode {
+    /// First start: the configured files do not exist; their directory may not either.
+    pub const FIRST_START: WriteMode = WriteMode {
+        overwrite: false,
+        create_dirs: true,
+    };
+}
+
 /// Generate the configured pairs that do not exist yet. Returns the pairs written.
 pub fn ensure(config: &TlsConfig) -> Result<Vec<KeyPairPaths>, ConfigError> {
     let mut written = Vec::new();
     if state(&config.primary)? == PairState::Absent {
-        generate(&config.primary, KeyKind::EcdsaP256, &config.hostnames)?;
+        generate(
+            &config.primary,
+            KeyKind::EcdsaP256,
+            &config.hostnames,
+            WriteMode::FIRST_START,
+        )?;
         written.push(config.primary.clone());
     }
     if let Some(rsa) = &config.rsa {
         if state(rsa)? == PairState::Absent {
             if is_self_signed(&config.primary.cert) {
-                generate(rsa, KeyKind::Rsa2048, &config.hostnames)?;
+                generate(
+                    rsa,
+                    KeyKind::Rsa2048,
+                    &config.hostnames,
+                    WriteMode::FIRST_START,
+                )?;
                 written.push(rsa.clone());
             } else {
                 // The operator brought their own certificate: a self-signed RSA one beside
@@ -98,7 +127,9 @@ pub fn generate(
     paths: &KeyPairPaths,
     kind: KeyKind,
     hostnames: &[String],
+    mode: WriteMode,
 ) -> Result<(), ConfigError> {
+    preflight(paths, mode)?;
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         ConfigError::new(
             paths.cert_key,
@@ -114,20 +145,46 @@ pub fn generate(
     let cert = params(hostnames, kind)
         .and_then(|p| p.self_signed(&key))
         .map_err(|e| fail("certificate", &e))?;
-    write_file(&paths.key, key.serialize_pem().as_bytes(), 0o600).map_err(|e| {
+    write_file(&paths.key, key.serialize_pem().as_bytes(), 0o600, mode).map_err(|e| {
         ConfigError::new(
             paths.key_key,
             format!("cannot write {}: {e}", paths.key.display()),
             "make the directory writable by pacsgate",
         )
     })?;
-    write_file(&paths.cert, cert.pem().as_bytes(), 0o644).map_err(|e| {
+    write_file(&paths.cert, cert.pem().as_bytes(), 0o644, mode).map_err(|e| {
         ConfigError::new(
             paths.cert_key,
             format!("cannot write {}: {e}", paths.cert.display()),
             "make the directory writable by pacsgate",
         )
     })
+}
+
+/// Refuse before generating anything: existing files without `overwrite`, missing
+/// directories without `create_dirs`.
+fn preflight(paths: &KeyPairPaths, mode: WriteMode) -> Result<(), ConfigError> {
+    for (key, path) in [(paths.cert_key, &paths.cert), (paths.key_key, &paths.key)] {
+        if !mode.overwrite && path.symlink_metadata().is_ok() {
+            return Err(ConfigError::new(
+                key,
+                format!("{} exists", path.display()),
+                "pass --force to replace it (a new key: peers that pinned the old fingerprint must re-pin), or choose another path",
+            ));
+        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir.filter(|d| !mode.create_dirs && !d.is_dir()) {
+            return Err(ConfigError::new(
+                key,
+                format!("directory {} does not exist", dir.display()),
+                format!(
+                    "create it first (e.g. install -d -m 0750 {})",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn params(hostnames: &[String], kind: KeyKind) -> Result<CertificateParams, rcgen::Error> {
@@ -165,9 +222,13 @@ fn params(hostnames: &[String], kind: KeyKind) -> Result<CertificateParams, rcge
 }
 
 /// Write `data` to `path` atomically with `mode`: temp file in the same directory, fsync,
-/// rename. The parent directory is created if needed.
-fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+/// then rename (overwrite) or link(2), which fails if the name appeared meanwhile, so a
+/// concurrent writer is never silently replaced.
+fn write_file(path: &Path, data: &[u8], mode: u32, how: WriteMode) -> std::io::Result<()> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && how.create_dirs)
+    {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -179,5 +240,10 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
         .open(&tmp)?;
     file.write_all(data)?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    if how.overwrite {
+        return std::fs::rename(&tmp, path);
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }

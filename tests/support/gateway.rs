@@ -18,13 +18,19 @@ pub struct Gateway {
 impl Gateway {
     /// Write `toml` to `dir/pacsgate.toml`, start `pacsgate run`, wait for "pacsgate ready".
     pub fn start(dir: &Path, toml: &str) -> Gateway {
+        Self::start_with_env(dir, toml, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Gateway {
         let config = dir.join("pacsgate.toml");
         std::fs::write(&config, toml).expect("write config");
         let mut cmd = Command::new(binary());
         cmd.arg("run")
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "info,pacsgate=debug");
+            .env("RUST_LOG", "info,pacsgate=debug")
+            .envs(env.iter().copied());
         let log = dir.join(format!(
             "pacsgate-{}.log",
             std::time::SystemTime::now()

@@ -1,13 +1,18 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
-//! (`backend`), DICOM clients (`dicom`), the encrypting storage plugin (`storage`) and
-//! `deploy/quickstart.sh` (`quickstart`). Every integration test file includes this with
+//! (`backend`), DICOM clients (`dicom`), a systemd notification socket (`notify`), the
+//! encrypting storage plugin (`storage`), a systemd unit run without systemd (`unit`) and
+//! `deploy/quickstart.sh` (`quickstart`), and for the oracles a seeded PRNG (`rng`),
+//! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`) and DIMSE
+//! mutations (`mutate`). Every integration test file includes this with
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
 pub mod backend;
 pub mod dicom;
 pub mod gateway;
+pub mod mutate;
+pub mod notify;
 pub mod orthanc;
 pub mod pki;
 pub mod policy;
@@ -15,8 +20,10 @@ pub mod process;
 pub mod quickstart;
 pub mod raw;
 pub mod rawhttp;
+pub mod rng;
 pub mod spelling;
 pub mod storage;
+pub mod unit;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

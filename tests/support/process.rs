@@ -31,6 +31,26 @@ pub fn port_open(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
+/// Local addresses listening on TCP `port`, from /proc/net/tcp{,6} as the kernel writes
+/// them (hex: 127.0.0.1 is "0100007F", ::1 is "00000000000000000000000001000000").
+pub fn listening_addresses(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let Some((addr, p)) = cols.get(1).and_then(|a| a.split_once(':')) else {
+                continue;
+            };
+            // State 0A = TCP_LISTEN.
+            if cols.get(3) == Some(&"0A") && u16::from_str_radix(p, 16) == Ok(port) {
+                found.push(addr.to_string());
+            }
+        }
+    }
+    found
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) {
     wait_until(&format!("127.0.0.1:{port} to accept"), timeout, || {
         port_open(port)

@@ -198,3 +198,58 @@ pub fn status_of(pdu: &[u8]) -> Option<u16> {
     }
     None
 }
+
+/// An A-ASSOCIATE-RQ (PS3.8 §9.3.2) with raw AE title fields (space-padded to 16 bytes,
+/// taken as they are otherwise, NULs included), proposing each abstract syntax with
+/// Implicit VR Little Endian on context ids 1, 3, 5, ...
+pub fn associate_rq(calling: &[u8], called: &[u8], abstract_syntaxes: &[&str]) -> Vec<u8> {
+    fn item(kind: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![kind, 0];
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+    fn field(ae: &[u8]) -> [u8; 16] {
+        let mut f = [b' '; 16];
+        f[..ae.len()].copy_from_slice(ae);
+        f
+    }
+    let mut body = vec![0, 1, 0, 0];
+    body.extend_from_slice(&field(called));
+    body.extend_from_slice(&field(calling));
+    body.extend_from_slice(&[0; 32]);
+    body.extend(item(0x10, b"1.2.840.10008.3.1.1.1"));
+    for (i, syntax) in abstract_syntaxes.iter().enumerate() {
+        let mut pc = vec![(2 * i + 1) as u8, 0, 0, 0];
+        pc.extend(item(0x30, syntax.as_bytes()));
+        pc.extend(item(0x40, b"1.2.840.10008.1.2"));
+        body.extend(item(0x20, &pc));
+    }
+    let mut user = item(0x51, &16384u32.to_be_bytes());
+    user.extend(item(0x52, b"1.2.826.0.1.3680043.9.7433.1"));
+    body.extend(item(0x50, &user));
+    let mut pdu = vec![1, 0];
+    pdu.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    pdu.extend(body);
+    pdu
+}
+
+/// Command Field (0000,0100) of a P-DATA-TF whose first PDV is a command fragment holding
+/// a whole command set.
+pub fn command_field_of(pdu: &[u8]) -> Option<u16> {
+    if pdu.first() != Some(&4) || pdu.get(11).is_none_or(|c| c & 1 == 0) {
+        return None;
+    }
+    let cmd = pdu.get(12..)?;
+    let mut pos = 0;
+    while pos + 8 <= cmd.len() {
+        let elem = u16::from_le_bytes([cmd[pos + 2], cmd[pos + 3]]);
+        let len =
+            u32::from_le_bytes([cmd[pos + 4], cmd[pos + 5], cmd[pos + 6], cmd[pos + 7]]) as usize;
+        if elem == 0x0100 && len == 2 {
+            return Some(u16::from_le_bytes([*cmd.get(pos + 8)?, *cmd.get(pos + 9)?]));
+        }
+        pos += 8 + len;
+    }
+    None
+}

@@ -201,12 +201,35 @@ impl PendingObject for PendingFile {
         let file = writer
             .into_inner()
             .map_err(|e| Error::io("write", &name, e.into_error()))?;
+        keep_owner_and_mode(&file, &self.dst)
+            .map_err(|e| Error::io("keep the owner of", &name, e))?;
         file.sync_all().map_err(|e| Error::io("fsync", &name, e))?;
         drop(file);
         fs::rename(&self.tmp, &self.dst).map_err(|e| Error::io("rename", &name, e))?;
         let dir = self.dst.parent().ok_or(Error::Crypto)?;
         sync_dir(dir).map_err(|e| Error::io("fsync directory of", &name, e))
     }
+}
+
+/// Replacing an existing object (`storage migrate`/`rekey`, often run as root on Orthanc's
+/// directory) must not change who can read it: the new file gets the old one's owner,
+/// group and permission bits before the rename. The plugin only creates new names, so it
+/// never gets here. If the ownership cannot be given back (not root, another owner), the
+/// replacement is refused rather than leaving a file the PACS cannot read.
+fn keep_owner_and_mode(file: &File, dst: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let old = match fs::symlink_metadata(dst) {
+        Ok(m) if m.file_type().is_file() => m,
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let new = file.metadata()?;
+    if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
+        std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid()))?;
+    }
+    // Permission bits only: a set-id bit on a data file is nobody's intent.
+    file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o777))
 }
 
 impl Drop for PendingFile {
@@ -251,5 +274,24 @@ mod tests {
         b.remove(&name).unwrap();
         assert!(!dir.path().join("17").exists());
         assert!(matches!(b.open(&name, None), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn replacing_keeps_the_permission_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::new(dir.path());
+        let name = super::super::orthanc_name(U).unwrap();
+        let mut w = b.create(&name, 3).unwrap();
+        w.write_all(b"old").unwrap();
+        w.commit().unwrap();
+        let path = dir.path().join(&name);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let mut w = b.create(&name, 3).unwrap();
+        w.write_all(b"new").unwrap();
+        w.commit().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640, "mode {mode:o}");
     }
 }
