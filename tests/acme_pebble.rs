@@ -136,6 +136,19 @@ listen = "127.0.0.1:{admin}"
         },
     );
 
+    // The HTTP-01 responder answers pending tokens only: no guessing, no other paths,
+    // no methods but GET.
+    for (method, path) in [
+        ("GET", "/.well-known/acme-challenge/not-a-token"),
+        ("GET", "/.well-known/acme-challenge/../../etc/passwd"),
+        ("GET", "/"),
+        ("POST", "/.well-known/acme-challenge/x"),
+    ] {
+        let url = format!("http://127.0.0.1:{http01}{path}");
+        let (_, code, _) = support::gateway::http_status(&["--path-as-is", "-X", method, &url]);
+        assert_eq!(code, "404", "{method} {path}");
+    }
+
     let account = certs.join("acme-account.json");
     let mode = std::fs::metadata(&account).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "account file mode");

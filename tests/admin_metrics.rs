@@ -284,6 +284,8 @@ paths = ["/**"]
     assert!(body.contains("ok listeners"), "{body}");
     assert_eq!(http_get(admin, "/healthz").map(|r| r.0), Some(200));
     assert_eq!(http_get(admin, "/other").map(|r| r.0), Some(404));
+    let post = format!("http://127.0.0.1:{admin}/metrics");
+    assert_eq!(http_status(&["-X", "POST", &post]).1, "405");
 }
 
 #[test]
