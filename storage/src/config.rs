@@ -10,6 +10,16 @@
 //!     "PreviousMasterKeys": [[1, "/etc/orthanc/keys/1.key"]],
 //!     "MaxConcurrentInputSize": 1024
 //!   },
+//! ```
+//!
+//! Key locations may also be `pkcs11:<RFC 7512 URI>` or `aws-kms:<key id or ARN>` (see
+//! [`crate::keys::location`]); an `aws-kms:` key needs `"Kms": {"Region": "eu-west-1",
+//! "Endpoint": "https://..."}` in `StorageEncryption`. Remote keys are cached within
+//! `DataKeyReuseCount` (objects per data key, default 1000; 1 = none),
+//! `DataKeyReuseSeconds` (default 300) and `DataKeyCacheSize` (unwrapped keys kept for
+//! reads, default 1000; 0 = none), see [`crate::keys::cache`].
+//!
+//! ```json
 //!   "Location": { "Type": "filesystem", "Root": "/var/lib/orthanc/db" }
 //! }
 //! ```
@@ -20,12 +30,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::backend::fs::FsBackend;
 use crate::backend::Backend;
-use crate::keys::{KeyRing, MasterKey};
+use crate::keys::cache::{CachePolicy, CachedKeys};
+use crate::keys::location::{KeyLocation, KmsSettings};
+use crate::keys::KeyRing;
 use crate::{Error, Store};
 
 pub const SECTION: &str = "PacsgateStorage";
@@ -33,8 +46,10 @@ const MIB: u64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
-    pub master_key: (u32, PathBuf),
-    pub previous_keys: Vec<(u32, PathBuf)>,
+    pub master_key: (u32, KeyLocation),
+    pub previous_keys: Vec<(u32, KeyLocation)>,
+    pub kms: Option<KmsSettings>,
+    pub cache: CachePolicy,
     /// `MaxConcurrentInputSize` in bytes.
     pub max_input: u64,
     pub location: Location,
@@ -80,6 +95,10 @@ impl StorageConfig {
                 "MasterKey",
                 "PreviousMasterKeys",
                 "MaxConcurrentInputSize",
+                "Kms",
+                "DataKeyReuseCount",
+                "DataKeyReuseSeconds",
+                "DataKeyCacheSize",
             ],
         )?;
         if enc.get("Enable").is_some_and(|v| v != &Value::Bool(true)) {
@@ -113,6 +132,36 @@ impl StorageConfig {
                     bad("StorageEncryption.MaxConcurrentInputSize must be a positive number of MB")
                 })?,
         };
+        let kms = enc.get("Kms").map(kms_settings).transpose()?;
+        let uses_kms = std::iter::once(&master_key)
+            .chain(&previous_keys)
+            .any(|(_, l)| matches!(l, KeyLocation::AwsKms(_)));
+        if uses_kms && kms.is_none() {
+            return Err(bad(
+                "StorageEncryption.Kms missing: an aws-kms: key needs {\"Region\": ..., \"Endpoint\": ...}",
+            ));
+        }
+        let number = |key: &str, default: u64, min: u64| match enc.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n >= min && n <= u64::from(u32::MAX))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "StorageEncryption.{key} must be an integer from {min} to 4294967295"
+                    ))
+                }),
+        };
+        let default = CachePolicy::DEFAULT;
+        let cache = CachePolicy {
+            reuse_count: number("DataKeyReuseCount", default.reuse_count.into(), 1)? as u32,
+            reuse_time: Duration::from_secs(number(
+                "DataKeyReuseSeconds",
+                default.reuse_time.as_secs(),
+                0,
+            )?),
+            pool_size: number("DataKeyCacheSize", default.pool_size as u64, 0)? as usize,
+        };
         let location = match section.get("Location") {
             None => Location::Filesystem(PathBuf::from(
                 root.get("StorageDirectory")
@@ -124,23 +173,33 @@ impl StorageConfig {
         Ok(StorageConfig {
             master_key,
             previous_keys,
+            kms,
+            cache,
             max_input,
             location,
         })
     }
 
-    /// Load the keys, build the backend and prove it works (fail closed).
-    pub fn open(&self) -> Result<Store, Error> {
-        let current = MasterKey::load(self.master_key.0, &self.master_key.1)?;
+    /// Load or connect to every key; the current one must wrap and unwrap (a probe).
+    pub fn key_ring(&self) -> Result<KeyRing, Error> {
+        let kms = self.kms.as_ref();
+        let current = self.master_key.1.open(self.master_key.0, kms)?;
         let previous = self
             .previous_keys
             .iter()
-            .map(|(id, path)| MasterKey::load(*id, path))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys = KeyRing::new(current, previous);
+            .map(|(id, loc)| Ok((*id, loc.open(*id, kms)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let ring = KeyRing::from_providers((self.master_key.0, current), previous);
+        ring.probe()?;
+        Ok(ring)
+    }
+
+    /// Load the keys, build the backend and prove both work (fail closed).
+    pub fn open(&self) -> Result<(Store, Arc<CachedKeys>), Error> {
+        let keys = Arc::new(CachedKeys::new(self.key_ring()?, self.cache));
         let backend = self.location.backend()?;
         backend.check()?;
-        Ok(Store::new(Arc::new(keys), backend, self.max_input))
+        Ok((Store::new(keys.clone(), backend, self.max_input), keys))
     }
 }
 
@@ -174,23 +233,53 @@ fn only_keys(map: &Map<String, Value>, what: &str, allowed: &[&str]) -> Result<(
     }
 }
 
-/// `[id, "/path"]` with id an unsigned 32-bit integer, as in the official plugin.
-fn key_entry(v: &Value, what: &str) -> Result<(u32, PathBuf), ConfigError> {
+/// `[id, location]` with id an unsigned 32-bit integer, as in the official plugin, and the
+/// location a key file path, `pkcs11:...` or `aws-kms:...`.
+fn key_entry(v: &Value, what: &str) -> Result<(u32, KeyLocation), ConfigError> {
     let fix = || {
         bad(format!(
-            "{what} must be [id, \"/path/to/key\"] with id in 0..=4294967295"
+            "{what} must be [id, \"/path/to/key\" | \"pkcs11:...\" | \"aws-kms:...\"] with id in 0..=4294967295"
         ))
     };
     match v.as_array().map(Vec::as_slice) {
-        Some([id, Value::String(path)]) => {
+        Some([id, Value::String(text)]) => {
             let id = id
                 .as_u64()
                 .and_then(|i| u32::try_from(i).ok())
                 .ok_or_else(fix)?;
-            Ok((id, PathBuf::from(path)))
+            let location = KeyLocation::parse(text).map_err(|e| bad(format!("{what}: {e}")))?;
+            Ok((id, location))
         }
         _ => Err(fix()),
     }
+}
+
+/// `"Kms": {"Region": "...", "Endpoint": "https://..."}`.
+fn kms_settings(v: &Value) -> Result<KmsSettings, ConfigError> {
+    let map = object(v, "StorageEncryption.Kms")?;
+    only_keys(map, "StorageEncryption.Kms", &["Region", "Endpoint"])?;
+    let region = map
+        .get("Region")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .ok_or_else(|| {
+            bad("StorageEncryption.Kms.Region must be an AWS region, e.g. \"eu-west-1\"")
+        })?;
+    let endpoint = match map.get("Endpoint") {
+        None => None,
+        Some(Value::String(e)) if e.starts_with("https://") || e.starts_with("http://") => {
+            Some(e.clone())
+        }
+        Some(_) => {
+            return Err(bad(
+                "StorageEncryption.Kms.Endpoint must be an http(s):// URL",
+            ))
+        }
+    };
+    Ok(KmsSettings {
+        endpoint,
+        region: region.to_string(),
+    })
 }
 
 fn location(v: &Value) -> Result<Location, ConfigError> {
@@ -293,7 +382,8 @@ mod tests {
             "MasterKey": [3, "/k/3"], "PreviousMasterKeys": [[1, "/k/1"], [2, "/k/2"]]}}}),
         )
         .unwrap();
-        assert_eq!(c.master_key, (3, PathBuf::from("/k/3")));
+        assert_eq!(c.master_key, (3, KeyLocation::File("/k/3".into())));
+        assert_eq!(c.cache, CachePolicy::DEFAULT);
         assert_eq!(c.previous_keys.len(), 2);
         assert_eq!(c.max_input, 1024 * MIB);
         assert_eq!(c.location, Location::Filesystem("/data".into()));
@@ -339,6 +429,26 @@ mod tests {
             (
                 json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]}, "Location": {"Type": "tape"}}}),
                 "Location.Type",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "aws-kms:alias/x"]}}}),
+                "Kms missing",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "aws-kms:k"], "Kms": {"Region": "x", "Endpoint": "ftp://h"}}}}),
+                "Kms.Endpoint",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "pkcs11:token=t;object=o?module-path=/m.so&pin-value=1"]}}}),
+                "pin-value",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"], "DataKeyReuseCount": 0}}}),
+                "DataKeyReuseCount",
+            ),
+            (
+                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"], "DataKeyCacheSize": -1}}}),
+                "DataKeyCacheSize",
             ),
         ] {
             let err = parse(v).unwrap_err().to_string();
