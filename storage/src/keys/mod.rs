@@ -2,7 +2,8 @@
 //!
 //! A master key has a numeric id (`u32`, as in the official plugin's `MasterKey: [id, path]`)
 //! and lives somewhere a [`MasterKeyProvider`] can reach: a local key file ([`file`]), an AWS
-//! KMS key ([`aws_kms`]) or an AES key inside a PKCS#11 token ([`pkcs11`]). The current key
+//! KMS key ([`aws_kms`]), a Vault / OpenBao Transit key ([`vault_transit`]) or an AES key
+//! inside a PKCS#11 token ([`pkcs11`]). The current key
 //! wraps new data keys; previous keys only unwrap. [`KeyRing`] holds them by id;
 //! [`cache::CachedKeys`] adds the bounded data-key reuse and unwrap cache that makes a remote
 //! key affordable. Key material lives in `Zeroizing` buffers, has no `Debug`, and never
@@ -22,6 +23,8 @@ pub mod cache;
 mod file;
 pub mod location;
 pub mod pkcs11;
+#[cfg(feature = "object-store")]
+pub mod vault_transit;
 
 pub use file::{generate_key_text, parse_key_text, MasterKey};
 
@@ -73,7 +76,7 @@ impl DataKey {
 /// One master key, wherever it lives. `aad` binds the wrapped key to its context (GCM
 /// additional data locally and in PKCS#11, the encryption context in KMS).
 pub trait MasterKeyProvider: Send + Sync {
-    /// `file`, `aws-kms` or `pkcs11` (for `verify` and the log).
+    /// `file`, `aws-kms`, `vault-transit` or `pkcs11` (for `verify` and the log).
     fn kind(&self) -> &'static str;
     /// Whether every wrap and unwrap is a call to another service (counted and cached).
     fn remote(&self) -> bool;
