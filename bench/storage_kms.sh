@@ -3,8 +3,9 @@
 # with the encrypting plugin under a key file, under an AWS KMS key with the default
 # data-key cache, and under the KMS key with caching off; then every file read back over
 # REST with caching off. KMS is moto's server on loopback (the real KMS API, in Python: a
-# call costs more CPU and less latency than AWS's regional endpoint, see README). The KMS
-# calls are counted by the plugin (its "remote key calls" line at shutdown).
+# call costs more CPU and less latency than AWS's regional endpoint), directly and behind
+# a proxy that adds a 10 ms round trip. The KMS calls are counted by the plugin (its
+# "remote key calls" line at shutdown).
 # Usage: bench/storage_kms.sh   (needs orthanc, dcmtk, python3 + pydicom, curl,
 #                                /opt/moto-venv from tests/run.sh)
 set -euo pipefail
@@ -12,6 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/pacsgate-target}"
 W=$(mktemp -d /var/tmp/pacsgate-kms-bench.XXXXXX)
 MOTO_PID=""
+SLOW_PID=""
 trap '[ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null; rm -rf "$W"' EXIT
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -29,18 +31,43 @@ MOTO=$(free_port)
 taskset -c 1 /opt/moto-venv/bin/moto_server -H 127.0.0.1 -p "$MOTO" > "$W/moto.log" 2>&1 &
 MOTO_PID=$!
 for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$MOTO" && break; sleep 0.1; done
+# A loopback proxy in front of moto that holds every chunk 5 ms each way: a 10 ms round
+# trip, what an in-region AWS KMS endpoint typically costs (moto itself answers in ~1 ms).
+SLOW=$(free_port)
+python3 - "$SLOW" "$MOTO" > "$W/slow.log" 2>&1 <<'PY' &
+import asyncio, sys
+async def pump(r, w):
+    try:
+        while data := await r.read(65536):
+            await asyncio.sleep(0.005); w.write(data); await w.drain()
+    finally:
+        w.close()
+async def handle(cr, cw):
+    ur, uw = await asyncio.open_connection("127.0.0.1", int(sys.argv[2]))
+    await asyncio.gather(pump(cr, uw), pump(ur, cw), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    async with server: await server.serve_forever()
+asyncio.run(main())
+PY
+SLOW_PID=$!
+trap '[ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null; kill "$SLOW_PID" 2>/dev/null; rm -rf "$W"' EXIT
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$SLOW" && break; sleep 0.1; done
 ARN=$("$CLI" storage keygen --aws-kms --kms-region us-east-1 --kms-endpoint "http://127.0.0.1:$MOTO" | grep -o 'arn:aws:kms:[^";]*' | head -1)
 (umask 077; openssl rand -base64 32 > "$W/master.key")
 
 ORTHANC_PID=""
-start_orthanc() {  # $1 = name, $2 = file|kms|kms-nocache
-  local d="$W/$1" http dicom key extra=""
+start_orthanc() {  # $1 = name, $2 = file|kms|kms-nocache|rtt10|rtt10-nocache
+  local d="$W/$1" http dicom key extra="" endpoint="http://127.0.0.1:$MOTO"
   rm -rf "$d"; mkdir -p "$d/db"
   http=$(free_port); dicom=$(free_port)
   case "$2" in
     file) key="[1, \"$W/master.key\"]" ;;
     kms) key="[2, \"aws-kms:$ARN\"]" ;;
     kms-nocache) key="[2, \"aws-kms:$ARN\"]"; extra=", \"DataKeyReuseCount\": 1, \"DataKeyCacheSize\": 0" ;;
+    rtt10) key="[2, \"aws-kms:$ARN\"]"; endpoint="http://127.0.0.1:$SLOW" ;;
+    rtt10-nocache) key="[2, \"aws-kms:$ARN\"]"; endpoint="http://127.0.0.1:$SLOW"
+      extra=", \"DataKeyReuseCount\": 1, \"DataKeyCacheSize\": 0" ;;
   esac
   cat > "$d/orthanc.json" <<JSON
 { "Name": "bench", "StorageDirectory": "$d/db", "IndexDirectory": "$d/db", "HttpPort": $http,
@@ -48,7 +75,7 @@ start_orthanc() {  # $1 = name, $2 = file|kms|kms-nocache
   "AuthenticationEnabled": false, "MaximumStorageCacheSize": 0, "HttpTimeout": 600,
   "Plugins": ["$PLUGIN"],
   "PacsgateStorage": {"StorageEncryption": {"MasterKey": $key,
-     "Kms": {"Endpoint": "http://127.0.0.1:$MOTO", "Region": "us-east-1"} $extra},
+     "Kms": {"Endpoint": "$endpoint", "Region": "us-east-1"} $extra},
      "Location": {"Type": "filesystem", "Root": "$d/db"}} }
 JSON
   LD_PRELOAD="$W/bind_lo.so" taskset -c 0 /usr/sbin/Orthanc "$d/orthanc.json" > "$d/orthanc.log" 2>&1 &
@@ -89,6 +116,8 @@ ingest() {  # $1 = file|kms|kms-nocache -> "seconds kms_calls" (best of 3; calls
 say "ingest: key file"; read -r t_file c_file < <(ingest file)
 say "ingest: KMS, default cache"; read -r t_kms c_kms < <(ingest kms)
 say "ingest: KMS, caching off"; read -r t_off c_off < <(ingest kms-nocache)
+say "ingest: KMS at 10 ms RTT, default cache"; read -r t_rtt c_rtt < <(ingest rtt10)
+say "ingest: KMS at 10 ms RTT, caching off"; read -r t_rtt_off c_rtt_off < <(ingest rtt10-nocache)
 
 readall() {  # $1 = file|kms-nocache -> "seconds kms_calls" for GET of all 200 files
   start_orthanc "read-$1" "$1"
@@ -109,15 +138,20 @@ readall() {  # $1 = file|kms-nocache -> "seconds kms_calls" for GET of all 200 f
 }
 say "read 200: key file"; read -r r_file _ < <(readall file)
 say "read 200: KMS, caching off"; read -r r_off rc_off < <(readall kms-nocache)
+say "read 200: KMS at 10 ms RTT, caching off"; read -r r_rtt rc_rtt < <(readall rtt10-nocache)
 
-python3 - "$t_file" "$t_kms" "$c_kms" "$t_off" "$c_off" "$r_file" "$r_off" "${rc_off:-0}" <<'PY'
+python3 - "$t_file" "$t_kms" "$c_kms" "$t_off" "$c_off" "$r_file" "$r_off" "${rc_off:-0}" \
+  "$t_rtt" "$c_rtt" "$t_rtt_off" "$c_rtt_off" "$r_rtt" "${rc_rtt:-0}" <<'PY'
 import sys
-tf, tk, ck, to, co, rf, ro, rco = map(float, sys.argv[1:])
+tf, tk, ck, to, co, rf, ro, rco, tr, cr, tro, cro, rr, rcr = map(float, sys.argv[1:])
 print("| measure | result | target |")
 print("|---|---|---|")
 print(f"| storescu 200 files, key file | {tf:.2f} s | |")
 print(f"| storescu 200 files, AWS KMS (moto), default cache | {tk:.2f} s = {tf/tk:.2f}x key-file throughput, {ck:.0f} KMS calls ({ck/200:.3f} per object) | >= 0.9x |")
 print(f"| storescu 200 files, AWS KMS (moto), caching off | {to:.2f} s = {tf/to:.2f}x key-file throughput, {co:.0f} KMS calls ({co/200:.2f} per object), +{(to-tf)/200*1000:.1f} ms per object | stated |")
+print(f"| storescu 200 files, KMS at 10 ms RTT, default cache | {tr:.2f} s = {tf/tr:.2f}x key-file throughput, {cr:.0f} KMS calls | >= 0.9x |")
+print(f"| storescu 200 files, KMS at 10 ms RTT, caching off | {tro:.2f} s = {tf/tro:.2f}x key-file throughput, {cro:.0f} KMS calls, +{(tro-tf)/200*1000:.1f} ms per object | stated |")
 print(f"| GET 200 files (curl, fresh Orthanc), key file | {rf:.2f} s | |")
-print(f"| GET 200 files, AWS KMS (moto), caching off | {ro:.2f} s = {rf/ro:.2f}x, {rco:.0f} KMS calls ({rco/200:.2f} per read), +{(ro-rf)/200*1000:.1f} ms per read | stated |")
+print(f"| GET 200 files, AWS KMS (moto), caching off | {ro:.2f} s = {rf/ro:.2f}x, {rco:.0f} KMS calls ({rco/200:.2f} per read), {(ro-rf)/200*1000:+.1f} ms per read | stated |")
+print(f"| GET 200 files, KMS at 10 ms RTT, caching off | {rr:.2f} s = {rf/rr:.2f}x, {rcr:.0f} KMS calls, {(rr-rf)/200*1000:+.1f} ms per read | stated |")
 PY

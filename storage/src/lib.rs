@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! - [`keys`]: master keys with numeric ids (the current one wraps, previous ones unwrap)
-//!   from key files, AWS KMS ([`keys::aws_kms`]) or a PKCS#11 token ([`keys::pkcs11`]),
+//!   from key files, AWS KMS (`keys::aws_kms`), Vault Transit (`keys::vault_transit`) or a
+//!   PKCS#11 token ([`keys::pkcs11`]),
 //!   behind the [`keys::KeyWrapper`] seam; [`keys::cache`] bounds the remote calls.
 //! - [`format`]: the on-disk formats. [`format::pge`] v3 is what we write (chunked
 //!   AES-256-GCM STREAM under a per-object key, bound to the object's uuid and content type;
