@@ -12,6 +12,8 @@ cert = "$BENCH_CERT"
 key = "$BENCH_KEY"
 watch = false
 [http]
+# The terminator comparison: nginx/HAProxy/stunnel do not authenticate either.
+authentication = "none"
 listen = "$BENCH_HTTPS_LISTEN"
 upstream = "http://$BENCH_HTTP_UPSTREAM"
 max_connections = 4000

@@ -55,6 +55,7 @@ watch = false
 [http]
 listen = "127.0.0.1:$2"
 upstream = "http://127.0.0.1:$backend"
+authentication = "$([ "$1" = on ] && echo required || echo none)"
 max_connections = 4000
 [dicom]
 enabled = false

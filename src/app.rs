@@ -64,14 +64,25 @@ impl Gateway {
                 let upstream = Upstream::new(cfg).map_err(|e| {
                     ConfigError::new("http.upstream", e.to_string(), "use a plain HOST:PORT")
                 })?;
-                let policy = Policy::build(&cfg.policy)?;
-                policy::warn_if_open(&policy);
+                // After the certificates, so the announcement's curl example can name them.
+                let hint = policy::admin::Hint {
+                    cert: &config.tls.primary.cert,
+                    listen: cfg.listen,
+                };
+                let admin = cfg
+                    .policy
+                    .generated_admin
+                    .as_deref()
+                    .map(|path| policy::admin::start(path, &hint))
+                    .transpose()?;
+                let policy = Policy::build(&cfg.policy, admin.as_ref())?;
+                policy::warn_if_open(&cfg.policy);
                 http = Some(HttpContext::new(
                     cfg.clone(),
                     server,
                     upstream,
                     audit.clone(),
-                    PolicyHandle::new(policy),
+                    PolicyHandle::new(policy, admin),
                 ));
             }
             if let Some(cfg) = &config.dicom {

@@ -29,6 +29,9 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
             auth(h.client_auth)
         );
         let _ = write!(out, "{}", crate::http::policy::describe(&h.policy));
+        if let Some(path) = &h.policy.generated_admin {
+            let _ = writeln!(out, "{}", crate::http::policy::admin::inspect(path)?);
+        }
     }
     if let Some(d) = &config.dicom {
         let _ = writeln!(

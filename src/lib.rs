@@ -10,14 +10,19 @@
 //! - [`tls`]: certificates (load, generate self-signed, choose RSA or ECDSA per
 //!   ClientHello), hot reload, client-certificate identity, outbound client configs.
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
-//! - [`server`]: what listeners share: bounded accept loop, shutdown, idle tracking.
-//! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, rules, deny
-//!   set, rate limits, lockouts; applied by `http::guard` on canonical paths from
-//!   `http::canonical`), the streaming reverse proxy, and the lingering close that lets a
+//! - [`server`]: what listeners share: bounded accept loop, per-address budgets for
+//!   connections not yet authenticated (`server::budget`), shutdown, idle tracking.
+//! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, the generated
+//!   `admin` account when none are configured (`http::policy::admin`), rules, deny set,
+//!   rate limits, lockouts; applied by `http::guard` on canonical paths from
+//!   `http::canonical`, a strict grammar on which the gateway and Orthanc's HTTP server
+//!   agree), the streaming reverse proxy, and the lingering close that lets a
 //!   client still sending read our 4xx (`http::linger`).
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
-//!   DICOM policy: modality registry and certificate binding (`policy`), command rights
-//!   and refusal mapping (`access`), the enforcing inspector (`enforce`), limits, audit.
+//!   DICOM policy: one AE-title grammar (`ae`), strict command sets (`command`: ascending
+//!   tags, no repeats, checked lengths), modality registry and certificate binding
+//!   (`policy`), command rights and refusal mapping (`access`), the enforcing inspector
+//!   (`enforce`), limits, audit.
 //! - [`check`]: what `pacsgate check` validates and prints.
 //! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations.
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
@@ -28,14 +33,16 @@
 //!
 //! # Flows
 //!
-//! HTTPS: accept (permit) -> TLS handshake (timeout; client certificate -> `PeerIdentity`)
-//! -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request` -> `http::guard::admit`
-//! (canonical path -> per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF
-//! -> rules -> per-route limit; refusals answered here) -> hop-by-hop headers out,
-//! X-Forwarded-* set -> pooled upstream connection, bodies streamed both ways and counted
-//! -> one audit record.
+//! HTTPS: accept (permit, per-address budget: pending until a request is admitted) -> TLS
+//! handshake (timeout; client certificate -> `PeerIdentity`, verified again on resumption
+//! and on each trust change) -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request`
+//! (hop-by-hop headers out, before we add ours) -> `http::guard::admit` (canonical path ->
+//! per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF -> rules ->
+//! per-route limit; refusals answered here) -> X-Forwarded-* set -> pooled upstream
+//! connection, bodies streamed both ways and counted -> one audit record.
 //!
-//! DICOM: accept (permit) -> TLS handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
+//! DICOM: accept (permit, per-address budget: pending until the RQ is admitted) -> TLS
+//! handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
 //! limits + policy (calling/called AE, certificate binding; A-ASSOCIATE-RJ on refusal) ->
 //! connect the PACS (A-ASSOCIATE-RJ if it is down) -> replay the RQ's original bytes ->
 //! `dicom::relay`: two pumps, each walking PDU/PDV headers with a sans-IO `Walker` that

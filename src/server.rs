@@ -1,6 +1,9 @@
 //! What every listener shares: a bounded accept loop (one permit per connection, backoff
-//! on accept errors), task tracking for graceful shutdown, and an activity clock for idle
+//! on accept errors, per-address budgets for connections that have not authenticated yet:
+//! `budget`), task tracking for graceful shutdown, and an activity clock for idle
 //! timeouts.
+
+pub mod budget;
 
 use std::future::Future;
 use std::io;
@@ -19,6 +22,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use budget::{Admission, ClientBudget};
+
 /// Shutdown has two steps: stop accepting (SIGTERM: in-flight work may finish), then abort
 /// (the grace period is over: drop whatever is left).
 #[derive(Debug, Clone, Default)]
@@ -28,24 +33,32 @@ pub struct Shutdown {
 }
 
 /// Accept connections until shutdown, at most `max_connections` at a time (further clients
-/// wait in the kernel backlog), each handled on its own task tracked by `tracker`.
+/// wait in the kernel backlog), each handled on its own task tracked by `tracker`. With a
+/// `budget`, a connection from an address at its per-address cap is closed at once
+/// without taking a slot, and one still pending at its deadline is dropped.
 pub async fn accept_loop<F, Fut>(
     name: &'static str,
     listener: TcpListener,
-    max_connections: usize,
+    (max_connections, budget): (usize, Option<Arc<ClientBudget>>),
     shutdown: Shutdown,
     tracker: TaskTracker,
     handler: F,
 ) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Arc<Admission>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let limit = Arc::new(Semaphore::new(max_connections));
     let mut backoff = Duration::from_millis(10);
+    // A permit left over from a connection refused by the budget, reused for the next.
+    let mut spare = None;
+    let mut refusals = Refusals::default();
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p,
-            () = shutdown.stop_accepting.cancelled() => break,
+        let permit = match spare.take() {
+            Some(p) => Ok(p),
+            None => tokio::select! {
+                p = limit.clone().acquire_owned() => p,
+                () = shutdown.stop_accepting.cancelled() => break,
+            },
         };
         // The semaphore is never closed, so acquiring only fails if it were; stop then.
         let Ok(permit) = permit else { break };
@@ -58,28 +71,79 @@ pub async fn accept_loop<F, Fut>(
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning (mini-redis does the same).
                 tracing::warn!(listener = name, error = %e, "accept failed");
+                spare = Some(permit);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
         backoff = Duration::from_millis(10);
+        let admission = match budget.as_ref().map(|b| b.admit(peer.ip())) {
+            None => Admission::unlimited(),
+            Some(Ok(a)) => a,
+            Some(Err(over)) => {
+                // Dropping the stream closes it. Each refusal is logged at debug; a
+                // summary at info at most every REFUSAL_REPORT, so a flood cannot
+                // flood the log.
+                tracing::debug!(listener = name, %peer, reason = %over, "connection refused");
+                refusals.count(name, peer, over);
+                spare = Some(permit);
+                continue;
+            }
+        };
+        let admission = Arc::new(admission);
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(listener = name, %peer, error = %e, "TCP_NODELAY failed");
         }
-        let work = handler(stream, peer);
+        let work = handler(stream, peer, admission.clone());
         let abort = shutdown.abort.clone();
         tracker.spawn(async move {
             tokio::select! {
                 () = work => {}
+                () = admission.pending_expired() => {
+                    tracing::info!(listener = name, %peer, "closed: not authenticated before the pending_timeout");
+                }
                 () = abort.cancelled() => {
                     tracing::info!(listener = name, %peer, "connection dropped at the end of the shutdown grace period");
                 }
             }
+            drop(admission);
             drop(permit);
         });
     }
     tracing::debug!(listener = name, "stopped accepting");
+}
+
+/// How often refusals by the per-address budgets are summarised at info.
+const REFUSAL_REPORT: Duration = Duration::from_secs(10);
+
+/// Refusals by the per-address budgets since the last summary.
+#[derive(Default)]
+struct Refusals {
+    since_report: u64,
+    last_report: Option<Instant>,
+}
+
+impl Refusals {
+    fn count(&mut self, listener: &'static str, peer: SocketAddr, over: budget::OverBudget) {
+        self.since_report += 1;
+        let now = Instant::now();
+        if self
+            .last_report
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_REPORT)
+        {
+            return;
+        }
+        tracing::info!(
+            listener,
+            refused = self.since_report,
+            last.peer = %peer,
+            last.reason = %over,
+            "connections closed at accept: over a per-address budget"
+        );
+        self.since_report = 0;
+        self.last_report = Some(now);
+    }
 }
 
 /// When a connection last moved a byte, shared between its IO wrapper and its watchdog.

@@ -33,6 +33,9 @@ fn cases(
         ("key file is not PEM", format!("{not_pem}[http]\nlisten = \"127.0.0.1:{p}\"\n"), "tls.key:".into()),
         ("outbound without CA", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\n[[dicom.outbound]]\nlisten = \"127.0.0.1:{}\"\nremote = \"peer.example.org:2762\"\n", free_port()), "dicom.outbound[0].ca: is missing".into()),
         ("log level typo", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\n[log]\nlevel = \"verbose\"\n"), "log.level: unknown level or filter \"verbose\"".into()),
+        ("pending cap above the total cap", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\nmax_pending_per_ip = 9\nmax_connections_per_ip = 8\n"), "http.max_pending_per_ip: 9 is more than http.max_connections_per_ip (8)".into()),
+        ("zero per-address cap", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\n[dicom]\nmax_connections_per_ip = 0\n"), "dicom.max_connections_per_ip:".into()),
+        ("bad pending timeout", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\npending_timeout = \"0s\"\n"), "http.pending_timeout: \"0s\" is not a positive duration".into()),
         ("half an RSA pair", format!("{ok_tls}rsa_cert = \"x.crt\"\n[http]\nlisten = \"127.0.0.1:{p}\"\n"), "tls.rsa_key: is missing while tls.rsa_cert is set".into()),
     ]
 }

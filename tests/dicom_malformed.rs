@@ -74,7 +74,8 @@ fn associate(s: &Setup, calling: &str) -> RawClient {
 /// carrying two PDVs and written in two pieces that split a PDV header. `cuts` are the
 /// three split offsets in the 68-byte command set. Orthanc (dcmtk's DIMSE layer) only
 /// reassembles commands split between elements (at 12, 38, 48, 58); the gateway copes
-/// with any split.
+/// with any even split and aborts on an odd fragment (dcmtk would parse only the
+/// fragments before it).
 fn fragmented_echo(c: &mut RawClient, cuts: [usize; 3]) {
     let echo = fixture(ECHO);
     let cmd = &echo[12..];
@@ -117,13 +118,17 @@ fn fragmented_commands_are_reassembled_passed_and_refused() {
     assert_eq!(allowed.read_pdu().map(|p| p[0]), Some(PDU_RELEASE_RP));
 
     let mut refused = associate(&s, "RAW2");
-    fragmented_echo(&mut refused, [5, 30, 41]);
+    fragmented_echo(&mut refused, [6, 30, 42]);
     expect_status(&s, &mut refused, 0x0124);
     // The association goes on: a second (whole) command is judged too, then a release.
     refused.send(&fixture(ECHO));
     expect_status(&s, &mut refused, 0x0124);
     refused.send(&fixture("A-RELEASE-RQ.bin"));
     assert_eq!(refused.read_pdu().map(|p| p[0]), Some(PDU_RELEASE_RP));
+
+    let mut odd = associate(&s, "RAW1");
+    fragmented_echo(&mut odd, [5, 30, 41]);
+    expect_abort(&mut odd, "command fragments of odd length");
 }
 
 #[test]

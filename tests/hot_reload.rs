@@ -65,7 +65,7 @@ fn start(watch: bool) -> Running {
     let backend = Backend::start();
     let port = free_port();
     let toml = format!(
-        "{}[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n",
+        "{}[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n",
         tls_section(&live, &format!("watch = {watch}")),
         backend.port()
     );

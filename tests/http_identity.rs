@@ -130,13 +130,15 @@ fn without_users_authorization_passes_through_and_the_deny_set_still_holds() {
     let server = ca.server(dir.path(), "server");
     let port = free_port();
     let toml = format!(
-        "{}[dicom]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n",
+        "{}[dicom]\nenabled = false\n[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n",
         tls_section(&server, ""),
         backend.port()
     );
     let gateway = Gateway::start(dir.path(), &toml);
     assert!(
-        gateway.log().contains("no [[http.rules]] configured"),
+        gateway
+            .log()
+            .contains("http.authentication = \"none\" and no [[http.rules]] configured"),
         "{}",
         gateway.log()
     );

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::gateway::curl;
+use support::gateway::{curl, http_status};
 use support::policy::{sample_policy, Site, ADMIN_PW, USER_PW};
 
 /// One curl process, one keep-alive connection, one request per `(user, path)`; returns
@@ -92,6 +92,50 @@ fn brute_force_of_1000_passwords_is_cut_off() {
         2,
         "harness check and the user's request only: {seen:?}"
     );
+}
+
+#[test]
+fn a_locked_account_gives_the_same_answer_to_the_right_password() {
+    let site = Site::start(serde_json::json!({}), "", &sample_policy());
+    let admin = format!("admin:{ADMIN_PW}");
+    // The real user is active: their password is verified and remembered.
+    assert_eq!(site.status(&["-u", &admin, &site.url("/system")]), 200);
+    // An attacker locks the name, then keeps guessing with the right password among
+    // the wrong ones: every attempt must get the same 429, or the lockout is an oracle.
+    let mut guesses: Vec<(String, &str)> = (0..20)
+        .map(|i| (format!("admin:guess-{i:04}"), "/system"))
+        .collect();
+    guesses.insert(12, (admin.clone(), "/system"));
+    let codes = burst(&site, &guesses);
+    assert_eq!(codes[..5], [401; 5], "{codes:?}");
+    assert_eq!(codes[5..], [429; 16], "{codes:?}");
+    // The same from another address: the user name's lockout holds everywhere.
+    let (_, out, err) = http_status(&[
+        "--cacert",
+        &site.ca.path.display().to_string(),
+        "--interface",
+        "127.0.0.2",
+        "-u",
+        &admin,
+        &site.url("/system"),
+    ]);
+    assert_eq!(out, "429", "{err}");
+}
+
+#[test]
+fn lockouts_do_not_tell_real_user_names_from_unknown_ones() {
+    let site = Site::start(serde_json::json!({}), "", &sample_policy());
+    // Failures for five names nobody has; then one attempt for each candidate name.
+    // Had unknown names shared one lockout, it would be locked now while real names
+    // still got 401: a user-name oracle.
+    let mut attempts: Vec<(String, &str)> = (0..5)
+        .map(|i| (format!("ghost{i}:pw"), "/system"))
+        .collect();
+    for name in ["admin", "nobody", "user", "root"] {
+        attempts.push((format!("{name}:wrong"), "/system"));
+    }
+    let codes = burst(&site, &attempts);
+    assert_eq!(codes, [401; 9], "{codes:?}");
 }
 
 #[test]

@@ -344,7 +344,8 @@ fn base64_basic(s: &str) -> String {
 #[test]
 fn gateway_and_orthanc_agree_on_every_generated_spelling() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut o, _gateway, routes) = start(dir.path());
+    let (mut o, gateway, routes) = start(dir.path());
+    let rss_before = gateway.proc.rss_kib();
     let seed: u64 = std::env::var("ORACLE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -386,6 +387,17 @@ fn gateway_and_orthanc_agree_on_every_generated_spelling() {
             .cloned()
             .collect::<Vec<_>>()
             .join("\n")
+    );
+    // Hostile spellings by the thousand leave the gateway up and its memory bounded.
+    let rss_after = gateway.proc.rss_kib();
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "gateway RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    let auth = format!("Authorization: Basic {}\r\n", o.auth);
+    assert_eq!(
+        o.tls.send("GET", b"/system", &auth).map(|r| r.status),
+        Some(200)
     );
     assert!(
         orthanc_bypass_spellings > 0,

@@ -27,7 +27,7 @@ fn start(upstream_port: u16, http_extra: &str) -> Setup {
     let server = ca.server(dir.path(), "server");
     let port = free_port();
     let toml = format!(
-        "{}[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{upstream_port}\"\n{http_extra}\n[dicom]\nenabled = false\n",
+        "{}[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{upstream_port}\"\n{http_extra}\n[dicom]\nenabled = false\n",
         tls_section(&server, "")
     );
     let gateway = Gateway::start(dir.path(), &toml);

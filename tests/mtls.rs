@@ -29,7 +29,7 @@ fn required_client_certificates_on_https_and_dicom() {
         ),
     );
     let toml = format!(
-        "{tls}[http]\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nlisten = \"127.0.0.1:{dicom}\"\nupstream = \"127.0.0.1:{}\"\n",
+        "{tls}[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nlisten = \"127.0.0.1:{dicom}\"\nupstream = \"127.0.0.1:{}\"\n",
         backend.port(),
         scp.port
     );
@@ -108,7 +108,7 @@ fn optional_client_certificates_accept_anonymous_clients() {
             ca.path.display().to_string()
         ),
     );
-    let toml = format!("{tls}[http]\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n", backend.port());
+    let toml = format!("{tls}[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{https}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n", backend.port());
     let _gw = Gateway::start(d, &toml);
     let (status, out, err) = http_status(&[
         "--cacert",

@@ -16,7 +16,7 @@ fn orthanc_rest_api_through_the_gateway() {
     let server = ca.server(dir.path(), "server");
     let port = free_port();
     let toml = format!(
-        "{}[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n",
+        "{}[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n",
         tls_section(&server, ""),
         orthanc.http_port
     );

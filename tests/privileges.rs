@@ -1,5 +1,6 @@
 //! Started as root with `server.user`, pacsgate binds its ports, gives its generated
-//! certificates to that user, drops root, and keeps serving and reloading.
+//! certificates to that user, drops root, and keeps serving and reloading. The generated
+//! admin password file stays root's (0600): the unprivileged process keeps only the hash.
 
 mod support;
 
@@ -57,18 +58,37 @@ fn root_is_dropped_after_binding() {
         nobody,
         "generated key not handed over"
     );
+    let admin_file = std::fs::metadata(dir.path().join("certs/admin.password")).unwrap();
+    assert_eq!(admin_file.uid(), 0, "the password file is not handed over");
+    assert_eq!(admin_file.mode() & 0o777, 0o600);
+    let log = gw.log();
+    let password = log
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("password: "))
+        .expect("generated password printed");
+    let creds = format!("admin:{}", password.trim());
     let cacert = dir.path().join("certs/server.crt").display().to_string();
-    let (status, code, err) = http_status(&[
-        "--cacert",
-        &cacert,
-        &format!("https://localhost:{https}/1k"),
-    ]);
+    let url = format!("https://localhost:{https}/1k");
+    let get = |creds: &[&str]| {
+        let mut args = vec!["--cacert", cacert.as_str()];
+        args.extend_from_slice(creds);
+        args.push(&url);
+        http_status(&args)
+    };
+    let (status, code, err) = get(&["-u", &creds]);
     assert!(status.success(), "{err}");
     assert_eq!(code, "200");
+    assert_eq!(get(&[]).1, "401");
     // Reload still reads the (handed over) files.
     gw.proc.signal("HUP");
     wait_until("the reload after the drop", Duration::from_secs(20), || {
         gw.log().contains("TLS material reloaded")
     });
     assert!(!gw.log().contains("TLS reload failed"), "{}", gw.log());
+    // The policy reload keeps the account loaded before the drop (the file is root's).
+    wait_until("the policy reload", Duration::from_secs(20), || {
+        gw.log().contains("configuration reload")
+    });
+    assert!(gw.log().contains("configuration reloaded"), "{}", gw.log());
+    assert_eq!(get(&["-u", &creds]).1, "200");
 }

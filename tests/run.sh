@@ -10,8 +10,9 @@ SUDO=""
 step() { printf '\n==> %s\n' "$*"; }
 
 # Real peers the tests drive: Orthanc 1.10.1, dcmtk 3.6.7, curl/openssl clients, gcc for
-# the loopback bind shim, SoftHSM2 (PKCS#11 token for the storage master key).
-apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps softhsm2)
+# the loopback bind shim, headless Chromium (tests/browser.rs: Orthanc Explorer, CSRF),
+# SoftHSM2 (PKCS#11 token for the storage master key).
+apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps chromium softhsm2)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

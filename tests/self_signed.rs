@@ -37,7 +37,7 @@ fn generated_certificates_persist_and_suit_every_client() {
     let scp = StoreScp::start(d, "ORTHANC", None);
     let (https, dicom) = (free_port(), free_port());
     let toml = format!(
-        "[tls]\ncert = \"certs/server.crt\"\nkey = \"certs/server.key\"\nrsa_cert = \"certs/server-rsa.crt\"\nrsa_key = \"certs/server-rsa.key\"\nhostnames = [\"pacs.example.org\", \"10.0.0.5\"]\n[http]\nlisten = \"127.0.0.1:{https}\"\n[dicom]\nlisten = \"127.0.0.1:{dicom}\"\nupstream = \"127.0.0.1:{}\"\n",
+        "[tls]\ncert = \"certs/server.crt\"\nkey = \"certs/server.key\"\nrsa_cert = \"certs/server-rsa.crt\"\nrsa_key = \"certs/server-rsa.key\"\nhostnames = [\"pacs.example.org\", \"10.0.0.5\"]\n[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{https}\"\n[dicom]\nlisten = \"127.0.0.1:{dicom}\"\nupstream = \"127.0.0.1:{}\"\n",
         scp.port
     );
     let gw = Gateway::start(d, &toml);
@@ -119,7 +119,7 @@ fn a_ca_issued_certificate_gets_no_self_signed_rsa_companion() {
     let leaf = ca.server(d, "real");
     let https = free_port();
     let toml = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\nrsa_cert = \"rsa.crt\"\nrsa_key = \"rsa.key\"\n[http]\nlisten = \"127.0.0.1:{https}\"\n[dicom]\nenabled = false\n",
+        "[tls]\ncert = {:?}\nkey = {:?}\nrsa_cert = \"rsa.crt\"\nrsa_key = \"rsa.key\"\n[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{https}\"\n[dicom]\nenabled = false\n",
         leaf.cert.display().to_string(),
         leaf.key.display().to_string()
     );

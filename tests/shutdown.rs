@@ -18,7 +18,7 @@ fn start(grace: &str) -> (tempfile::TempDir, Ca, u16, Gateway, Backend) {
     let backend = Backend::start();
     let port = free_port();
     let toml = format!(
-        "{}[http]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n[server]\nshutdown_grace = \"{grace}\"\n",
+        "{}[http]\nauthentication = \"none\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{}\"\n[dicom]\nenabled = false\n[server]\nshutdown_grace = \"{grace}\"\n",
         tls_section(&server, ""),
         backend.port()
     );

@@ -190,28 +190,24 @@ fn modality(name: &str, raw: &RawModality, check_host: bool) -> Result<Modality,
     })
 }
 
-/// PS3.5 §6.2 (AE VR): 1-16 characters of the default repertoire, no backslash or control
-/// characters; leading/trailing spaces are not significant.
 /// An optional limit: absent means none, present means at least 1.
 fn optional_limit(key: &str, value: Option<usize>) -> Result<Option<usize>, ConfigError> {
     value.map(|v| positive(key, v)).transpose()
 }
 
+/// PS3.5 §6.2 (AE VR): 1-16 characters of the default repertoire, no backslash or control
+/// characters; leading/trailing spaces are not significant.
 pub(super) fn ae_title(key: &str, value: &str) -> Result<String, ConfigError> {
-    let trimmed = value.trim();
-    let valid = !trimmed.is_empty()
-        && trimmed.len() <= 16
-        && trimmed
-            .bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'\\');
-    if !valid {
-        return Err(ConfigError::new(
-            key,
-            format!("{value:?} is not a valid AE title"),
-            "use 1 to 16 printable ASCII characters without backslash",
-        ));
-    }
-    Ok(trimmed.to_string())
+    // The wire grammar (crate::dicom::ae), after the spaces a config value may carry.
+    crate::dicom::ae::title(value.trim_matches(' ').as_bytes())
+        .map(str::to_string)
+        .map_err(|e| {
+            ConfigError::new(
+                key,
+                format!("{value:?} is not a valid AE title ({e})"),
+                "use 1 to 16 printable ASCII characters without backslash",
+            )
+        })
 }
 
 #[cfg(test)]
@@ -283,6 +279,13 @@ mod tests {
             error_key("called_aet = \"MUCH_TOO_LONG_FOR_AN_AE\""),
             "dicom.called_aet"
         );
+        // The wire grammar (dicom::ae): no NUL, tab or backslash, even at the ends.
+        for bad in ["ORT\\u0000HANC", "\\tORTHANC", "OR\\\\THANC"] {
+            assert_eq!(
+                error_key(&format!("called_aet = \"{bad}\"")),
+                "dicom.called_aet"
+            );
+        }
         assert_eq!(
             error_key("association_rate_per_ip = \"10 per second\""),
             "dicom.association_rate_per_ip"

@@ -87,6 +87,7 @@ pub struct HttpConfig {
     pub upstream: HttpUpstream,
     pub client_auth: ClientAuth,
     pub max_connections: usize,
+    pub budget: ConnectionBudget,
     pub max_header_bytes: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
@@ -94,6 +95,16 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// Users, rules, limits: what `http::policy` enforces (reloadable).
     pub policy: crate::http::policy::PolicyConfig,
+}
+
+/// Per-address limits of a listener, counted from accept (`server::budget`): connections
+/// not yet authenticated (`max_pending_per_ip`, each closed after `pending_timeout`) and
+/// all connections (`max_connections_per_ip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionBudget {
+    pub max_pending_per_ip: usize,
+    pub max_connections_per_ip: usize,
+    pub pending_timeout: Duration,
 }
 
 /// `http://host:port` of the PACS's REST API; only plain HTTP (TLS ends here).
@@ -109,6 +120,7 @@ pub struct DicomConfig {
     pub upstream: String,
     pub client_auth: ClientAuth,
     pub max_associations: usize,
+    pub budget: ConnectionBudget,
     pub max_pdu_length: u32,
     pub handshake_timeout: Duration,
     pub artim_timeout: Duration,

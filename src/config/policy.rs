@@ -1,9 +1,9 @@
 //! Validation of the HTTPS access policy: `[users.NAME]` and the policy keys of `[http]`
-//! (`rules`, `allow_dangerous`, `rate_limits`, `csrf_protection`,
-//! `upstream_credentials_file`, `response_headers`).
+//! (`authentication`, `admin_password_file`, `rules`, `allow_dangerous`, `rate_limits`,
+//! `csrf_protection`, `upstream_credentials_file`, `response_headers`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
@@ -16,7 +16,7 @@ use crate::http::policy::identity::{check_phc, User};
 use crate::http::policy::limits::{LimitsConfig, RouteLimit};
 use crate::http::policy::lockout::LockoutPolicy;
 use crate::http::policy::rules::{Action, Glob, Rule, UserMatch};
-use crate::http::policy::PolicyConfig;
+use crate::http::policy::{admin, Authentication, PolicyConfig};
 
 /// Headers added to every response unless `[http.response_headers]` overrides them ("" removes).
 const DEFAULT_RESPONSE_HEADERS: &[(&str, &str)] = &[
@@ -30,17 +30,27 @@ pub(super) fn policy(
     raw: &RawHttp,
     users: &BTreeMap<String, RawUser>,
     base: &Path,
+    cert: &Path,
 ) -> Result<PolicyConfig, ConfigError> {
     let users = users
         .iter()
         .map(|(name, u)| user(name, u))
         .collect::<Result<Vec<_>, _>>()?;
-    let rules = raw
+    let authentication = authentication(raw)?;
+    let generated_admin = generated_admin(raw, authentication, &users, base, cert)?;
+    let mut names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+    if generated_admin.is_some() {
+        names.push(admin::USER);
+    }
+    let mut rules = raw
         .rules
         .iter()
         .enumerate()
-        .map(|(i, r)| rule(i, r, &users))
+        .map(|(i, r)| rule(i, r, &names, authentication))
         .collect::<Result<Vec<_>, _>>()?;
+    if rules.is_empty() && generated_admin.is_some() {
+        rules.push(authenticated_users_rule());
+    }
     if rules.is_empty() && !users.is_empty() {
         return Err(ConfigError::new(
             "http.rules",
@@ -60,6 +70,8 @@ pub(super) fn policy(
     let rl = &raw.rate_limits;
     let max_lockout = duration("http.rate_limits.max_lockout", &rl.max_lockout)?;
     Ok(PolicyConfig {
+        authentication,
+        generated_admin,
         users,
         rules,
         allow_dangerous: raw.allow_dangerous.clone(),
@@ -152,7 +164,75 @@ fn user(name: &str, raw: &RawUser) -> Result<User, ConfigError> {
     })
 }
 
-fn rule(index: usize, raw: &RawRule, users: &[User]) -> Result<Rule, ConfigError> {
+/// `http.authentication`: "required" (the default) or "none" (explicit pass-through).
+fn authentication(raw: &RawHttp) -> Result<Authentication, ConfigError> {
+    match raw.authentication.as_str() {
+        "required" => Ok(Authentication::Required),
+        "none" => Ok(Authentication::None),
+        other => Err(ConfigError::new(
+            "http.authentication",
+            format!("unknown mode {other:?}"),
+            "use \"required\" (the default) or \"none\" (unauthenticated pass-through)",
+        )),
+    }
+}
+
+/// With authentication required and no `[users]`, the generated `admin` account: its
+/// password file, `admin.password` beside `tls.cert` unless `http.admin_password_file`
+/// says otherwise. Nothing is read or written here (`pacsgate check` must not write).
+fn generated_admin(
+    raw: &RawHttp,
+    authentication: Authentication,
+    users: &[User],
+    base: &Path,
+    cert: &Path,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let applies = authentication == Authentication::Required && users.is_empty();
+    match (&raw.admin_password_file, applies) {
+        (Some(_), false) => Err(ConfigError::new(
+            "http.admin_password_file",
+            "is set but no account is generated (users are configured, or authentication is \"none\")",
+            "remove http.admin_password_file",
+        )),
+        (Some(p), true) if p.as_os_str().is_empty() => Err(ConfigError::new(
+            "http.admin_password_file",
+            "is empty",
+            "name a file, or remove the key to use admin.password beside tls.cert",
+        )),
+        (Some(p), true) => Ok(Some(if p.is_absolute() {
+            p.clone()
+        } else {
+            base.join(p)
+        })),
+        (None, true) => Ok(Some(
+            cert.parent()
+                .unwrap_or(Path::new("."))
+                .join(admin::FILE_NAME),
+        )),
+        (None, false) => Ok(None),
+    }
+}
+
+/// The rule the generated account gets when no rules are configured: any authenticated
+/// user may do everything outside the built-in deny set.
+fn authenticated_users_rule() -> Rule {
+    Rule {
+        name: "authenticated-users".to_string(),
+        users: vec![UserMatch::AnyUser],
+        sources: Vec::new(),
+        methods: Vec::new(),
+        // "/**" is a valid pattern; an empty list would match nothing.
+        paths: Glob::parse("/**").into_iter().collect(),
+        action: Action::Allow,
+    }
+}
+
+fn rule(
+    index: usize,
+    raw: &RawRule,
+    users: &[&str],
+    authentication: Authentication,
+) -> Result<Rule, ConfigError> {
     let key = |k: &str| format!("http.rules[{index}].{k}");
     let name = raw
         .name
@@ -163,8 +243,13 @@ fn rule(index: usize, raw: &RawRule, users: &[User]) -> Result<Rule, ConfigError
         .iter()
         .map(|u| match u.as_str() {
             "*" => Ok(UserMatch::AnyUser),
+            "anonymous" if authentication == Authentication::Required => Err(ConfigError::new(
+                key("users"),
+                "names \"anonymous\" but http.authentication is \"required\"",
+                "remove \"anonymous\", or set http.authentication = \"none\" to let unauthenticated requests through",
+            )),
             "anonymous" => Ok(UserMatch::Anonymous),
-            n if users.iter().any(|x| x.name == n) => Ok(UserMatch::Named(n.to_string())),
+            n if users.contains(&n) => Ok(UserMatch::Named(n.to_string())),
             n => Err(ConfigError::new(
                 key("users"),
                 format!("names unknown user {n:?}"),

@@ -1,6 +1,7 @@
 //! Raw TOML -> validated [`Config`]. Each check names the key it failed on and the fix.
 
 mod address;
+mod budget;
 mod tls_section;
 
 use std::path::{Path, PathBuf};
@@ -98,7 +99,7 @@ fn http(
     tls: &TlsConfig,
     base: &Path,
 ) -> Result<HttpConfig, ConfigError> {
-    let policy = super::policy::policy(&raw, users, base)?;
+    let policy = super::policy::policy(&raw, users, base, &tls.primary.cert)?;
     let listen = socket_addr("http.listen", &raw.listen)?;
     let upstream = http_upstream(&raw.upstream, raw.allow_remote_upstream)?;
     let client_auth = listener_client_auth("http.client_auth", raw.client_auth, tls)?;
@@ -111,11 +112,18 @@ fn http(
             ));
         }
     }
+    let max_connections = positive("http.max_connections", raw.max_connections)?;
     Ok(HttpConfig {
         listen,
         upstream,
         client_auth,
-        max_connections: positive("http.max_connections", raw.max_connections)?,
+        max_connections,
+        budget: budget::budget(
+            "http",
+            (raw.max_pending_per_ip, raw.max_connections_per_ip),
+            &raw.pending_timeout,
+            max_connections,
+        )?,
         max_header_bytes: at_least("http.max_header_bytes", raw.max_header_bytes, 8192)?,
         handshake_timeout: duration("http.handshake_timeout", &raw.handshake_timeout)?,
         header_timeout: duration("http.header_timeout", &raw.header_timeout)?,
@@ -139,12 +147,19 @@ fn dicom(raw: RawDicom, tls: &TlsConfig) -> Result<DicomConfig, ConfigError> {
     )?;
     let client_auth = listener_client_auth("dicom.client_auth", raw.client_auth.clone(), tls)?;
     let policy = super::dicom_policy::policy(&raw)?;
+    let max_associations = positive("dicom.max_associations", raw.max_associations)?;
     Ok(DicomConfig {
+        budget: budget::budget(
+            "dicom",
+            (raw.max_pending_per_ip, raw.max_connections_per_ip),
+            &raw.pending_timeout,
+            max_associations,
+        )?,
         policy,
         listen,
         upstream,
         client_auth,
-        max_associations: positive("dicom.max_associations", raw.max_associations)?,
+        max_associations,
         max_pdu_length: pdu_length("dicom.max_pdu_length", raw.max_pdu_length)?,
         handshake_timeout: duration("dicom.handshake_timeout", &raw.handshake_timeout)?,
         artim_timeout: duration("dicom.artim_timeout", &raw.artim_timeout)?,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::ae;
 use super::command::{field, Command, STATUS_NOT_AUTHORIZED};
 use super::pdu::Rejection;
 use crate::config::Services;
@@ -16,6 +17,10 @@ const STORAGE_COMMITMENT: &str = "1.2.840.10008.1.20.1";
 /// Why an association is refused. Each maps to exactly one A-ASSOCIATE-RJ.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AssociationRefusal {
+    #[error("called AE title {0:?} is not a valid AE title")]
+    CalledAeInvalid(String),
+    #[error("calling AE title {0:?} is not a valid AE title")]
+    CallingAeInvalid(String),
     #[error("called AE title {0:?} is not this PACS")]
     CalledAeUnknown(String),
     #[error("calling AE title {0:?} is not a known modality")]
@@ -40,8 +45,11 @@ impl AssociationRefusal {
 
     pub fn rejection(&self) -> Rejection {
         match self {
-            Self::CalledAeUnknown(_) => Rejection::CALLED_AE_NOT_RECOGNIZED,
-            Self::CallingAeUnknown(_)
+            Self::CalledAeInvalid(_) | Self::CalledAeUnknown(_) => {
+                Rejection::CALLED_AE_NOT_RECOGNIZED
+            }
+            Self::CallingAeInvalid(_)
+            | Self::CallingAeUnknown(_)
             | Self::CertificateMismatch(_)
             | Self::CertificateNotForAe(_)
             | Self::HostNotAllowed(_) => Rejection::CALLING_AE_NOT_RECOGNIZED,
@@ -53,6 +61,8 @@ impl AssociationRefusal {
     /// Short machine-readable reason for audit records.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::CalledAeInvalid(_) => "called_ae_invalid",
+            Self::CallingAeInvalid(_) => "calling_ae_invalid",
             Self::CalledAeUnknown(_) => "called_ae_unknown",
             Self::CallingAeUnknown(_) => "calling_ae_unknown",
             Self::CertificateMismatch(_) => "certificate_mismatch",
@@ -147,13 +157,22 @@ impl Grant {
 }
 
 /// AE titles compare exactly when strict, else case-insensitively (Orthanc's
-/// `StrictAetComparison`, default false).
+/// `StrictAetComparison`, default false); an invalid title equals nothing ([`ae::same`]).
 pub fn aet_eq(a: &str, b: &str, strict: bool) -> bool {
-    if strict {
-        a == b
-    } else {
-        a.eq_ignore_ascii_case(b)
+    ae::same(a, b, strict)
+}
+
+/// Both titles of an A-ASSOCIATE-RQ must be valid AE values (PS3.5 §6.2, [`ae::title`])
+/// before anything compares them: the PACS would read an invalid one differently.
+/// PS3.8 §9.3.4: called AE -> reason 7, calling AE -> reason 3, both permanent.
+pub fn check_titles(calling: &str, called: &str) -> Result<(), AssociationRefusal> {
+    if ae::title(called.as_bytes()).is_err() {
+        return Err(AssociationRefusal::CalledAeInvalid(called.to_string()));
     }
+    if ae::title(calling.as_bytes()).is_err() {
+        return Err(AssociationRefusal::CallingAeInvalid(calling.to_string()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -210,6 +229,10 @@ mod tests {
         );
         m.move_destination = None;
         assert!(g.check(&m).is_err());
+        // The registry comparison uses the one AE grammar: nothing invalid matches.
+        let g = grant(Services::MOVE, Some(&["WS1"]));
+        m.move_destination = Some("WS1\0".into());
+        assert!(g.check(&m).is_err());
     }
 
     #[test]
@@ -217,6 +240,10 @@ mod tests {
         let r = AssociationRefusal::CallingAeUnknown("X".into()).rejection();
         assert_eq!((r.result, r.source, r.reason), (1, 1, 3));
         let r = AssociationRefusal::CalledAeUnknown("X".into()).rejection();
+        assert_eq!((r.result, r.source, r.reason), (1, 1, 7));
+        let r = AssociationRefusal::CallingAeInvalid("CT1\\x00".into()).rejection();
+        assert_eq!((r.result, r.source, r.reason), (1, 1, 3));
+        let r = AssociationRefusal::CalledAeInvalid(" X".into()).rejection();
         assert_eq!((r.result, r.source, r.reason), (1, 1, 7));
         let r = AssociationRefusal::LimitExceeded("per_ip").rejection();
         assert_eq!((r.result, r.source, r.reason), (2, 3, 2));

@@ -3,6 +3,7 @@
 //! that are really there before it is used. The gateway forwards the original bytes and
 //! never re-encodes these PDUs; this is only for policy and logs.
 
+use super::ae::{self, AE_MAX};
 use super::pdu::{PduHeader, ASSOCIATE_AC, ASSOCIATE_RQ, PDU_HEADER_LEN};
 
 /// Offsets within the PDU, header included (PS3.8 Table 9-11).
@@ -51,6 +52,8 @@ pub struct UserInformation {
 pub struct Association {
     pub pdu_type: u8,
     pub protocol_version: u16,
+    /// The titles as [`ae::shown`] renders them: the title itself when it is valid, else an
+    /// escaped form that is never valid. Policy refuses invalid ones ([`ae::title`]).
     pub called_ae: String,
     pub calling_ae: String,
     pub application_context: Option<String>,
@@ -89,8 +92,8 @@ impl Association {
                 pdu[PROTOCOL_VERSION_AT],
                 pdu[PROTOCOL_VERSION_AT + 1],
             ]),
-            called_ae: ae_title(&pdu[CALLED_AE_AT..CALLED_AE_AT + 16]),
-            calling_ae: ae_title(&pdu[CALLING_AE_AT..CALLING_AE_AT + 16]),
+            called_ae: ae::shown(&pdu[CALLED_AE_AT..CALLED_AE_AT + AE_MAX]),
+            calling_ae: ae::shown(&pdu[CALLING_AE_AT..CALLING_AE_AT + AE_MAX]),
             application_context: None,
             contexts: Vec::new(),
             user: UserInformation::default(),
@@ -111,14 +114,6 @@ impl Association {
     pub fn accepted_contexts(&self) -> impl Iterator<Item = &PresentationContext> {
         self.contexts.iter().filter(|c| c.result == 0)
     }
-}
-
-/// AE titles are space-padded to 16 bytes; leading and trailing spaces (and NULs, which
-/// some implementations send) are not significant (PS3.5 §6.2, dicom-brief §1).
-pub fn ae_title(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .trim_matches(|c| c == ' ' || c == '\0')
-        .to_string()
 }
 
 /// UIDs in UL items are not padded, but strip trailing NUL/space anyway.

@@ -3,8 +3,21 @@
 //! decoder reads the handful of elements policy needs from a held, bounded command set and
 //! builds the gateway's own failure responses. Sans-IO; every length is checked against the
 //! bytes that are really there.
+//!
+//! The grammar is strict because the PACS reads the same bytes with dcmtk, which is
+//! lenient in its own way: it keeps the first of two equal tags and sorts the rest
+//! (dcitem.cc), ignores the Command Group Length, reads text values as C strings (a NUL
+//! ends them) and strips their spaces (dimcmd.cc). Anything two readers could read
+//! differently is an error here (the relay aborts the association): tags not in strictly
+//! ascending order (PS3.5 §7.1: "ordered by increasing Data Element Tag", so a repeated
+//! tag is out of order too), a group other than 0000, an odd value length (PS3.5 §7.1.1),
+//! a Command Group Length that is not the byte count after it, a US value that is not 2
+//! bytes, a SOP Class UID outside the UID grammar (PS3.5 §9.1), a Move Destination that is
+//! not a valid AE title ([`super::ae`]), and trailing bytes that are not an element.
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use super::ae::{self, AeError};
 
 /// Element header: group, element, value length (PS3.5 §7.1.2, implicit VR).
 const ELEMENT_HEADER_LEN: usize = 8;
@@ -48,7 +61,20 @@ pub enum CommandError {
     BadLength(u16),
     #[error("command set has no Command Field (0000,0100)")]
     NoCommandField,
+    #[error("command element (0000,{0:04x}) is repeated or out of ascending order (PS3.5 §7.1)")]
+    OutOfOrder(u16),
+    #[error("command element (0000,{0:04x}) has an odd length (PS3.5 §7.1.1)")]
+    OddLength(u16),
+    #[error("Command Group Length is {said}, but {actual} bytes follow it")]
+    GroupLength { said: u32, actual: usize },
+    #[error("command element (0000,{0:04x}) is not a valid UID (PS3.5 §9.1)")]
+    BadUid(u16),
+    #[error("Move Destination (0000,0600): {0}")]
+    BadMoveDestination(AeError),
 }
+
+/// Longest UID (PS3.5 §9.1), also dcmtk's `DIC_UI_LEN`.
+const UID_MAX: usize = 64;
 
 /// The elements of a command set that policy and audit use. No patient data lives in a
 /// command set (identifiers travel in the data set), so these may be logged.
@@ -57,7 +83,8 @@ pub struct Command {
     pub field: u16,
     pub message_id: Option<u16>,
     pub responded_to: Option<u16>,
-    /// Affected SOP Class UID, else Requested SOP Class UID.
+    /// The SOP Class UID the PACS dispatches on: the Requested one for N-GET, N-SET,
+    /// N-ACTION and N-DELETE requests, the Affected one for everything else.
     pub sop_class: Option<String>,
     pub sop_instance: Option<String>,
     pub move_destination: Option<String>,
@@ -66,41 +93,55 @@ pub struct Command {
 }
 
 impl Command {
-    /// Decode a whole command set (the concatenated command fragments).
+    /// Decode a whole command set (the concatenated command fragments) under the strict
+    /// grammar of the module comment.
     pub fn parse(bytes: &[u8]) -> Result<Self, CommandError> {
         let mut cmd = Command::default();
-        let mut field = None;
+        let (mut field, mut affected, mut requested) = (None, None, None);
+        let mut previous: Option<u16> = None;
         let mut pos = 0;
         while pos < bytes.len() {
-            let head = bytes
-                .get(pos..pos + ELEMENT_HEADER_LEN)
-                .ok_or(CommandError::Overrun(pos))?;
-            let group = u16::from_le_bytes([head[0], head[1]]);
-            let element = u16::from_le_bytes([head[2], head[3]]);
-            let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
-            if group != 0 {
-                return Err(CommandError::WrongGroup(group, element));
+            let (element, value) = element_at(bytes, pos)?;
+            if previous.is_some_and(|p| element <= p) {
+                return Err(CommandError::OutOfOrder(element));
             }
-            let start = pos + ELEMENT_HEADER_LEN;
-            let value = start
-                .checked_add(len)
-                .and_then(|end| bytes.get(start..end))
-                .ok_or(CommandError::Overrun(pos))?;
+            previous = Some(element);
+            let end = pos + ELEMENT_HEADER_LEN + value.len();
             match element {
+                GROUP_LENGTH => {
+                    // Ascending order puts it first; it counts every byte after itself.
+                    let said = ul(element, value)?;
+                    if said as usize != bytes.len() - end {
+                        return Err(CommandError::GroupLength {
+                            said,
+                            actual: bytes.len() - end,
+                        });
+                    }
+                }
                 COMMAND_FIELD => field = Some(us(element, value)?),
                 MESSAGE_ID => cmd.message_id = Some(us(element, value)?),
                 MESSAGE_ID_RESPONDED_TO => cmd.responded_to = Some(us(element, value)?),
                 DATA_SET_TYPE => cmd.data_set_type = Some(us(element, value)?),
                 STATUS => cmd.status = Some(us(element, value)?),
-                AFFECTED_SOP_CLASS => cmd.sop_class = Some(text(value)),
-                REQUESTED_SOP_CLASS if cmd.sop_class.is_none() => cmd.sop_class = Some(text(value)),
+                AFFECTED_SOP_CLASS => affected = Some(uid(element, value)?),
+                REQUESTED_SOP_CLASS => requested = Some(uid(element, value)?),
                 AFFECTED_SOP_INSTANCE => cmd.sop_instance = Some(text(value)),
-                MOVE_DESTINATION => cmd.move_destination = Some(text(value)),
+                MOVE_DESTINATION => {
+                    let dest = ae::title(value).map_err(CommandError::BadMoveDestination)?;
+                    cmd.move_destination = Some(dest.to_string());
+                }
                 _ => {}
             }
-            pos = start + len;
+            pos = end;
         }
         cmd.field = field.ok_or(CommandError::NoCommandField)?;
+        // The element the PACS dispatches on (dimcmd.cc): N-GET, N-SET, N-ACTION and
+        // N-DELETE requests name the Requested SOP Class, everything else the Affected one
+        // (PS3.7 §10.3). The other one, if present, is not read by anyone.
+        cmd.sop_class = match cmd.field {
+            0x0110 | 0x0120 | 0x0130 | 0x0150 => requested,
+            _ => affected,
+        };
         Ok(cmd)
     }
 
@@ -171,6 +212,28 @@ pub fn name(command_field: u16) -> &'static str {
     }
 }
 
+/// The element at `pos`: its number and value, the value's length even and within `bytes`.
+fn element_at(bytes: &[u8], pos: usize) -> Result<(u16, &[u8]), CommandError> {
+    let head = bytes
+        .get(pos..pos + ELEMENT_HEADER_LEN)
+        .ok_or(CommandError::Overrun(pos))?;
+    let group = u16::from_le_bytes([head[0], head[1]]);
+    let element = u16::from_le_bytes([head[2], head[3]]);
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    if group != 0 {
+        return Err(CommandError::WrongGroup(group, element));
+    }
+    if len % 2 == 1 {
+        return Err(CommandError::OddLength(element));
+    }
+    let start = pos + ELEMENT_HEADER_LEN;
+    let value = start
+        .checked_add(len)
+        .and_then(|end| bytes.get(start..end))
+        .ok_or(CommandError::Overrun(pos))?;
+    Ok((element, value))
+}
+
 fn us(element: u16, value: &[u8]) -> Result<u16, CommandError> {
     let b: [u8; 2] = value
         .try_into()
@@ -178,12 +241,38 @@ fn us(element: u16, value: &[u8]) -> Result<u16, CommandError> {
     Ok(u16::from_le_bytes(b))
 }
 
-/// UI values are NUL-padded, AE/LO space-padded (PS3.5 §6.2); keep printable ASCII only
-/// so a hostile value cannot forge log lines.
+fn ul(element: u16, value: &[u8]) -> Result<u32, CommandError> {
+    let b: [u8; 4] = value
+        .try_into()
+        .map_err(|_| CommandError::BadLength(element))?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// A UID (PS3.5 §9.1): dot-separated non-empty runs of digits, at most 64 characters, and
+/// at most one pad byte to the even length (NUL, or the space some peers send; dcmtk strips
+/// either). Anything else could read differently as a C string.
+fn uid(element: u16, value: &[u8]) -> Result<String, CommandError> {
+    let content = match value.split_last() {
+        Some((0 | b' ', rest)) => rest,
+        _ => value,
+    };
+    let valid = !content.is_empty()
+        && content.len() <= UID_MAX
+        && content
+            .split(|&b| b == b'.')
+            .all(|part| !part.is_empty() && part.iter().all(u8::is_ascii_digit));
+    if !valid {
+        return Err(CommandError::BadUid(element));
+    }
+    Ok(content.iter().map(|&b| char::from(b)).collect())
+}
+
+/// Values policy does not read (the SOP Instance UID echoed in a C-STORE-RSP): keep
+/// printable ASCII only so a hostile value cannot forge log lines.
 fn text(value: &[u8]) -> String {
     let s: String = value
         .iter()
-        .take(64)
+        .take(UID_MAX)
         .map(|&b| {
             if b.is_ascii_graphic() || b == b' ' {
                 b as char

@@ -109,6 +109,15 @@ impl Inspector for Enforcer {
             return Ok(PdvVerdict::Swallow);
         }
         if pdv.is_command() {
+            // A command set is made of whole even-length elements; dcmtk stops reading a
+            // command at an odd-length fragment and parses what came before (dimse.cc
+            // DIMSE_receiveCommand), so the PACS would read less than we judge.
+            if pdv.item_length % 2 == 1 {
+                return Err(Abort::new(
+                    AbortReason::InvalidPduParameterValue,
+                    "command fragment of odd length",
+                ));
+            }
             if self.expect_data.is_some() || self.holding.is_some_and(|p| p != pdv.pcid) {
                 return Err(Abort::new(
                     AbortReason::UnexpectedPduParameter,
@@ -243,6 +252,19 @@ mod tests {
         let echo = include_bytes!("../../tests/fixtures/pdu/dcmtk-C-ECHO-RQ.P-DATA-TF.bin");
         let mut input = echo.to_vec();
         input.extend_from_slice(&p_data(echo[10], 0x02, &[1u8; 10]));
+        let mut w = Walker::new(Direction::FromRequestor);
+        assert!(w.feed(&input, &mut s, &mut Outbox::default()).is_err());
+    }
+
+    #[test]
+    fn an_odd_command_fragment_aborts() {
+        // A valid C-ECHO split at an odd offset: whole, it decodes; dcmtk would stop at
+        // the first (odd) fragment and parse what it had before it.
+        let (mut s, _) = session(Services::ECHO);
+        let echo = include_bytes!("../../tests/fixtures/pdu/dcmtk-C-ECHO-RQ.P-DATA-TF.bin");
+        let (head, tail) = echo[12..].split_at(11);
+        let mut input = p_data(echo[10], 0x01, head).to_vec();
+        input.extend_from_slice(&p_data(echo[10], 0x03, tail));
         let mut w = Walker::new(Direction::FromRequestor);
         assert!(w.feed(&input, &mut s, &mut Outbox::default()).is_err());
     }

@@ -26,7 +26,8 @@ use super::session::{Session, CONTROL_PDU_MAX};
 use crate::audit::Audit;
 use crate::config::{Config, ConfigError, DicomConfig};
 use crate::reload::{Commit, Reloadable};
-use crate::server::{self, Shutdown};
+use crate::server::{self, Admission, ClientBudget, Shutdown};
+use crate::tls::recheck::Revocable;
 use crate::tls::{self, PeerIdentity, ReloadableServer};
 
 pub struct DicomContext {
@@ -71,14 +72,17 @@ pub async fn serve(
     shutdown: Shutdown,
     tracker: TaskTracker,
 ) {
-    let max = ctx.config.max_associations;
+    let limits = (
+        ctx.config.max_associations,
+        Some(ClientBudget::new(ctx.config.budget)),
+    );
     server::accept_loop(
         "dicom",
         listener,
-        max,
+        limits,
         shutdown,
         tracker,
-        move |tcp, peer| {
+        move |tcp, peer, admission| {
             let span = tracing::info_span!(
                 "assoc",
                 listener = "dicom",
@@ -88,25 +92,28 @@ pub async fn serve(
                 calling = tracing::field::Empty,
                 called = tracing::field::Empty
             );
-            handle(tcp, peer, ctx.clone()).instrument(span)
+            handle(tcp, (peer, admission), ctx.clone()).instrument(span)
         },
     )
     .await;
 }
 
-async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<DicomContext>) {
+/// `admission` stays pending (`server::budget`) until the A-ASSOCIATE-RQ is admitted:
+/// a silent TLS connection, or one that lingers after its RJ, is closed at the
+/// listener's `pending_timeout`; an admitted association counts in the per-IP limits.
+async fn handle(
+    tcp: TcpStream,
+    (peer, admission): (SocketAddr, Arc<Admission>),
+    ctx: Arc<DicomContext>,
+) {
     let started = Instant::now();
     let cfg = &ctx.config;
-    let handshake = tokio::time::timeout(
-        cfg.handshake_timeout,
-        ctx.tls.acceptor().accept(tls_reader(tcp)),
-    );
-    let mut stream = match handshake.await {
-        Ok(Ok(s)) => s,
+    let handshake = tokio::time::timeout(cfg.handshake_timeout, ctx.tls.accept(tls_reader(tcp)));
+    let (mut stream, identity, revocation) = match handshake.await {
+        Ok(Ok(a)) => (a.stream, a.identity, a.revocation),
         Ok(Err(e)) => return tls::log_handshake_failure(&e),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
-    let identity = tls::peer_identity(stream.get_ref().1);
     tls::record_identity(&tracing::Span::current(), identity.as_deref());
     let Some((rq_bytes, rq)) = read_association_rq(&mut stream, cfg.artim_timeout).await else {
         return;
@@ -122,6 +129,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<DicomContext>) {
             return reject(&mut stream, refusal.rejection(), !refusal.is_limit()).await;
         }
     };
+    admission.authenticated();
     parties.modality = grant.modality.clone();
     let upstream = match connect_upstream(&cfg.upstream, cfg.upstream_connect_timeout).await {
         Ok(s) => s,
@@ -138,7 +146,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<DicomContext>) {
     let activity = Arc::new(Mutex::new(Activity::default()));
     let enforcer = Enforcer::new(grant, parties.clone(), ctx.audit.clone(), activity.clone());
     let report = forward_and_relay(
-        stream,
+        Revocable::new(stream, revocation),
         upstream,
         &rq_bytes,
         rq,

@@ -1,12 +1,13 @@
 //! DICOM over TLS: the inbound listener (`inbound`), outbound tunnels (`outbound`), and the
 //! association machinery they share: PDU framing (`pdu`), A-ASSOCIATE parsing
 //! (`association`), the per-association state (`session`), the sans-IO header walker
-//! (`walker`), the async relay (`relay`) and the policy seam (`inspect`). Policy: DIMSE
-//! command sets (`command`), the association decision (`policy`), command rights and the
+//! (`walker`), the async relay (`relay`) and the policy seam (`inspect`). Policy: the one
+//! AE-title grammar (`ae`), strict DIMSE command sets (`command`), the association decision (`policy`), command rights and the
 //! refusal -> RJ/status mapping (`access`), the enforcing inspector (`enforce`), limits
 //! (`limits`) and audit records (`record`).
 
 pub mod access;
+pub mod ae;
 pub mod association;
 pub mod command;
 pub mod enforce;

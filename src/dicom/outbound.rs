@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::access::{aet_eq, AssociationRefusal, Grant};
+use super::access::{aet_eq, check_titles, AssociationRefusal, Grant};
 use super::enforce::Enforcer;
 use super::inbound::{
     audit_rejection, audit_report, connect_upstream, forward_and_relay, log_report,
@@ -61,10 +61,10 @@ pub async fn serve(
     server::accept_loop(
         "outbound",
         listener,
-        MAX_TUNNEL_ASSOCIATIONS,
+        (MAX_TUNNEL_ASSOCIATIONS, None),
         shutdown,
         tracker,
-        move |tcp, peer| {
+        move |tcp, peer, _admission| {
             let span = tracing::info_span!(
                 "assoc",
                 listener = %ctx.config.name,
@@ -88,13 +88,19 @@ async fn handle(mut local: TcpStream, peer_ip: std::net::IpAddr, ctx: Arc<Outbou
     let mut parties = Parties::new(&cfg.name, peer_ip, None);
     parties.calling_ae = rq.calling_ae.clone();
     parties.called_ae = rq.called_ae.clone();
-    if !cfg.remote_aets.is_empty()
-        && !cfg
-            .remote_aets
-            .iter()
-            .any(|a| aet_eq(a, &rq.called_ae, false))
-    {
-        let refusal = AssociationRefusal::CalledAeUnknown(rq.called_ae.clone());
+    let titles = check_titles(&rq.calling_ae, &rq.called_ae).and_then(|()| {
+        let known = cfg.remote_aets.is_empty()
+            || cfg
+                .remote_aets
+                .iter()
+                .any(|a| aet_eq(a, &rq.called_ae, false));
+        if known {
+            Ok(())
+        } else {
+            Err(AssociationRefusal::CalledAeUnknown(rq.called_ae.clone()))
+        }
+    });
+    if let Err(refusal) = titles {
         tracing::info!(reason = %refusal, "association rejected");
         audit_rejection(&ctx.audit, &parties, &refusal, started);
         return reject(&mut local, refusal.rejection(), !refusal.is_limit()).await;

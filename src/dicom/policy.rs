@@ -3,6 +3,8 @@
 //! Orthanc's DicomCheckCalledAet, DicomAlwaysAllow*, DicomCheckModalityHost, plus the
 //! certificate binding Orthanc cannot do:
 //!
+//! - both AE titles must be valid AE values (`access::check_titles`: no NUL, control
+//!   character, backslash or leading space), else A-ASSOCIATE-RJ reason 7 / 3;
 //! - a modality that names a certificate can only be claimed with that certificate;
 //! - a certificate named by modalities can only claim those modalities' AE titles;
 //! - an unknown calling AE gets only the `always_allow_*` services, and is refused
@@ -12,7 +14,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::access::{aet_eq, AssociationRefusal, Grant, Rules};
+use super::access::{aet_eq, check_titles, AssociationRefusal, Grant, Rules};
 use crate::config::{DicomPolicy, Modality};
 use crate::tls::PeerIdentity;
 
@@ -37,6 +39,7 @@ impl Policy {
         called: &str,
         peer: &Peer<'_>,
     ) -> Result<Grant, AssociationRefusal> {
+        check_titles(calling, called)?;
         let cfg = &self.config;
         let strict = cfg.strict_aet_comparison;
         if let Some(ours) = &cfg.called_aet {

@@ -91,7 +91,7 @@ fn throttled(t: Throttled) -> Refusal {
 }
 
 /// Basic credentials if sent (they must be right), else the client certificate's user,
-/// else anonymous. Lockouts are checked before any hashing.
+/// else anonymous. Lockouts are checked first: before the cache and before any hashing.
 async fn authenticate(
     headers: &HeaderMap,
     policy: &Policy,
@@ -116,28 +116,26 @@ async fn authenticate(
         });
     };
     let creds = identity::parse_basic(value).ok_or(Refusal::BadCredentials)?;
+    let ip_key = IpKey::of(conn.peer.ip());
+    let user_key = super::policy::UserKey::of(&creds.user, policy, handle);
+    let locked = |now| {
+        handle
+            .ip_failures
+            .check(&ip_key, now)
+            .and(user_key.check(handle, now))
+            .map_err(Refusal::LockedOut)
+    };
+    // The lockout comes before the cache of verified passwords: while a key is locked,
+    // every attempt gets the same 429, so a locked account is no oracle (a cached right
+    // password answering 200 among 429s would allow guessing at full speed).
     let now = Instant::now();
+    locked(now)?;
     if let Some(name) = policy.users.cached(&creds, now) {
         return Ok(Caller::User {
             name,
             method: AuthMethod::Password,
         });
     }
-    let ip_key = IpKey::of(conn.peer.ip());
-    // Unknown names share one key: bounded memory, and guessing names gains nothing.
-    let user_key = if policy.users.exists(&creds.user) {
-        creds.user.clone()
-    } else {
-        String::new()
-    };
-    let locked = |now| {
-        handle
-            .ip_failures
-            .check(&ip_key, now)
-            .and(handle.user_failures.check(&user_key, now))
-            .map_err(Refusal::LockedOut)
-    };
-    locked(now)?;
     // Wait briefly for a hashing slot; a queue that does not move means a login flood.
     let permit = tokio::time::timeout(HASH_QUEUE_WAIT, handle.hashing.acquire())
         .await
@@ -156,7 +154,7 @@ async fn authenticate(
     drop(permit);
     match verified {
         Verification::Cached(name) | Verification::Verified(name) => {
-            handle.user_failures.succeed(&user_key);
+            user_key.succeed(handle);
             Ok(Caller::User {
                 name,
                 method: AuthMethod::Password,
@@ -165,9 +163,7 @@ async fn authenticate(
         Verification::Failed => {
             let now = Instant::now();
             handle.ip_failures.fail(&ip_key, &policy.ip_lockout, now);
-            handle
-                .user_failures
-                .fail(&user_key, &policy.user_lockout, now);
+            user_key.fail(handle, &policy.user_lockout, now);
             Err(Refusal::BadCredentials)
         }
     }

@@ -33,7 +33,7 @@ use self::policy::PolicyHandle;
 use self::proxy::{ConnInfo, ProxyBody, Upstream};
 use crate::audit::Audit;
 use crate::config::HttpConfig;
-use crate::server::{self, Activity, Shutdown, Tracked};
+use crate::server::{self, Activity, Admission, ClientBudget, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
 
 /// Everything a connection task needs, shared by all of them.
@@ -83,15 +83,18 @@ pub async fn serve(
     shutdown: Shutdown,
     tracker: TaskTracker,
 ) {
-    let max = ctx.config.max_connections;
+    let limits = (
+        ctx.config.max_connections,
+        Some(ClientBudget::new(ctx.config.budget)),
+    );
     let stop = shutdown.stop_accepting.clone();
     server::accept_loop(
         "https",
         listener,
-        max,
+        limits,
         shutdown,
         tracker,
-        move |tcp, peer| {
+        move |tcp, peer, admission| {
             let span = tracing::info_span!(
                 "conn",
                 listener = "https",
@@ -99,26 +102,28 @@ pub async fn serve(
                 tls.cn = tracing::field::Empty,
                 tls.fp = tracing::field::Empty
             );
-            handle_connection(tcp, peer, ctx.clone(), stop.clone()).instrument(span)
+            handle_connection(tcp, (peer, admission), ctx.clone(), stop.clone()).instrument(span)
         },
     )
     .await;
 }
 
+/// `admission` stays pending (`server::budget`) until a request passes the access policy:
+/// an idle connection, a request head that never ends, an HTTP/2 connection without a
+/// stream, or one whose requests are all refused (401, 403, 429...) is closed at the
+/// listener's `pending_timeout`.
 async fn handle_connection(
     tcp: TcpStream,
-    peer: SocketAddr,
+    (peer, admission): (SocketAddr, Arc<Admission>),
     ctx: Arc<HttpContext>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let handshake =
-        tokio::time::timeout(ctx.config.handshake_timeout, ctx.tls.acceptor().accept(tcp));
-    let stream = match handshake.await {
-        Ok(Ok(s)) => s,
+    let handshake = tokio::time::timeout(ctx.config.handshake_timeout, ctx.tls.accept(tcp));
+    let (stream, identity, revocation) = match handshake.await {
+        Ok(Ok(a)) => (a.stream, a.identity, a.revocation),
         Ok(Err(e)) => return tls::log_handshake_failure(&e),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
-    let identity = tls::peer_identity(stream.get_ref().1);
     tls::record_identity(&tracing::Span::current(), identity.as_deref());
     let conn_info = Arc::new(ConnInfo::new(peer, identity));
     let info = conn_info.clone();
@@ -128,7 +133,8 @@ async fn handle_connection(
     let service = service_fn(move |req| {
         let ctx = service_ctx.clone();
         let conn = conn_info.clone();
-        async move { Ok::<_, Infallible>(handle_request(req, &ctx, &conn).await) }
+        let admission = admission.clone();
+        async move { Ok::<_, Infallible>(handle_request(req, &ctx, &conn, &admission).await) }
     });
     let conn = ctx.builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -140,6 +146,8 @@ async fn handle_connection(
             tracing::debug!("idle timeout");
             Some(Ok(()))
         }
+        // Logged by `revoked`; in-flight requests end with the connection.
+        () = revocation.revoked() => Some(Ok(())),
     };
     let result = match ended {
         Some(res) => res,
@@ -160,6 +168,7 @@ async fn handle_request(
     mut req: Request<Incoming>,
     ctx: &HttpContext,
     conn: &ConnInfo,
+    admission: &Admission,
 ) -> Response<ResponseBody> {
     let policy = ctx.policy.current();
     let mut entry = AuditEntry::new(ctx.audit.clone(), Instant::now(), new_record(&req, conn));
@@ -171,6 +180,7 @@ async fn handle_request(
     let admitted = guard::admit(&mut req, &policy, &ctx.policy, conn, &mut entry.record).await;
     let mut resp = match admitted {
         Ok(()) => {
+            admission.authenticated();
             let req = req.map(|b| Metered::new(b, entry.bytes_in.clone()));
             match ctx.upstream.forward(req, conn).await {
                 Ok(resp) => resp,

@@ -1,12 +1,14 @@
 //! Certificates and TLS: load or generate the server's certificates (`material`,
 //! `self_signed`), build rustls configurations per listener (`server`) and for outbound
-//! tunnels (`client`), reload them without dropping connections (`reload`), and extract the
-//! peer's identity (`identity`). `inspect` backs `pacsgate cert inspect`.
+//! tunnels (`client`), reload them without dropping connections (`reload`), verify resumed
+//! sessions' client certificates again (`recheck`), and extract the peer's identity
+//! (`identity`). `inspect` backs `pacsgate cert inspect`.
 
 pub mod client;
 pub mod identity;
 pub mod inspect;
 pub mod material;
+pub mod recheck;
 pub mod reload;
 pub mod self_signed;
 pub mod server;
@@ -40,6 +42,10 @@ pub fn log_handshake_failure(e: &std::io::Error) {
     let tls_error = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        // Set only by `ReloadableServer::accept` for a resumed session that fails today.
+        return tracing::info!(error = %e, "client certificate of a resumed session refused");
+    }
     match tls_error {
         Some(
             err @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented),

@@ -2,18 +2,26 @@
 //! suites of the aws-lc-rs provider (AES-GCM and ChaCha20-Poly1305, ECDHE only), client
 //! certificates per listener, and a certificate chosen per ClientHello.
 
-use std::sync::Arc;
+use std::io;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::version::{TLS12, TLS13};
-use rustls::{ServerConfig, SupportedProtocolVersion};
+use rustls::{HandshakeKind, ServerConfig, SupportedProtocolVersion};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::identity::PeerIdentity;
 use super::material::{Material, ServedKey};
+use super::recheck::{Rechecked, Revocation};
 use crate::config::{ClientAuth, ConfigError, TlsVersion};
 
 /// What differs between listeners sharing the same certificates.
@@ -26,13 +34,57 @@ pub struct Profile {
 }
 
 /// A listener's TLS configuration, swapped atomically on reload. Sessions and tickets
-/// outlive reloads so clients keep resuming.
+/// outlive reloads of the server's own certificates so clients keep resuming; a change of
+/// what client certificates are trusted (CA bundle, CRLs) starts new ones, and every
+/// resumed session's client certificate is verified again against the current trust
+/// (see [`ReloadableServer::accept`]).
 pub struct ReloadableServer {
     profile: Profile,
     provider: Arc<CryptoProvider>,
-    sessions: Arc<dyn StoresServerSessions>,
+    current: Arc<ArcSwap<Current>>,
+    /// Serialises reloads (the session store is read, then replaced).
+    reloading: Mutex<()>,
+    /// Counts changes of client trust; established connections watch it.
+    trust_changes: watch::Sender<u64>,
+}
+
+/// An accepted TLS connection: the stream, the client's verified identity, and what
+/// tells when that identity stops verifying.
+pub struct Accepted<IO> {
+    pub stream: TlsStream<IO>,
+    pub identity: Option<Arc<PeerIdentity>>,
+    pub revocation: Revocation,
+}
+
+/// One configuration and what it was built with.
+struct Current {
+    config: Arc<ServerConfig>,
+    /// The configuration's client-certificate verifier (rustls keeps its own copy private).
+    verifier: Arc<dyn ClientCertVerifier>,
+    sessions: Sessions,
+    /// Digest of the client trust anchors and CRLs the verifier was built from.
+    trust: [u8; 32],
+    /// Resumed chains that passed a re-check with this verifier.
+    rechecked: Rechecked,
+}
+
+/// TLS 1.2 session ids and TLS 1.3 tickets: what lets a client resume without presenting
+/// its certificate again.
+#[derive(Clone)]
+struct Sessions {
+    cache: Arc<dyn StoresServerSessions>,
     ticketer: Arc<dyn ProducesTickets>,
-    current: ArcSwap<ServerConfig>,
+}
+
+impl Sessions {
+    fn new() -> Result<Self, ConfigError> {
+        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| ConfigError::new("tls", format!("cannot create a ticket key: {e}"), ""))?;
+        Ok(Self {
+            cache: ServerSessionMemoryCache::new(4096),
+            ticketer,
+        })
+    }
 }
 
 impl ReloadableServer {
@@ -41,36 +93,76 @@ impl ReloadableServer {
         provider: Arc<CryptoProvider>,
         material: &Material,
     ) -> Result<Arc<Self>, ConfigError> {
-        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| ConfigError::new("tls", format!("cannot create a ticket key: {e}"), ""))?;
-        let sessions: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(4096);
-        let config = build(&profile, &provider, material, &sessions, &ticketer)?;
+        let current = build(&profile, &provider, material, Sessions::new()?)?;
         Ok(Arc::new(Self {
             profile,
             provider,
-            sessions,
-            ticketer,
-            current: ArcSwap::from_pointee(config),
+            current: Arc::new(ArcSwap::from_pointee(current)),
+            reloading: Mutex::new(()),
+            trust_changes: watch::Sender::new(0),
         }))
     }
 
     /// Build a configuration from new material and swap it in; the old one keeps serving
-    /// if this fails.
+    /// if this fails. New client trust (a reloaded CRL, another CA bundle) also means new
+    /// session stores: sessions resumed from before would skip the new checks otherwise.
     pub fn reload(&self, material: &Material) -> Result<(), ConfigError> {
-        let config = build(
-            &self.profile,
-            &self.provider,
-            material,
-            &self.sessions,
-            &self.ticketer,
-        )?;
-        self.current.store(Arc::new(config));
+        let _serial = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = self.current.load_full();
+        let trust_changed = trust_digest(material) != old.trust;
+        let sessions = if trust_changed {
+            Sessions::new()?
+        } else {
+            old.sessions.clone()
+        };
+        let current = build(&self.profile, &self.provider, material, sessions)?;
+        self.current.store(Arc::new(current));
+        if trust_changed {
+            self.trust_changes.send_modify(|n| *n += 1);
+            tracing::info!(
+                listener = self.profile.name,
+                "client trust changed: TLS sessions and tickets from before are not resumed"
+            );
+        }
         Ok(())
     }
 
-    /// An acceptor for one new connection, with the configuration current at this moment.
-    pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.load_full())
+    /// Accept one TLS connection with the configuration current at this moment, and
+    /// return it with the client's verified identity. A resumed session's stored
+    /// certificate chain is verified again with the verifier current now (see
+    /// [`super::recheck`]); refused: `PermissionDenied`.
+    pub async fn accept<IO>(&self, io: IO) -> io::Result<Accepted<IO>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        // Subscribed before the configuration is loaded: a trust change from here on is
+        // seen by the revocation watch.
+        let changes = self.trust_changes.subscribe();
+        let acceptor = TlsAcceptor::from(self.current.load().config.clone());
+        let stream = acceptor.accept(io).await?;
+        let conn = stream.get_ref().1;
+        if conn.handshake_kind() == Some(HandshakeKind::Resumed) {
+            let current = self.current.load();
+            current
+                .rechecked
+                .check(conn, &*current.verifier, std::time::Instant::now())
+                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        }
+        let current = self.current.clone();
+        let revocation = Revocation::new(
+            conn.peer_certificates(),
+            changes,
+            Arc::new(move || current.load().verifier.clone()),
+        );
+        let identity = super::peer_identity(conn);
+        Ok(Accepted {
+            stream,
+            identity,
+            revocation,
+        })
     }
 
     pub fn name(&self) -> &'static str {
@@ -97,9 +189,8 @@ fn build(
     profile: &Profile,
     provider: &Arc<CryptoProvider>,
     material: &Material,
-    sessions: &Arc<dyn StoresServerSessions>,
-    ticketer: &Arc<dyn ProducesTickets>,
-) -> Result<ServerConfig, ConfigError> {
+    sessions: Sessions,
+) -> Result<Current, ConfigError> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions(profile.min_version))
         .map_err(|e| ConfigError::new("tls.min_version", e.to_string(), ""))?;
@@ -122,15 +213,39 @@ fn build(
         }
     };
     let mut config = builder
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_cert_resolver(Arc::new(KeyChooser {
             keys: material.keys.clone(),
             provider: provider.clone(),
         }));
     config.alpn_protocols = profile.alpn.clone();
-    config.session_storage = sessions.clone();
-    config.ticketer = ticketer.clone();
-    Ok(config)
+    config.session_storage = sessions.cache.clone();
+    config.ticketer = sessions.ticketer.clone();
+    Ok(Current {
+        config: Arc::new(config),
+        verifier,
+        sessions,
+        trust: trust_digest(material),
+        rechecked: Rechecked::default(),
+    })
+}
+
+/// SHA-256 over the client trust anchors and CRLs, in order.
+fn trust_digest(material: &Material) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    for anchor in material.client_roots.iter().flat_map(|r| r.roots.iter()) {
+        part(anchor.subject.as_ref());
+        part(anchor.subject_public_key_info.as_ref());
+        part(anchor.name_constraints.as_deref().unwrap_or_default());
+    }
+    for crl in &material.crls {
+        part(crl.as_ref());
+    }
+    h.finalize().into()
 }
 
 /// Picks the first configured key the client can use: with TLS 1.3 any key whose signature
@@ -169,3 +284,6 @@ impl ResolvesServerCert for KeyChooser {
             .map(|k| k.certified.clone())
     }
 }
+
+#[cfg(test)]
+mod tests;

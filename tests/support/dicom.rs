@@ -24,12 +24,23 @@ pub struct StoreScp {
 
 impl StoreScp {
     pub fn start(dir: &Path, aet: &str, tls: Option<(&Leaf, &Path)>) -> StoreScp {
+        Self::start_logging(dir, aet, tls, "-v")
+    }
+
+    /// As [`StoreScp::start`] with dcmtk's log level flag: `-d` logs each A-ASSOCIATE-RQ's
+    /// AE titles and each DIMSE command as dcmtk parsed it (the oracle's reading).
+    pub fn start_logging(
+        dir: &Path,
+        aet: &str,
+        tls: Option<(&Leaf, &Path)>,
+        level: &str,
+    ) -> StoreScp {
         let port = free_port();
         let out = dir.join(format!("storescp-{port}"));
         std::fs::create_dir_all(&out).expect("storescp dir");
         let mut cmd = Command::new(STORESCP);
         cmd.env("LD_PRELOAD", super::bind_lo())
-            .args(["-v", "--aetitle", aet, "-od"])
+            .args([level, "--aetitle", aet, "-od"])
             .arg(&out);
         if let Some((leaf, ca)) = tls {
             cmd.arg("+tls")

@@ -1,7 +1,10 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
-//! (`backend`), DICOM clients (`dicom`), the encrypting storage plugin (`storage`) and its key services
-//! (`kms`: moto's KMS, SoftHSM2). Every integration test file includes this with
+//! (`backend`), DICOM clients (`dicom`), the encrypting storage plugin (`storage`) and its
+//! key services (`kms`: moto's KMS, OpenBao, SoftHSM2),
+//! `deploy/quickstart.sh` (`quickstart`), and for the oracles a seeded PRNG (`rng`),
+//! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`) and DIMSE
+//! mutations (`mutate`). Every integration test file includes this with
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
@@ -9,12 +12,15 @@ pub mod backend;
 pub mod dicom;
 pub mod gateway;
 pub mod kms;
+pub mod mutate;
 pub mod orthanc;
 pub mod pki;
 pub mod policy;
 pub mod process;
+pub mod quickstart;
 pub mod raw;
 pub mod rawhttp;
+pub mod rng;
 pub mod spelling;
 pub mod storage;
 

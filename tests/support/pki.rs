@@ -98,6 +98,44 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// Write (or replace) this CA's PEM CRL at `path`, revoking `revoked`.
+    pub fn write_crl(&self, path: &Path, revoked: &[&Leaf]) {
+        use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams};
+        let revoked_certs = revoked
+            .iter()
+            .map(|leaf| RevokedCertParams {
+                serial_number: serial_of(&leaf.cert).into(),
+                revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect();
+        let params = CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: vec![revoked.len() as u8 + 1].into(),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).expect("sign CRL");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, crl.pem().expect("CRL PEM")).expect("write CRL");
+        std::fs::rename(&tmp, path).expect("replace CRL");
+    }
+}
+
+/// The serial number of the first certificate in a PEM file (big-endian bytes).
+fn serial_of(cert: &Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::prelude::FromDer;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(cert).expect("read cert");
+    let (_, parsed) =
+        x509_parser::certificate::X509Certificate::from_der(der.as_ref()).expect("parse cert");
+    parsed.raw_serial().to_vec()
+}
+
 /// Keys are written 0600, as an operator would (pacsgate warns about readable keys).
 fn write_private(path: &Path, data: &[u8]) {
     use std::os::unix::fs::OpenOptionsExt;

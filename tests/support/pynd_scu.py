@@ -2,13 +2,13 @@
 """pynetdicom SCU for tests: one association over TLS (or plain), one operation.
 
   pynd_scu.py HOST PORT --called AE --calling AE [--ca CA] [--cert C --key K] [--plain]
-              (echo | store FILE... | find | move DEST | seq STEP...)
+              (echo | store FILE... | find | move DEST | get PATIENTID | seq STEP...)
 
 `seq` runs several operations on ONE association; steps are `echo`, `find`,
 `store:FILE` and `move:DEST`.
 
 Prints one line per result, e.g. `ECHO 0x0000`, `STORE 0x0000 file`, `FIND 0x0124`,
-`MOVE 0x0124`, `REJECTED 1 1 3`, `ABORTED`. Exit: 0 all success, 2 rejected, 3 aborted or
+`MOVE 0x0124`, `GET 0x0000 1` (status, instances received), `REJECTED 1 1 3`, `ABORTED`. Exit: 0 all success, 2 rejected, 3 aborted or
 TLS failure, 4 a non-success status.
 """
 import argparse
@@ -18,11 +18,12 @@ import sys
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import AE, StoragePresentationContexts, evt
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     MRImageStorage,
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
     RTPlanStorage,
     Verification,
@@ -43,7 +44,7 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--plain", action="store_true")
-    p.add_argument("op", choices=["echo", "store", "find", "move", "seq"])
+    p.add_argument("op", choices=["echo", "store", "find", "move", "get", "seq"])
     p.add_argument("files", nargs="*")
     a = p.parse_args()
 
@@ -53,6 +54,11 @@ def main():
         ae.add_requested_context(Verification)
     elif a.op == "find":
         ae.add_requested_context(PatientRootQueryRetrieveInformationModelFind)
+    elif a.op == "get":
+        # C-GET: the instances come back as C-STORE sub-operations on this association,
+        # so we propose CT storage with the SCP role (PS3.7 D.3.3.4) and answer each one.
+        ae.add_requested_context(PatientRootQueryRetrieveInformationModelGet)
+        ae.add_requested_context(CTImageStorage)
     elif a.op in ("move", "seq"):
         for sop in (
             Verification,
@@ -74,6 +80,11 @@ def main():
     # The A-ASSOCIATE-RJ as received on the wire: pynetdicom 3.0.4 sometimes lets the
     # transport close overtake the decoded RJ and reports an abort instead.
     rj = []
+    received = []
+
+    def on_store(event):
+        received.append(event.request.AffectedSOPInstanceUID)
+        return 0x0000
 
     def on_pdu(event):
         if event.pdu.__class__.__name__ == "A_ASSOCIATE_RJ":
@@ -85,7 +96,8 @@ def main():
             a.port,
             ae_title=a.called,
             tls_args=tls,
-            evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)],
+            ext_neg=[build_role(CTImageStorage, scp_role=True)] if a.op == "get" else None,
+            evt_handlers=[(evt.EVT_PDU_RECV, on_pdu), (evt.EVT_C_STORE, on_store)],
         )
     except (ssl.SSLError, OSError) as e:
         print("TLSERROR", e)
@@ -100,15 +112,24 @@ def main():
     if not assoc.is_established:
         print("ABORTED")
         return 3
+    worst = 0
     if a.op == "seq":
         steps = a.files
     elif a.op == "store":
         steps = ["store:" + f for f in a.files]
     elif a.op == "move":
         steps = ["move:" + f for f in a.files]
+    elif a.op == "get":
+        last = None
+        q = Dataset()
+        q.QueryRetrieveLevel = "PATIENT"
+        q.PatientID = a.files[0]
+        for status, _ in assoc.send_c_get(q, PatientRootQueryRetrieveInformationModelGet):
+            last = status
+        steps = []
+        worst = report("GET", last, str(len(received)))
     else:
         steps = [a.op]
-    worst = 0
     for step in steps:
         if assoc.is_aborted:
             break

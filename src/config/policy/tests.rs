@@ -81,3 +81,65 @@ fn policy_errors_name_their_key() {
         "users.site.certificate"
     );
 }
+
+#[test]
+fn authentication_is_required_by_default_with_a_generated_admin() {
+    use crate::http::policy::{Authentication, PolicyConfig};
+    let policy = |text: &str| -> PolicyConfig { parse(text).unwrap().http.unwrap().policy };
+    // No users: the admin account beside tls.cert and the authenticated-users rule.
+    let p = policy("");
+    assert_eq!(p.authentication, Authentication::Required);
+    assert_eq!(
+        p.generated_admin.as_deref(),
+        Some(Path::new("/etc/pacsgate/certs/admin.password"))
+    );
+    assert_eq!(p.rules.len(), 1);
+    assert_eq!(p.rules[0].name, "authenticated-users");
+    // A loopback listener is no exception (a proxy in front of it is a common setup).
+    let p = policy("[http]\nlisten = \"127.0.0.1:8443\"\n");
+    assert!(p.generated_admin.is_some());
+    let p = policy("[http]\nadmin_password_file = \"/run/pg/admin\"\n");
+    assert_eq!(
+        p.generated_admin.as_deref(),
+        Some(Path::new("/run/pg/admin"))
+    );
+    // Rules may name the generated account.
+    let p = policy("[[http.rules]]\nusers = [\"admin\"]\nmethods = [\"GET\"]\npaths = [\"/**\"]\n");
+    assert_eq!(p.rules.len(), 1);
+    // Configured users: nothing generated.
+    let p = policy(&with_user(RULE));
+    assert!(p.generated_admin.is_none());
+    // Pass-through only when asked for.
+    let p = policy("[http]\nauthentication = \"none\"\n");
+    assert_eq!(p.authentication, Authentication::None);
+    assert!(p.generated_admin.is_none() && p.rules.is_empty());
+    assert!(crate::http::policy::open_warning(&p)
+        .unwrap()
+        .contains("http.authentication = \"none\""));
+}
+
+#[test]
+fn authentication_errors_name_their_key() {
+    assert_eq!(
+        key_of("[http]\nauthentication = \"optional\"\n"),
+        "http.authentication"
+    );
+    let anon = "[[http.rules]]\nusers = [\"anonymous\"]\nmethods = [\"GET\"]\npaths = [\"/**\"]\n";
+    let e = parse(&with_user(&format!("{RULE}{anon}"))).unwrap_err();
+    assert_eq!(e.key, "http.rules[1].users");
+    assert!(e.to_string().contains("authentication = \"none\""), "{e}");
+    assert!(parse(&with_user(&format!(
+        "[http]\nauthentication = \"none\"\n{RULE}{anon}"
+    )))
+    .is_ok());
+    assert_eq!(
+        key_of(&with_user(&format!(
+            "[http]\nadmin_password_file = \"a\"\n{RULE}"
+        ))),
+        "http.admin_password_file"
+    );
+    assert_eq!(
+        key_of("[http]\nauthentication = \"none\"\nadmin_password_file = \"a\"\n"),
+        "http.admin_password_file"
+    );
+}

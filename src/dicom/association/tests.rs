@@ -87,9 +87,15 @@ fn item_lengths_that_overrun_are_refused() {
 }
 
 #[test]
-fn ae_titles_are_trimmed_of_spaces_and_nuls() {
-    assert_eq!(ae_title(b"  CT1 \0\0        "), "CT1");
-    assert_eq!(ae_title(b"                "), "");
+fn ae_titles_lose_their_padding_and_show_hostile_bytes_escaped() {
+    let mut rq = fixture("dcmtk-echoscu-A-ASSOCIATE-RQ.bin");
+    rq[CALLING_AE_AT..CALLING_AE_AT + 16].copy_from_slice(b"CT1\0SPOOF\n      ");
+    rq[CALLED_AE_AT..CALLED_AE_AT + 16].copy_from_slice(b" ORTHANC        ");
+    let parsed = Association::parse_rq(&rq).unwrap();
+    assert_eq!(parsed.calling_ae, "CT1\\x00SPOOF\\x0a");
+    assert_eq!(parsed.called_ae, " ORTHANC");
+    assert!(ae::title(parsed.calling_ae.as_bytes()).is_err());
+    assert!(ae::title(parsed.called_ae.as_bytes()).is_err());
 }
 
 proptest::proptest! {

@@ -115,3 +115,28 @@ fn no_modalities_means_no_command_policy() {
     let g = p.admit("ANY", "ANY", &peer(None)).unwrap();
     assert!(g.rules.is_none());
 }
+
+#[test]
+fn invalid_titles_are_refused_before_anything_compares_them() {
+    // The bypass: `CT1\0SPOOF` without a certificate was an unknown AE (always-allowed
+    // services) while Orthanc read `CT1`. As the RQ parser shows it:
+    let spoof = crate::dicom::ae::shown(b"CT1\0SPOOF       ");
+    let lenient = policy(Services::ECHO.union(Services::STORE));
+    let err = lenient.admit(&spoof, "ORTHANC", &peer(None)).unwrap_err();
+    assert!(matches!(err, AssociationRefusal::CallingAeInvalid(_)));
+    assert_eq!(err.rejection().reason, 3);
+    for (calling, called, reason) in [
+        (" CT1", "ORTHANC", 3),
+        ("C\\T1", "ORTHANC", 3),
+        ("", "ORTHANC", 3),
+        ("CT1", "ORTHANC\\x00", 7),
+        ("CT1", " ORTHANC", 7),
+    ] {
+        let err = lenient.admit(calling, called, &peer(None)).unwrap_err();
+        assert_eq!(err.rejection().reason, reason, "{calling:?} {called:?}");
+    }
+    // Also with no modalities (no command policy) and no called AE configured.
+    let open = Policy::new(DicomPolicy::default());
+    assert!(open.admit(&spoof, "ANY", &peer(None)).is_err());
+    assert!(open.admit("ANY", "A\\x01", &peer(None)).is_err());
+}

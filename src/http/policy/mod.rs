@@ -3,6 +3,7 @@
 //! to each request. A [`PolicyHandle`] holds the current policy and swaps it atomically on
 //! reload; lockout state lives beside it so a reload does not unlock an attacker.
 
+pub mod admin;
 pub mod dangerous;
 pub mod hash_cli;
 pub mod identity;
@@ -28,9 +29,24 @@ use crate::reload::{Commit, Reloadable};
 /// by the configuration plus one shared key for unknown names).
 const MAX_LOCKOUT_KEYS: usize = 100_000;
 
+/// `http.authentication` (DESIGN.md contract name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// No request reaches the PACS without an authenticated user (the default). Without
+    /// `[users]`, an `admin` account is generated (`admin.rs`).
+    Required,
+    /// Anonymous callers are let through: by rules naming "anonymous", or by everything
+    /// outside the deny set when there are no rules (pass-through). Explicit and loud.
+    None,
+}
+
 /// `[users]` plus the policy keys of `[http]`, validated.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
+    pub authentication: Authentication,
+    /// The generated admin account's password file, when it applies (authentication
+    /// required, no users configured). The account is added by [`Policy::build`].
+    pub generated_admin: Option<PathBuf>,
     pub users: Vec<User>,
     /// Empty: no rules configured; every request the deny set lets through is forwarded.
     pub rules: Vec<Rule>,
@@ -58,14 +74,23 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Build from validated configuration; reads the upstream credentials file.
-    pub fn build(config: &PolicyConfig) -> Result<Self, ConfigError> {
+    /// Build from validated configuration; reads the upstream credentials file. `admin` is
+    /// the generated account, loaded once at start (required when the config says one
+    /// applies).
+    pub fn build(
+        config: &PolicyConfig,
+        admin: Option<&admin::Loaded>,
+    ) -> Result<Self, ConfigError> {
         let key = random_bytes::<32>()?;
         let salt = random_bytes::<16>()?;
         let decoy = identity::hash_password(&crate::tls::Fingerprint::of(&key).to_string(), &salt)
             .map_err(|e| ConfigError::new("users", e, ""))?;
+        let mut users = config.users.clone();
+        if let Some(path) = &config.generated_admin {
+            users.push(admin::matching(admin, path)?);
+        }
         Ok(Self {
-            users: Arc::new(Users::new(&config.users, key, decoy)),
+            users: Arc::new(Users::new(&users, key, decoy)),
             rules: config.rules.clone(),
             deny: DenySet::new(&config.allow_dangerous),
             limits: RateLimits::new(&config.limits),
@@ -125,19 +150,32 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ConfigError> {
 /// The current policy plus state that outlives reloads.
 pub struct PolicyHandle {
     current: Arc<ArcSwap<Policy>>,
+    /// The generated account as loaded at start. Reloads reuse it instead of reading the
+    /// file again: after the privilege drop the file (root's, 0600) is not readable, and
+    /// the plaintext is better not handled twice.
+    admin: Option<admin::Loaded>,
     pub ip_failures: Lockouts<IpKey>,
     pub user_failures: Lockouts<String>,
+    /// Names that are not configured users, each its own key (a shared key would lock
+    /// them together and so tell them apart from real names), held as a keyed 64-bit
+    /// hash so that a spray of long names stays small; apart from the real users' map,
+    /// so that a spray cannot fill it.
+    pub unknown_user_failures: Lockouts<u64>,
+    pub unknown_names: std::collections::hash_map::RandomState,
     /// Password hashes computed at once: argon2id takes ~19 MiB and a core each, so
     /// concurrent logins from many addresses must queue, not exhaust memory or threads.
     pub hashing: tokio::sync::Semaphore,
 }
 
 impl PolicyHandle {
-    pub fn new(policy: Policy) -> Arc<Self> {
+    pub fn new(policy: Policy, admin: Option<admin::Loaded>) -> Arc<Self> {
         Arc::new(Self {
             current: Arc::new(ArcSwap::from_pointee(policy)),
+            admin,
             ip_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
             user_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
+            unknown_user_failures: Lockouts::new(MAX_LOCKOUT_KEYS),
+            unknown_names: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -146,6 +184,48 @@ impl PolicyHandle {
 
     pub fn current(&self) -> Arc<Policy> {
         self.current.load_full()
+    }
+}
+
+/// The per-name lockout key of a login attempt: a configured user's name, or a hash of
+/// a name nobody has (kept apart, see [`PolicyHandle::unknown_user_failures`]).
+pub enum UserKey {
+    Known(String),
+    Unknown(u64),
+}
+
+impl UserKey {
+    pub fn of(name: &str, policy: &Policy, handle: &PolicyHandle) -> Self {
+        use std::hash::BuildHasher;
+        if policy.users.exists(name) {
+            UserKey::Known(name.to_string())
+        } else {
+            UserKey::Unknown(handle.unknown_names.hash_one(name))
+        }
+    }
+
+    pub fn check(
+        &self,
+        handle: &PolicyHandle,
+        now: std::time::Instant,
+    ) -> Result<(), std::time::Duration> {
+        match self {
+            UserKey::Known(k) => handle.user_failures.check(k, now),
+            UserKey::Unknown(k) => handle.unknown_user_failures.check(k, now),
+        }
+    }
+
+    pub fn fail(&self, handle: &PolicyHandle, policy: &LockoutPolicy, now: std::time::Instant) {
+        match self {
+            UserKey::Known(k) => handle.user_failures.fail(k, policy, now),
+            UserKey::Unknown(k) => handle.unknown_user_failures.fail(k, policy, now),
+        };
+    }
+
+    pub fn succeed(&self, handle: &PolicyHandle) {
+        if let UserKey::Known(k) = self {
+            handle.user_failures.succeed(k);
+        }
     }
 }
 
@@ -158,19 +238,53 @@ impl Reloadable for PolicyHandle {
                 "restart pacsgate to change listeners",
             ));
         };
-        let policy = Arc::new(Policy::build(&http.policy)?);
+        let policy = Arc::new(Policy::build(&http.policy, self.admin.as_ref())?);
         let target = self.current.clone();
-        warn_if_open(&policy);
+        warn_if_open(&http.policy);
         Ok(Box::new(move || target.store(policy)))
     }
 }
 
-pub fn warn_if_open(policy: &Policy) {
-    if policy.is_open() {
-        tracing::warn!(
-            "no [[http.rules]] configured: every request except the built-in deny set is \
-             forwarded without authentication; add users and rules (see config.toml)"
-        );
+/// The start-up (and reload) warning for `http.authentication = "none"`.
+pub fn warn_if_open(config: &PolicyConfig) {
+    if let Some(text) = open_warning(config) {
+        tracing::warn!("{text}");
+    }
+}
+
+/// What `authentication = "none"` lets through, naming the key; `None` when required.
+pub fn open_warning(config: &PolicyConfig) -> Option<String> {
+    if config.authentication != Authentication::None {
+        return None;
+    }
+    Some(if config.rules.is_empty() {
+        "http.authentication = \"none\" and no [[http.rules]] configured: every request \
+         except the built-in deny set is forwarded WITHOUT AUTHENTICATION (pass-through); \
+         remove the key (default \"required\") or add users and rules (see config.toml)"
+            .to_string()
+    } else {
+        "http.authentication = \"none\": rules naming \"anonymous\" let requests through \
+         WITHOUT AUTHENTICATION; remove the key (default \"required\") to refuse them"
+            .to_string()
+    })
+}
+
+/// The authentication mode as one line for `pacsgate check`.
+pub fn describe_mode(config: &PolicyConfig) -> String {
+    match (config.authentication, &config.generated_admin) {
+        (Authentication::None, _) => format!(
+            "http authentication: none (WARN {})",
+            open_warning(config).unwrap_or_default()
+        ),
+        (Authentication::Required, Some(path)) => format!(
+            "http authentication: required; no [users]: generated account \"{}\" (password file {})",
+            admin::USER,
+            path.display(),
+        ),
+        (Authentication::Required, None) => format!(
+            "http authentication: required ({} configured users)",
+            config.users.len()
+        ),
     }
 }
 
@@ -186,6 +300,7 @@ pub fn describe(config: &PolicyConfig) -> String {
         };
         let _ = writeln!(out, "user {}: {how}", u.name);
     }
+    let _ = writeln!(out, "{}", describe_mode(config));
     if config.rules.is_empty() {
         let _ = writeln!(out, "rules: none (open: no authentication; deny set only)");
     }
