@@ -55,6 +55,9 @@ pub struct StorageConfig {
     /// The `Kms` and `Vault` objects.
     pub remotes: Remotes,
     pub cache: CachePolicy,
+    /// `AcceptUnboundFormats` (default true): read v2 and A1 objects, which are not bound
+    /// to their name. Set false once `migrate` has upgraded the storage.
+    pub accept_unbound: bool,
     /// `MaxConcurrentInputSize` in bytes.
     pub max_input: u64,
     pub location: Location,
@@ -102,6 +105,7 @@ impl StorageConfig {
                 "MaxConcurrentInputSize",
                 "Kms",
                 "Vault",
+                "AcceptUnboundFormats",
                 "DataKeyReuseCount",
                 "DataKeyReuseSeconds",
                 "DataKeyCacheSize",
@@ -167,6 +171,15 @@ impl StorageConfig {
                     ))
                 }),
         };
+        let accept_unbound = match enc.get("AcceptUnboundFormats") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(bad(
+                    "StorageEncryption.AcceptUnboundFormats must be true or false",
+                ))
+            }
+        };
         let default = CachePolicy::DEFAULT;
         let cache = CachePolicy {
             reuse_count: number("DataKeyReuseCount", default.reuse_count.into(), 1)? as u32,
@@ -190,6 +203,7 @@ impl StorageConfig {
             previous_keys,
             remotes: Remotes { kms, vault },
             cache,
+            accept_unbound,
             max_input,
             location,
         })
@@ -214,7 +228,9 @@ impl StorageConfig {
         let keys = Arc::new(CachedKeys::new(self.key_ring()?, self.cache));
         let backend = self.location.backend()?;
         backend.check()?;
-        Ok((Store::new(keys.clone(), backend, self.max_input), keys))
+        let store =
+            Store::new(keys.clone(), backend, self.max_input).refuse_unbound(!self.accept_unbound);
+        Ok((store, keys))
     }
 }
 

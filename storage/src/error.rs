@@ -22,6 +22,8 @@ pub enum Error {
     Integrity,
     #[error("integrity check failed: object is bound to content type {stored}, Orthanc asked for {asked} (swapped attachment)")]
     WrongContentType { stored: u32, asked: u32 },
+    #[error("object in format {0} is not bound to its name and AcceptUnboundFormats is false; run `pacsgate storage migrate`")]
+    Unbound(&'static str),
     #[error("key service: {0}")]
     Kms(String),
     #[error("range {start}+{len} is outside the object ({size} bytes)")]

@@ -28,6 +28,8 @@ pub struct Store {
     /// (`MaxConcurrentInputSize`); so are v2 objects while `migrate` upgrades them. v3
     /// objects stream and need no budget.
     a1_budget: Budget,
+    /// Refuse v2 and A1 objects on the plugin's read paths (`AcceptUnboundFormats: false`).
+    refuse_unbound: bool,
 }
 
 // === impl Store ===
@@ -38,6 +40,23 @@ impl Store {
             keys,
             backend,
             a1_budget: Budget::new(a1_limit),
+            refuse_unbound: false,
+        }
+    }
+
+    /// Refuse objects that are not bound to their name (v2, A1) in `read_whole` and
+    /// `read_range`: once `migrate` has upgraded a storage, an old v2 or A1 copy of another
+    /// attachment put back under some name would otherwise still decrypt (a downgrade of
+    /// the swap protection). `decrypt_to` (the CLI) still reads them, so `migrate` works.
+    pub fn refuse_unbound(mut self, refuse: bool) -> Store {
+        self.refuse_unbound = refuse;
+        self
+    }
+
+    fn check_bound(&self, kind: Kind) -> Result<()> {
+        match (self.refuse_unbound, kind) {
+            (true, Kind::V2 | Kind::A1) => Err(Error::Unbound(kind.name())),
+            _ => Ok(()),
         }
     }
 
@@ -94,6 +113,7 @@ impl Store {
         // One segment with its tag fits the buffer, so each is opened straight from it.
         let capacity = pge::SEGMENT_LEN + pge::TAG_LEN;
         let mut src = BufReader::with_capacity(capacity, (&head[..got]).chain(src));
+        self.check_bound(format::detect(&head[..got]))?;
         match format::detect(&head[..got]) {
             Kind::V3 | Kind::V2 => {
                 let id = Identity::of(name, content_type);
@@ -120,6 +140,7 @@ impl Store {
         let mut src = self.backend.open(name, Some(0..pge::HEADER_MAX as u64))?;
         let (head, got) = read_prefix(src.as_mut())?;
         drop(src);
+        self.check_bound(format::detect(&head[..got]))?;
         match format::detect(&head[..got]) {
             Kind::V3 | Kind::V2 => {
                 let header = Header::parse(&head[..got])?;

@@ -119,3 +119,40 @@ fn python_vectors_decrypt_and_are_bound_to_their_identity() {
         assert_eq!(info.key_id, Some(header.key_id));
     }
 }
+
+/// `AcceptUnboundFormats: false`: once a storage is migrated, a v2 object (not bound to its
+/// name) put back under an attachment's name is refused on Orthanc's read paths, so old
+/// copies cannot be swapped in; the CLI still reads it (migrate needs to).
+#[test]
+fn unbound_formats_can_be_refused() {
+    let json: serde_json::Value =
+        serde_json::from_str(include_str!("vectors/pge-vectors.json")).unwrap();
+    let v = json["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == 2)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let k = parse_key_text(v["master_key_base64"].as_str().unwrap().as_bytes()).unwrap();
+    let ring = Arc::new(KeyRing::new(MasterKey::from_bytes(1, *k).unwrap(), []));
+    let name = orthanc_name(OTHER_UUID).unwrap();
+    let object = base64::engine::general_purpose::STANDARD
+        .decode(v["object_base64"].as_str().unwrap())
+        .unwrap();
+    put_raw(&FsBackend::new(dir.path()), &name, &object);
+    let open = Store::new(ring.clone(), Box::new(FsBackend::new(dir.path())), 1 << 24);
+    assert!(
+        open.read_whole(&name, Some(1), &mut Vec::new()).is_ok(),
+        "v2 readable by default"
+    );
+    let strict =
+        Store::new(ring, Box::new(FsBackend::new(dir.path())), 1 << 24).refuse_unbound(true);
+    let r = strict.read_whole(&name, Some(1), &mut Vec::new());
+    assert!(matches!(r, Err(Error::Unbound("v2"))), "{r:?}");
+    assert!(matches!(
+        strict.read_range(&name, Some(1), 0, &mut [0u8; 4]),
+        Err(Error::Unbound(_))
+    ));
+    assert!(strict.decrypt_to(&name, None, &mut std::io::sink()).is_ok());
+}

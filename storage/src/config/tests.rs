@@ -14,6 +14,7 @@ fn official_names_and_defaults() {
     .unwrap();
     assert_eq!(c.master_key, (3, KeyLocation::File("/k/3".into())));
     assert_eq!(c.cache, CachePolicy::DEFAULT);
+    assert!(c.accept_unbound);
     assert_eq!(c.previous_keys.len(), 2);
     assert_eq!(c.max_input, 1024 * MIB);
     assert_eq!(c.location, Location::Filesystem("/data".into()));
@@ -109,7 +110,8 @@ fn remote_keys_and_cache_settings() {
             [1, "pkcs11:token=t;object=o?module-path=/m.so&pin-source=file:/p"]],
         "Kms": {"Region": "eu-west-1"},
         "Vault": {"Address": "https://vault:8200"},
-        "DataKeyReuseCount": 1, "DataKeyReuseSeconds": 0, "DataKeyCacheSize": 0}}}))
+        "DataKeyReuseCount": 1, "DataKeyReuseSeconds": 0, "DataKeyCacheSize": 0,
+        "AcceptUnboundFormats": false}}}))
     .unwrap();
     assert_eq!(c.master_key, (3, KeyLocation::AwsKms("alias/pacs".into())));
     assert_eq!(c.previous_keys[0].1.kind(), "vault-transit");
@@ -117,4 +119,5 @@ fn remote_keys_and_cache_settings() {
     assert_eq!(c.remotes.kms.as_ref().unwrap().endpoint, None);
     assert_eq!(c.remotes.vault.as_ref().unwrap().mount, "transit");
     assert_eq!(c.cache, CachePolicy::NONE);
+    assert!(!c.accept_unbound);
 }
