@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{bad, object, only_keys, ConfigError};
-use crate::keys::location::{KeyLocation, KmsSettings, VaultSettings};
+use crate::keys::location::{loopback_http, KeyLocation, KmsSettings, VaultSettings};
 
 /// `[id, location]` with id an unsigned 32-bit integer, as in the official plugin, and the
 /// location a key file path, `pkcs11:...` or `aws-kms:...`.
@@ -34,8 +34,10 @@ pub(super) fn vault_settings(v: &Value) -> Result<VaultSettings, ConfigError> {
     let address = map
         .get("Address")
         .and_then(Value::as_str)
-        .filter(|a| a.starts_with("https://") || a.starts_with("http://"))
-        .ok_or_else(|| bad("StorageEncryption.Vault.Address must be an http(s):// URL"))?;
+        .filter(|a| a.starts_with("https://") || loopback_http(a))
+        .ok_or_else(|| {
+            bad("StorageEncryption.Vault.Address must be an https:// URL (http:// only to a loopback address)")
+        })?;
     let mount = match map.get("Mount") {
         None => "transit",
         Some(Value::String(m))
@@ -71,12 +73,10 @@ pub(super) fn kms_settings(v: &Value) -> Result<KmsSettings, ConfigError> {
         })?;
     let endpoint = match map.get("Endpoint") {
         None => None,
-        Some(Value::String(e)) if e.starts_with("https://") || e.starts_with("http://") => {
-            Some(e.clone())
-        }
+        Some(Value::String(e)) if e.starts_with("https://") || loopback_http(e) => Some(e.clone()),
         Some(_) => {
             return Err(bad(
-                "StorageEncryption.Kms.Endpoint must be an http(s):// URL",
+                "StorageEncryption.Kms.Endpoint must be an https:// URL (http:// only to a loopback address)",
             ))
         }
     };

@@ -121,3 +121,33 @@ fn remote_keys_and_cache_settings() {
     assert_eq!(c.cache, CachePolicy::NONE);
     assert!(!c.accept_unbound);
 }
+
+#[test]
+fn cleartext_key_services_only_on_loopback() {
+    use crate::keys::location::loopback_http;
+    for ok in [
+        "http://127.0.0.1:4566",
+        "http://localhost/",
+        "http://[::1]:8200",
+        "http://127.9.9.9",
+    ] {
+        assert!(loopback_http(ok), "{ok}");
+    }
+    for bad in [
+        "http://kms.example.org",
+        "http://127.0.0.1.example.org",
+        "http://user@127.0.0.1/",
+        "http://10.0.0.1:8200",
+        "https://127.0.0.1",
+        "http://[::2]:1",
+    ] {
+        assert!(!loopback_http(bad), "{bad}");
+    }
+    let err = parse(
+        json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "aws-kms:k"],
+        "Kms": {"Region": "eu-west-1", "Endpoint": "http://kms.example.org"}}}}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("loopback"), "{err}");
+}

@@ -53,6 +53,11 @@ impl AwsKms {
             Some(e) => e.trim_end_matches('/').to_string(),
             None => format!("https://kms.{}.amazonaws.com", settings.region),
         };
+        if !endpoint.starts_with("https://") && !super::location::loopback_http(&endpoint) {
+            return Err(Error::Kms(format!(
+                "{endpoint}: KMS must be reached over https:// (http:// only on loopback)"
+            )));
+        }
         let options = ClientOptions::new()
             .with_allow_http(endpoint.starts_with("http://"))
             .with_connect_timeout(CONNECT_TIMEOUT)

@@ -127,3 +127,23 @@ impl std::fmt::Display for KeyLocation {
         }
     }
 }
+
+/// `http://` to this host only: data keys travel in the request bodies (KMS `Encrypt`,
+/// Transit `encrypt`), so cleartext HTTP to another host would put them on the network.
+pub fn loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

@@ -46,6 +46,11 @@ impl VaultTransit {
                 "no Vault token: set VAULT_TOKEN in Orthanc's environment",
             ))?;
         let address = settings.address.trim_end_matches('/');
+        if !address.starts_with("https://") && !super::location::loopback_http(address) {
+            return Err(Error::Kms(format!(
+                "{address}: Vault must be reached over https:// (http:// only on loopback)"
+            )));
+        }
         let options = ClientOptions::new()
             .with_allow_http(address.starts_with("http://"))
             .with_connect_timeout(CONNECT_TIMEOUT)
