@@ -75,6 +75,18 @@ struct Current {
     since: Instant,
 }
 
+/// The data key being reused, and the last failed renewal.
+#[derive(Default)]
+struct Renewal {
+    current: Option<Current>,
+    failed: Option<(Instant, String)>,
+}
+
+/// After a failed renewal, writers fail at once for this long instead of queueing behind
+/// the lock for another full round of timeouts each (a hung KMS would otherwise hold every
+/// Orthanc writer for attempts x timeout, one after the other).
+const FAIL_FAST: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct Pool {
     keys: HashMap<(u32, Vec<u8>), DataKey>,
@@ -84,7 +96,7 @@ struct Pool {
 pub struct CachedKeys {
     ring: KeyRing,
     policy: CachePolicy,
-    current: Mutex<Option<Current>>,
+    current: Mutex<Renewal>,
     pool: Mutex<Pool>,
     stats: Stats,
 }
@@ -94,7 +106,7 @@ impl CachedKeys {
         CachedKeys {
             ring,
             policy,
-            current: Mutex::new(None),
+            current: Mutex::new(Renewal::default()),
             pool: Mutex::new(Pool::default()),
             stats: Stats::default(),
         }
@@ -168,8 +180,17 @@ impl KeyWrapper for CachedKeys {
         }
         // Held across the remote call on purpose: one wrap per renewal, not one per
         // concurrent writer.
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = current.as_mut() {
+        let mut state = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, why)) = &state.failed {
+            if at.elapsed() < FAIL_FAST {
+                return Err(crate::Error::Kms(format!(
+                    "{why} ({} ms ago; not retried for {} s)",
+                    at.elapsed().as_millis(),
+                    FAIL_FAST.as_secs()
+                )));
+            }
+        }
+        if let Some(c) = state.current.as_mut() {
             if c.key_id == id
                 && c.uses < self.policy.reuse_count
                 && c.since.elapsed() < self.policy.reuse_time
@@ -179,11 +200,18 @@ impl KeyWrapper for CachedKeys {
                 return Ok((id, c.dek.clone(), c.blob.clone()));
             }
         }
-        *current = None;
+        state.current = None;
         let dek = DataKey::generate()?;
-        let blob: Arc<[u8]> = self.wrap(id, &data_key_aad(id), &dek)?.into();
+        let blob: Arc<[u8]> = match self.wrap(id, &data_key_aad(id), &dek) {
+            Ok(blob) => blob.into(),
+            Err(e) => {
+                state.failed = Some((Instant::now(), e.to_string()));
+                return Err(e);
+            }
+        };
+        state.failed = None;
         self.remember(id, &blob, &dek);
-        *current = Some(Current {
+        state.current = Some(Current {
             key_id: id,
             dek: dek.clone(),
             blob: blob.clone(),
@@ -275,6 +303,41 @@ mod tests {
         keys.data_key_for_read(id, &blob).unwrap();
         assert_eq!(calls.load(Ordering::Relaxed), 3);
         assert!(keys.stats().summary().contains("1 wrap, 2 unwrap"));
+    }
+
+    /// A master key whose service is down.
+    struct Down(Arc<AtomicU64>);
+
+    impl MasterKeyProvider for Down {
+        fn kind(&self) -> &'static str {
+            "test-down"
+        }
+        fn remote(&self) -> bool {
+            true
+        }
+        fn wrap(&self, _: &[u8], _: &DataKey) -> Result<Vec<u8>> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(crate::Error::Kms("unreachable".into()))
+        }
+        fn unwrap(&self, _: &[u8], _: &[u8]) -> Result<DataKey> {
+            Err(crate::Error::Kms("unreachable".into()))
+        }
+    }
+
+    #[test]
+    fn a_failed_renewal_fails_the_next_writers_fast() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let ring = KeyRing::from_providers((5, Box::new(Down(calls.clone()))), []);
+        let keys = CachedKeys::new(ring, CachePolicy::DEFAULT);
+        for _ in 0..3 {
+            let err = keys.data_key_for_write().err().expect("no key while down");
+            assert!(err.to_string().contains("unreachable"), "{err}");
+        }
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            1,
+            "one remote attempt, then fail fast"
+        );
     }
 
     #[test]
