@@ -248,3 +248,70 @@ fn migrate_upgrades_v2_objects_to_v3() {
     ]);
     assert!(status.success(), "{out}");
 }
+
+/// The downgrade an attacker with write access to the storage would try once v3 binds
+/// names: put an old, unbound v2 object (here the Python writer's vector, under master
+/// key 1) in place of an attachment. Read by default (v2 stays readable): Orthanc serves
+/// the foreign bytes. With `AcceptUnboundFormats: false` the plugin refuses it.
+#[test]
+fn an_unbound_v2_object_swapped_in_is_refused_when_unbound_formats_are_off() {
+    use base64::Engine;
+    use std::os::unix::fs::PermissionsExt;
+    let json: serde_json::Value =
+        serde_json::from_str(include_str!("../storage/tests/vectors/pge-vectors.json")).unwrap();
+    let v = json["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == 2)
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let key = dir.path().join("1.key");
+    std::fs::write(
+        &key,
+        format!("{}\n", v["master_key_base64"].as_str().unwrap()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let orthanc = Orthanc::start(
+        dir.path(),
+        plugin_config((1, &key), &[], fs_location(&root)),
+    );
+    let ct = support::pydicom_file("CT_small.dcm");
+    let id = upload(orthanc.http_port, &ct);
+    let object = support::storage::object_path(orthanc.http_port, &root, &id);
+    std::fs::write(
+        &object,
+        b64.decode(v["object_base64"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let (code, body) = rest(
+        orthanc.http_port,
+        "GET",
+        &format!("/instances/{id}/file"),
+        None,
+    );
+    assert_eq!(code, 200, "default: v2 is read");
+    assert_eq!(
+        body.len() as u64,
+        v["plaintext_len"].as_u64().unwrap(),
+        "foreign bytes served"
+    );
+    drop(orthanc);
+
+    let mut strict = plugin_config((1, &key), &[], fs_location(&root));
+    strict["PacsgateStorage"]["StorageEncryption"]["AcceptUnboundFormats"] = false.into();
+    let orthanc = Orthanc::start(dir.path(), strict);
+    let (code, body) = rest(
+        orthanc.http_port,
+        "GET",
+        &format!("/instances/{id}/file"),
+        None,
+    );
+    assert_eq!(code, 500, "unbound object served");
+    assert!(!contains(&body, b"DICM"));
+    let log = orthanc.proc.output();
+    assert!(log.contains("not bound to its name"), "{log}");
+}
