@@ -57,7 +57,8 @@ pub fn start(orthanc_version: &str, configuration_json: &str) -> Result<String, 
 pub fn stop() -> Option<String> {
     *STORE.write().unwrap_or_else(|p| p.into_inner()) = None;
     let keys = KEYS.write().unwrap_or_else(|p| p.into_inner()).take();
-    keys.map(|k| k.stats().summary())
+    keys.filter(|k| k.stats().total() > 0)
+        .map(|k| k.stats().summary())
 }
 
 /// The counters line, when [`STATS_EVERY`] seconds have passed since the last one.
@@ -74,7 +75,8 @@ pub fn stats_due() -> Option<String> {
         return None;
     }
     let keys = KEYS.read().unwrap_or_else(|p| p.into_inner()).clone()?;
-    Some(keys.stats().summary())
+    // Key files only: nothing to report.
+    (keys.stats().total() > 0).then(|| keys.stats().summary())
 }
 
 fn store() -> Result<Arc<Store>, Error> {

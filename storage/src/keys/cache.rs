@@ -56,6 +56,14 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Remote calls made and saved; 0 when no remote key was used.
+    pub fn total(&self) -> u64 {
+        [&self.wraps, &self.unwraps, &self.reused, &self.pool_hits]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn summary(&self) -> String {
         format!(
             "remote key calls: {} wrap, {} unwrap; saved: {} writes reused a data key, {} reads hit the key cache",
