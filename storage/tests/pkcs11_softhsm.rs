@@ -145,6 +145,11 @@ fn keys_are_non_extractable_and_wraps_happen_in_the_token() {
         }
     }
     assert_eq!(attrs.len(), 4);
+    // Another client logs the application out of the token (as an HSM restart or a token
+    // reinsertion would end the session): the key logs in again once and carries on.
+    session.logout().unwrap();
+    let blob = key.wrap(b"aad", &dek).expect("wrap after a lost login");
+    assert!(key.unwrap(b"aad", &blob).is_ok());
     // CKA_VALUE of a sensitive key is not returned.
     let value = session
         .get_attributes(found[0], &[AttributeType::Value])

@@ -144,13 +144,38 @@ fn hsm(what: &str, e: impl std::fmt::Display) -> Error {
 
 /// A logged-in session on the token and the key's handle.
 pub struct Pkcs11Key {
-    session: Mutex<Session>,
-    key: ObjectHandle,
+    uri: Pkcs11Uri,
+    state: Mutex<(Session, ObjectHandle)>,
+}
+
+/// Token errors after which a new session (and login) may succeed: the HSM restarted, the
+/// token was reinserted, or another client logged the application out.
+fn session_lost(e: &cryptoki::error::Error) -> bool {
+    matches!(
+        e,
+        cryptoki::error::Error::Pkcs11(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::UserNotLoggedIn
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent
+                | RvError::KeyHandleInvalid
+                | RvError::ObjectHandleInvalid,
+            _
+        )
+    )
 }
 
 impl Pkcs11Key {
     /// Find the token by label, log in with the PIN from `pin-source`, find the key.
     pub fn open(uri: &Pkcs11Uri) -> Result<Pkcs11Key> {
+        Ok(Pkcs11Key {
+            uri: uri.clone(),
+            state: Mutex::new(Pkcs11Key::connect(uri)?),
+        })
+    }
+
+    fn connect(uri: &Pkcs11Uri) -> Result<(Session, ObjectHandle)> {
         let session = login(uri, false)?;
         let found = session
             .find_objects(&key_template(uri))
@@ -170,10 +195,26 @@ impl Pkcs11Key {
                 ))
             }
         };
-        Ok(Pkcs11Key {
-            session: Mutex::new(session),
-            key,
-        })
+        Ok((session, key))
+    }
+
+    /// Run a token operation; once, after a lost session, log in again and retry.
+    fn with_key<T>(
+        &self,
+        op: impl Fn(&Session, ObjectHandle) -> cryptoki::error::Result<T>,
+    ) -> std::result::Result<T, cryptoki::error::Error> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match op(&state.0, state.1) {
+            Err(e) if session_lost(&e) => {
+                // A failed reconnect reports the original error.
+                match Pkcs11Key::connect(&self.uri) {
+                    Ok(fresh) => *state = fresh,
+                    Err(_) => return Err(e),
+                }
+                op(&state.0, state.1)
+            }
+            other => other,
+        }
     }
 
     /// Create the AES-256 key in the token: sensitive, never extractable, encrypt/decrypt
@@ -205,10 +246,6 @@ impl Pkcs11Key {
             .generate_key(&Mechanism::AesKeyGen, &template)
             .map_err(|e| hsm("C_GenerateKey", e))?;
         Ok(())
-    }
-
-    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
-        self.session.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -280,12 +317,12 @@ impl MasterKeyProvider for Pkcs11Key {
     fn wrap(&self, aad: &[u8], dek: &DataKey) -> Result<Vec<u8>> {
         let mut iv = [0u8; WRAP_NONCE_LEN];
         aws_lc_rs::rand::fill(&mut iv).map_err(|_| Error::Crypto)?;
-        let mut iv_param = iv;
-        let params = GcmParams::new(&mut iv_param, aad, TAG_BITS.into())
-            .map_err(|e| hsm("GCM parameters", e))?;
         let sealed = self
-            .session()
-            .encrypt(&Mechanism::AesGcm(params), self.key, dek.expose())
+            .with_key(|session, key| {
+                let mut iv_param = iv;
+                let params = GcmParams::new(&mut iv_param, aad, TAG_BITS.into())?;
+                session.encrypt(&Mechanism::AesGcm(params), key, dek.expose())
+            })
             .map_err(|e| hsm("C_Encrypt", e))?;
         let mut blob = iv.to_vec();
         blob.extend_from_slice(&sealed);
@@ -298,21 +335,18 @@ impl MasterKeyProvider for Pkcs11Key {
         }
         let mut iv = [0u8; WRAP_NONCE_LEN];
         iv.copy_from_slice(&blob[..WRAP_NONCE_LEN]);
-        let params =
-            GcmParams::new(&mut iv, aad, TAG_BITS.into()).map_err(|e| hsm("GCM parameters", e))?;
         let plain = Zeroizing::new(
-            self.session()
-                .decrypt(
-                    &Mechanism::AesGcm(params),
-                    self.key,
-                    &blob[WRAP_NONCE_LEN..],
-                )
-                .map_err(|e| match e {
-                    cryptoki::error::Error::Pkcs11(RvError::EncryptedDataInvalid, _) => {
-                        Error::Integrity
-                    }
-                    e => hsm("C_Decrypt", e),
-                })?,
+            self.with_key(|session, key| {
+                let mut iv_param = iv;
+                let params = GcmParams::new(&mut iv_param, aad, TAG_BITS.into())?;
+                session.decrypt(&Mechanism::AesGcm(params), key, &blob[WRAP_NONCE_LEN..])
+            })
+            .map_err(|e| match e {
+                cryptoki::error::Error::Pkcs11(RvError::EncryptedDataInvalid, _) => {
+                    Error::Integrity
+                }
+                e => hsm("C_Decrypt", e),
+            })?,
         );
         DataKey::from_slice(&plain)
     }
