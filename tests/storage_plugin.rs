@@ -203,8 +203,9 @@ fn key_rotation_reads_old_and_new_objects() {
     let key_ids: Vec<u32> = [&ct_id, &mr_id]
         .iter()
         .map(|id| {
+            // Format v3: the master key id is at bytes 44..48 (FORMAT.md).
             let bytes = std::fs::read(object_of(&rotated, &root, id)).unwrap();
-            u32::from_be_bytes(bytes[24..28].try_into().unwrap())
+            u32::from_be_bytes(bytes[44..48].try_into().unwrap())
         })
         .collect();
     assert_eq!(key_ids, vec![1, 2]);
@@ -330,4 +331,75 @@ fn start_fails_closed_on_bad_keys_or_backend() {
         log.contains("refusing to start") && log.contains("object store"),
         "{log}"
     );
+}
+
+/// Format v3 binds each object to its attachment uuid and content type: swapping two
+/// objects in the storage directory, or renaming one onto another attachment's name, makes
+/// Orthanc's reads fail with an integrity error instead of serving the other patient's
+/// file (with format v2 both reads returned 200 and the swapped file). Putting the files
+/// back makes them readable again: the failure is the binding, not damage.
+#[test]
+fn swapped_and_renamed_objects_fail_integrity() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("encrypted");
+    let key = keygen(dir.path(), "1.key");
+    let orthanc = Orthanc::start(
+        dir.path(),
+        plugin_config((1, &key), &[], fs_location(&root)),
+    );
+    let files = [
+        support::pydicom_file("CT_small.dcm"),
+        support::pydicom_file("MR_small.dcm"),
+        support::pydicom_file("rtplan.dcm"),
+    ];
+    let ids: Vec<String> = files.iter().map(|f| upload(orthanc.http_port, f)).collect();
+    let objects: Vec<_> = ids
+        .iter()
+        .map(|id| object_of(&orthanc, &root, id))
+        .collect();
+    let bytes: Vec<Vec<u8>> = objects.iter().map(|o| std::fs::read(o).unwrap()).collect();
+    for b in &bytes {
+        assert_eq!(b[4], 3, "written as format v3");
+    }
+    let get = |id: &str| {
+        rest(
+            orthanc.http_port,
+            "GET",
+            &format!("/instances/{id}/file"),
+            None,
+        )
+    };
+
+    // Swap A and B.
+    std::fs::write(&objects[0], &bytes[1]).unwrap();
+    std::fs::write(&objects[1], &bytes[0]).unwrap();
+    for id in &ids[..2] {
+        let (code, body) = get(id);
+        assert_eq!(code, 500, "{id} served after a swap");
+        assert!(!contains(&body, b"DICM"), "{id}");
+    }
+    // /tags goes through readRange: refused as well.
+    let (code, _) = rest(
+        orthanc.http_port,
+        "GET",
+        &format!("/instances/{}/simplified-tags", ids[0]),
+        None,
+    );
+    assert_ne!(code, 200, "range read after a swap");
+    // Rename C onto A's name.
+    std::fs::rename(&objects[2], &objects[0]).unwrap();
+    assert_eq!(get(&ids[0]).0, 500, "renamed object served");
+    assert_ne!(get(&ids[2]).0, 200, "C's object is gone");
+    let log = orthanc.proc.output();
+    assert!(log.contains("integrity check failed"), "{log}");
+
+    // Back in place: all three read again, byte-identical.
+    for (o, b) in objects.iter().zip(&bytes) {
+        std::fs::write(o, b).unwrap();
+    }
+    for (id, file) in ids.iter().zip(&files) {
+        let (code, back) = get(id);
+        assert_eq!(code, 200, "{id}");
+        assert_eq!(back, std::fs::read(file).unwrap(), "{id}");
+    }
 }

@@ -42,6 +42,10 @@ struct Seaweed {
 }
 
 fn s3_curl(port: u16, method: &str, path: &str) -> (u16, Vec<u8>) {
+    s3_curl_body(port, method, path, None)
+}
+
+fn s3_curl_body(port: u16, method: &str, path: &str, body: Option<&Path>) -> (u16, Vec<u8>) {
     let out = Command::new("curl")
         .args([
             "-s",
@@ -60,6 +64,15 @@ fn s3_curl(port: u16, method: &str, path: &str) -> (u16, Vec<u8>) {
             "--user",
             "test:testtesttest",
         ])
+        // An upload (-T) is signed with an unsigned payload, which SeaweedFS accepts.
+        .args(body.into_iter().flat_map(|b| {
+            [
+                "-H".to_string(),
+                "x-amz-content-sha256: UNSIGNED-PAYLOAD".to_string(),
+                "-T".to_string(),
+                b.display().to_string(),
+            ]
+        }))
         .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .expect("curl");
@@ -123,6 +136,66 @@ impl Seaweed {
     }
 }
 
+/// The bucket key of an instance's DICOM attachment.
+fn object_key(orthanc: &Orthanc, id: &str) -> String {
+    let info = rest_json(
+        orthanc.http_port,
+        "GET",
+        &format!("/instances/{id}/attachments/dicom/info"),
+        None,
+    );
+    let uuid = info["Uuid"].as_str().unwrap();
+    format!("/{BUCKET}/orthanc/{}/{}/{uuid}", &uuid[..2], &uuid[2..4])
+}
+
+/// Swap the two objects in the bucket, then rename one onto the other's key: every read
+/// fails with an integrity error (format v3 binds the uuid); put back, both read again.
+fn swap_and_rename_fail(weed: &Seaweed, orthanc: &Orthanc, ids: &[String], files: &[PathBuf]) {
+    let keys: Vec<String> = ids.iter().map(|id| object_key(orthanc, id)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let saved: Vec<PathBuf> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let (code, raw) = s3_curl(weed.s3_port, "GET", key);
+            assert_eq!(code, 200, "{key}");
+            let path = dir.path().join(i.to_string());
+            std::fs::write(&path, raw).unwrap();
+            path
+        })
+        .collect();
+    let put = |key: &str, file: &Path| {
+        let (code, body) = s3_curl_body(weed.s3_port, "PUT", key, Some(file));
+        assert_eq!(code, 200, "PUT {key}: {}", String::from_utf8_lossy(&body));
+    };
+    let get = |id: &str| {
+        support::storage::rest(
+            orthanc.http_port,
+            "GET",
+            &format!("/instances/{id}/file"),
+            None,
+        )
+    };
+    put(&keys[0], &saved[1]);
+    put(&keys[1], &saved[0]);
+    for id in ids {
+        let (code, body) = get(id);
+        assert_eq!(code, 500, "{id} served after a swap in S3");
+        assert!(!contains(&body, b"DICM"), "{id}");
+    }
+    // Rename: A's object under B's key, A's key deleted.
+    put(&keys[1], &saved[0]);
+    assert_eq!(s3_curl(weed.s3_port, "DELETE", &keys[0]).0 / 100, 2);
+    assert_eq!(get(&ids[1]).0, 500, "renamed object served");
+    assert_ne!(get(&ids[0]).0, 200, "A's object is gone");
+    assert!(orthanc.proc.output().contains("integrity check failed"));
+    put(&keys[0], &saved[0]);
+    put(&keys[1], &saved[1]);
+    for (id, file) in ids.iter().zip(files) {
+        assert_reads_back(orthanc.http_port, id, file);
+    }
+}
+
 #[test]
 fn plugin_stores_encrypted_objects_in_s3() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,6 +226,7 @@ fn plugin_stores_encrypted_objects_in_s3() {
             "{uuid}"
         );
     }
+    swap_and_rename_fail(&weed, &orthanc, &ids, &files);
     let conf = dir.path().join("orthanc.json").display().to_string();
     let (status, out) = cli(&["verify", "--orthanc-config", &conf]);
     assert!(

@@ -5,9 +5,7 @@
 //! the plugin's `PacsgateStorage` section) or from `--key ID:PATH` (first = current) and
 //! `--root DIR`. Output files are written atomically (temp, fsync, rename).
 
-use std::fs::OpenOptions;
-use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,23 +14,43 @@ use clap::{Args, Subcommand};
 use pacsgate_storage::backend::fs::FsBackend;
 use pacsgate_storage::backend::Backend;
 use pacsgate_storage::config::{strip_json_comments, Location, StorageConfig};
-use pacsgate_storage::keys::{generate_key_text, KeyRing, MasterKey};
+use pacsgate_storage::keys::location::{KeyLocation, KmsSettings, Remotes, VaultSettings};
+use pacsgate_storage::keys::{KeyRing, MasterKeyProvider};
 use pacsgate_storage::Store;
 
+mod keygen;
 mod objects;
+
+use self::keygen::{keygen, keygen_aws_kms, keygen_pkcs11, keygen_vault};
 
 #[derive(Debug, Subcommand)]
 pub enum StorageCommand {
-    /// Write a new master key file (base64 of 32 random bytes, mode 0600).
+    /// Create a new master key: a key file (base64 of 32 random bytes, mode 0600), a
+    /// non-extractable AES-256 key in a PKCS#11 token, or an AWS KMS key.
     Keygen {
-        /// Where to write it; an existing file is never overwritten.
+        /// Key file to write; an existing file is never overwritten.
+        #[arg(long, conflicts_with_all = ["pkcs11", "aws_kms"])]
+        out: Option<PathBuf>,
+        /// pkcs11:token=...;object=LABEL?module-path=...&pin-source=file:... (RFC 7512);
+        /// refuses an existing label.
+        #[arg(long, conflicts_with = "aws_kms")]
+        pkcs11: Option<String>,
+        /// Create a symmetric key in AWS KMS (CreateKey) and print its ARN.
+        #[arg(long, conflicts_with = "vault_transit")]
+        aws_kms: bool,
+        /// Create a transit key NAME (aes256-gcm96, not exportable) in Vault / OpenBao.
         #[arg(long)]
-        out: PathBuf,
+        vault_transit: Option<String>,
+        #[command(flatten)]
+        kms: KmsArgs,
     },
-    /// Encrypt one file into the pacsgate format.
+    /// Encrypt one file into the pacsgate format (v3, bound to the output's file name).
     Encrypt {
         #[command(flatten)]
         keys: KeyArgs,
+        /// Content type to bind (Orthanc's attachment type; default 0: none).
+        #[arg(long, default_value_t = 0)]
+        content_type: u32,
         input: PathBuf,
         output: PathBuf,
     },
@@ -40,6 +58,9 @@ pub enum StorageCommand {
     Decrypt {
         #[command(flatten)]
         keys: KeyArgs,
+        /// The name the object is bound to (its uuid; default: the input's file name).
+        #[arg(long)]
+        name: Option<String>,
         input: PathBuf,
         output: PathBuf,
     },
@@ -54,7 +75,9 @@ pub enum StorageCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Rewrap every object's data key under the current master key (segments unchanged).
+    /// Rewrap every object's data key under the current master key (segments unchanged;
+    /// v2 objects are re-encrypted as v3). Moves objects between providers, e.g. from a key
+    /// file to KMS or an HSM.
     Rekey(Target),
 }
 
@@ -63,9 +86,48 @@ pub struct KeyArgs {
     /// Orthanc's JSON configuration with a PacsgateStorage section (keys and location).
     #[arg(long)]
     pub orthanc_config: Option<PathBuf>,
-    /// A master key as ID:PATH; the first one is current, later ones only decrypt.
+    /// A master key as ID:LOCATION (a key file, pkcs11:... or aws-kms:...); the first one
+    /// is current, later ones only decrypt.
     #[arg(long = "key")]
     pub keys: Vec<String>,
+    #[command(flatten)]
+    pub kms: KmsArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KmsArgs {
+    /// AWS region of aws-kms: keys (else the configuration's Kms.Region).
+    #[arg(long)]
+    pub kms_region: Option<String>,
+    /// KMS endpoint URL (default https://kms.REGION.amazonaws.com).
+    #[arg(long)]
+    pub kms_endpoint: Option<String>,
+    /// Vault / OpenBao address of vault-transit: keys (else the configuration's
+    /// Vault.Address); the token comes from VAULT_TOKEN.
+    #[arg(long)]
+    pub vault_address: Option<String>,
+    /// Transit mount path.
+    #[arg(long, default_value = "transit")]
+    pub vault_mount: String,
+}
+
+impl KmsArgs {
+    fn remotes(&self) -> Remotes {
+        Remotes {
+            kms: self.settings(),
+            vault: self.vault_address.as_ref().map(|address| VaultSettings {
+                address: address.clone(),
+                mount: self.vault_mount.clone(),
+            }),
+        }
+    }
+
+    fn settings(&self) -> Option<KmsSettings> {
+        self.kms_region.as_ref().map(|region| KmsSettings {
+            endpoint: self.kms_endpoint.clone(),
+            region: region.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -105,22 +167,39 @@ impl From<pacsgate_storage::Error> for Failure {
 
 fn execute(cmd: StorageCommand) -> Result<ExitCode, Failure> {
     match cmd {
-        StorageCommand::Keygen { out } => keygen(&out),
+        StorageCommand::Keygen {
+            out,
+            pkcs11,
+            aws_kms,
+            vault_transit,
+            kms,
+        } => match (out, pkcs11, aws_kms, vault_transit) {
+            (Some(out), None, false, None) => keygen(&out),
+            (None, Some(uri), false, None) => keygen_pkcs11(&uri),
+            (None, None, true, None) => keygen_aws_kms(&kms),
+            (None, None, false, Some(name)) => keygen_vault(&name, &kms),
+            _ => Err(Failure::Usage(
+                "keygen needs one of --out FILE, --pkcs11 URI, --aws-kms, --vault-transit NAME"
+                    .into(),
+            )),
+        },
         StorageCommand::Encrypt {
             keys,
+            content_type,
             input,
             output,
         } => {
             let (keys, _) = load(&keys)?;
-            encrypt(keys, &input, &output)
+            encrypt(keys, content_type, &input, &output)
         }
         StorageCommand::Decrypt {
             keys,
+            name,
             input,
             output,
         } => {
             let (keys, _) = load(&keys)?;
-            decrypt(keys, &input, &output)
+            decrypt(keys, name.as_deref(), &input, &output)
         }
         StorageCommand::Verify(target) => objects::verify(&open(&target)?),
         StorageCommand::Migrate { target, dry_run } => {
@@ -136,48 +215,11 @@ fn progress() -> bool {
     std::io::stderr().is_terminal()
 }
 
-fn keygen(out: &Path) -> Result<ExitCode, Failure> {
-    let text = generate_key_text()?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .map_err(|e| key_file_error(out, e))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Failure::Failed(format!("{}: {e}", out.display())))?;
-    println!(
-        "wrote a new master key to {} (mode 0600); configure it as [ID, {:?}]",
-        out.display(),
-        out.display().to_string()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The key directory is not created here: its owner and mode decide who can read the keys,
-/// so the operator creates it (README: `install -d -m 0700 -o orthanc ...`).
-fn key_file_error(out: &Path, e: std::io::Error) -> Failure {
-    let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
-    match (e.kind(), dir) {
-        (std::io::ErrorKind::NotFound, Some(dir)) if !dir.is_dir() => Failure::Usage(format!(
-            "--out {}: directory {} does not exist; create it first, e.g. install -d -m 0700 -o orthanc {}",
-            out.display(),
-            dir.display(),
-            dir.display()
-        )),
-        (std::io::ErrorKind::AlreadyExists, _) => Failure::Usage(format!(
-            "--out {}: exists; a key file is never overwritten (choose a new name or id)",
-            out.display()
-        )),
-        _ => Failure::Failed(format!("{}: {e}", out.display())),
-    }
-}
-
 /// The key ring and, with `--orthanc-config`, the rest of the configuration.
 fn load(args: &KeyArgs) -> Result<(KeyRing, Option<StorageConfig>), Failure> {
     let mut config = None;
-    let mut entries: Vec<(u32, PathBuf)> = Vec::new();
+    let mut remotes = args.kms.remotes();
+    let mut entries: Vec<(u32, KeyLocation)> = Vec::new();
     if let Some(path) = &args.orthanc_config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
@@ -186,25 +228,31 @@ fn load(args: &KeyArgs) -> Result<(KeyRing, Option<StorageConfig>), Failure> {
         let c = StorageConfig::from_orthanc(&json).map_err(|e| Failure::Usage(e.to_string()))?;
         entries.push(c.master_key.clone());
         entries.extend(c.previous_keys.iter().cloned());
+        remotes.kms = remotes.kms.or_else(|| c.remotes.kms.clone());
+        remotes.vault = remotes.vault.or_else(|| c.remotes.vault.clone());
         config = Some(c);
     }
     for spec in &args.keys {
-        let (id, path) = spec
+        let (id, location) = spec
             .split_once(':')
-            .and_then(|(id, p)| Some((id.parse::<u32>().ok()?, PathBuf::from(p))))
+            .and_then(|(id, l)| Some((id.parse::<u32>().ok()?, l)))
             .ok_or_else(|| {
                 Failure::Usage(format!(
-                    "--key {spec:?}: expected ID:PATH, e.g. 1:/etc/orthanc/1.key"
+                    "--key {spec:?}: expected ID:LOCATION, e.g. 1:/etc/orthanc/1.key or 2:aws-kms:alias/pacs"
                 ))
             })?;
-        entries.push((id, path));
+        let location = KeyLocation::parse(location)
+            .map_err(|e| Failure::Usage(format!("--key {spec:?}: {e}")))?;
+        entries.push((id, location));
     }
-    let mut keys = entries.iter().map(|(id, path)| MasterKey::load(*id, path));
-    let current = keys.next().ok_or_else(|| {
-        Failure::Usage("no master key: give --orthanc-config or --key ID:PATH".into())
+    let mut keys = entries
+        .iter()
+        .map(|(id, location)| location.open(*id, &remotes).map(|p| (*id, p)));
+    let current: (u32, Box<dyn MasterKeyProvider>) = keys.next().ok_or_else(|| {
+        Failure::Usage("no master key: give --orthanc-config or --key ID:LOCATION".into())
     })??;
     let previous = keys.collect::<Result<Vec<_>, _>>()?;
-    Ok((KeyRing::new(current, previous), config))
+    Ok((KeyRing::from_providers(current, previous), config))
 }
 
 fn open(target: &Target) -> Result<Store, Failure> {
@@ -251,7 +299,12 @@ fn file_store(keys: KeyRing, path: &Path) -> Result<(Store, String), Failure> {
     ))
 }
 
-fn encrypt(keys: KeyRing, input: &Path, output: &Path) -> Result<ExitCode, Failure> {
+fn encrypt(
+    keys: KeyRing,
+    content_type: u32,
+    input: &Path,
+    output: &Path,
+) -> Result<ExitCode, Failure> {
     let mut file = std::fs::File::open(input)
         .map_err(|e| Failure::Failed(format!("{}: {e}", input.display())))?;
     let len = file
@@ -259,11 +312,16 @@ fn encrypt(keys: KeyRing, input: &Path, output: &Path) -> Result<ExitCode, Failu
         .map_err(|e| Failure::Failed(format!("{}: {e}", input.display())))?
         .len();
     let (store, name) = file_store(keys, output)?;
-    store.put_reader(&name, len, &mut file)?;
+    store.put_reader(&name, content_type, len, &mut file)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn decrypt(keys: KeyRing, input: &Path, output: &Path) -> Result<ExitCode, Failure> {
+fn decrypt(
+    keys: KeyRing,
+    bound_to: Option<&str>,
+    input: &Path,
+    output: &Path,
+) -> Result<ExitCode, Failure> {
     let (store, name) = file_store(keys, input)?;
     let out_dir = output
         .parent()
@@ -275,7 +333,8 @@ fn decrypt(keys: KeyRing, input: &Path, output: &Path) -> Result<ExitCode, Failu
         .ok_or_else(|| Failure::Usage(format!("{}: not a file name", output.display())))?;
     let out_backend = FsBackend::new(out_dir);
     let mut pending = out_backend.create(&out_name, 0)?;
-    store.decrypt_to(&name, &mut pending)?;
+    // A renamed loose file is opened under the name it was encrypted as (--name).
+    store.decrypt_named(&name, bound_to.unwrap_or(&name), None, &mut pending)?;
     pending.commit()?;
     Ok(ExitCode::SUCCESS)
 }

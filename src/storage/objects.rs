@@ -1,6 +1,7 @@
 //! Whole-location operations: verify, migrate, rekey. Each object is handled on its own and
 //! replaced atomically, so an interrupted run is resumed by running it again.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -38,13 +39,29 @@ impl Progress {
     }
 }
 
+/// Decrypt every object; one line per object with its format, master key and provider
+/// (and the content type a v3 object is bound to), then a summary.
 pub fn verify(store: &Store) -> Result<ExitCode, Failure> {
     let names = store.backend().list()?;
     let mut bad = Vec::new();
     let mut plain = 0usize;
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     for name in &names {
-        match store.decrypt_to(name, &mut std::io::sink()) {
-            Ok(_) => {}
+        match store.decrypt_to(name, None, &mut std::io::sink()) {
+            Ok(info) => {
+                let key = info.key_id.map_or("-".to_string(), |id| {
+                    format!("{id} ({})", store.keys().kind(id).unwrap_or("?"))
+                });
+                let bound = match info.content_type {
+                    Some(0) => " content-type unbound".to_string(),
+                    Some(t) => format!(" content-type {t}"),
+                    None => String::new(),
+                };
+                println!("OK {name} {} key {key}{bound}", info.kind.name());
+                *tally
+                    .entry(format!("{} key {key}", info.kind.name()))
+                    .or_default() += 1;
+            }
             Err(Error::UnknownFormat) => {
                 plain += 1;
                 bad.push((name, "not encrypted".to_string()));
@@ -53,13 +70,18 @@ pub fn verify(store: &Store) -> Result<ExitCode, Failure> {
         }
     }
     list_failures("UNREADABLE", &bad);
+    let by_key: Vec<String> = tally.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
-        "{} objects on {}: {} ok, {} unreadable ({} not encrypted)",
+        "{} objects on {}: {} ok, {} unreadable ({} not encrypted); by format and key: {}",
         names.len(),
         store.backend().describe(),
         names.len() - bad.len(),
         bad.len(),
-        plain
+        plain,
+        match by_key.is_empty() {
+            true => "-".to_string(),
+            false => by_key.join(", "),
+        }
     );
     Ok(exit_code(&bad))
 }
@@ -71,7 +93,8 @@ pub fn migrate(store: &Store, root: &Path, dry_run: bool, show: bool) -> Result<
         total: names.len(),
         verb: "migrated",
     };
-    let (mut done, mut plain, mut a1, mut failed) = (0usize, 0usize, 0usize, Vec::new());
+    let (mut done, mut plain, mut a1, mut v2, mut failed) =
+        (0usize, 0usize, 0usize, 0usize, Vec::new());
     for (i, name) in names.iter().enumerate() {
         let kind = match store.inspect(name) {
             Ok(info) => info.kind,
@@ -81,7 +104,12 @@ pub fn migrate(store: &Store, root: &Path, dry_run: bool, show: bool) -> Result<
             }
         };
         let outcome = match (kind, dry_run) {
-            (Kind::V2, _) => Ok(()),
+            (Kind::V3, _) => Ok(()),
+            (Kind::V2, true) => {
+                v2 += 1;
+                Ok(())
+            }
+            (Kind::V2, false) => store.upgrade(name).map(|()| v2 += 1),
             (Kind::Other, true) => {
                 plain += 1;
                 Ok(())
@@ -91,10 +119,10 @@ pub fn migrate(store: &Store, root: &Path, dry_run: bool, show: bool) -> Result<
                 Ok(())
             }
             (Kind::Other, false) => encrypt_plain(store, root, name).map(|()| plain += 1),
-            (Kind::A1, false) => reencrypt_a1(store, name).map(|()| a1 += 1),
+            (Kind::A1, false) => store.upgrade(name).map(|()| a1 += 1),
         };
         match (kind, outcome) {
-            (Kind::V2, _) => done += 1,
+            (Kind::V3, _) => done += 1,
             (_, Err(e)) => failed.push((name, e.to_string())),
             _ => {}
         }
@@ -107,7 +135,7 @@ pub fn migrate(store: &Store, root: &Path, dry_run: bool, show: bool) -> Result<
         "encrypted"
     };
     println!(
-        "{} objects: {verb} {plain} plain and {a1} A1 objects; {done} already in the new format; {} failed",
+        "{} objects: {verb} {plain} plain, {a1} A1 and {v2} v2 objects; {done} already in the new format (v3); {} failed",
         names.len(),
         failed.len()
     );
@@ -130,14 +158,8 @@ fn encrypt_plain(store: &Store, root: &Path, name: &str) -> Result<(), Error> {
             source: e,
         })?
         .len();
-    store.put_reader(name, len, &mut file)
-}
-
-/// A1 objects cannot be rekeyed (their key wrap is the weak part): decrypt, re-encrypt.
-fn reencrypt_a1(store: &Store, name: &str) -> Result<(), Error> {
-    let mut plain = Vec::new();
-    store.read_whole(name, &mut plain)?;
-    store.put(name, &plain)
+    // The content type is not known offline: 0 (the uuid is still bound).
+    store.put_reader(name, 0, len, &mut file)
 }
 
 pub fn rekey(store: &Store, show: bool) -> Result<ExitCode, Failure> {
@@ -151,7 +173,7 @@ pub fn rekey(store: &Store, show: bool) -> Result<ExitCode, Failure> {
     let (mut moved, mut already, mut failed) = (0usize, 0usize, Vec::new());
     for (i, name) in names.iter().enumerate() {
         let result = match store.inspect(name) {
-            Ok(info) if info.kind == Kind::V2 => store.rekey(name),
+            Ok(info) if matches!(info.kind, Kind::V3 | Kind::V2) => store.rekey(name),
             Ok(info) if info.kind == Kind::A1 => Err(Error::Unsupported(
                 "A1 object: run `pacsgate storage migrate`",
             )),

@@ -1,4 +1,4 @@
-//! Single-core seal/open throughput of the v2 format, in memory (bench/storage.sh compares
+//! Single-core seal/open throughput of the v3 format, in memory (bench/storage.sh compares
 //! it with `openssl speed -evp aes-256-gcm` in the same run).
 //!
 //! `cargo run --release -p pacsgate-storage --no-default-features --example seal_bench [MiB]`
@@ -12,8 +12,8 @@
 use std::io::BufReader;
 use std::time::Instant;
 
-use pacsgate_storage::format::v2::{
-    object_len, open_stream, seal_slice, seal_to_slice, SEGMENT_LEN, TAG_LEN,
+use pacsgate_storage::format::pge::{
+    open_stream, seal_slice, seal_to_slice, Identity, SegmentKey, SEGMENT_LEN, TAG_LEN,
 };
 use pacsgate_storage::keys::{KeyRing, MasterKey};
 
@@ -27,31 +27,33 @@ fn main() {
     let len = mib << 20;
     let keys = KeyRing::new(MasterKey::from_bytes(1, [7; 32]).expect("key"), []);
     let plain: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
-    let mut sealed = vec![0u8; object_len(len as u64) as usize];
+    let id = Identity::of("17dfc0b5-8b18-4a3c-9d2e-0123456789ab", Some(1));
+    let create = || SegmentKey::create(&keys, id, len as u64).expect("data key");
+    let mut sealed = vec![0u8; create().header().object_len() as usize];
     let mut opened = Vec::with_capacity(len);
     let mut streamed = Vec::with_capacity(sealed.len());
 
     let mut best = [f64::MAX; 4];
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        seal_to_slice(&keys, &plain, &mut sealed).expect("seal");
+        seal_to_slice(&create(), &plain, &mut sealed).expect("seal");
         best[0] = best[0].min(t.elapsed().as_secs_f64());
 
         let t = Instant::now();
-        open_stream(&keys, &mut &sealed[..], &mut opened).expect("open");
+        open_stream(&keys, id, &mut &sealed[..], &mut opened).expect("open");
         best[1] = best[1].min(t.elapsed().as_secs_f64());
         assert!(opened == plain);
 
         streamed.clear();
         let t = Instant::now();
-        seal_slice(&keys, &plain, &mut streamed).expect("seal stream");
+        seal_slice(&create(), &plain, &mut streamed).expect("seal stream");
         best[2] = best[2].min(t.elapsed().as_secs_f64());
 
         let t = Instant::now();
         // A reader without its own buffer (a file, a socket) behind a BufReader.
         let reader: &mut dyn std::io::Read = &mut &streamed[..];
         let mut buffered = BufReader::with_capacity(SEGMENT_LEN + TAG_LEN, reader);
-        open_stream(&keys, &mut buffered, &mut opened).expect("open stream");
+        open_stream(&keys, id, &mut buffered, &mut opened).expect("open stream");
         best[3] = best[3].min(t.elapsed().as_secs_f64());
         assert!(opened == plain);
     }

@@ -10,6 +10,16 @@
 //!     "PreviousMasterKeys": [[1, "/etc/orthanc/keys/1.key"]],
 //!     "MaxConcurrentInputSize": 1024
 //!   },
+//! ```
+//!
+//! Key locations may also be `pkcs11:<RFC 7512 URI>` or `aws-kms:<key id or ARN>` (see
+//! [`crate::keys::location`]); an `aws-kms:` key needs `"Kms": {"Region": "eu-west-1",
+//! "Endpoint": "https://..."}` in `StorageEncryption`. Remote keys are cached within
+//! `DataKeyReuseCount` (objects per data key, default 1000; 1 = none),
+//! `DataKeyReuseSeconds` (default 300) and `DataKeyCacheSize` (unwrapped keys kept for
+//! reads, default 1000; 0 = none), see [`crate::keys::cache`].
+//!
+//! ```json
 //!   "Location": { "Type": "filesystem", "Root": "/var/lib/orthanc/db" }
 //! }
 //! ```
@@ -20,21 +30,34 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::backend::fs::FsBackend;
 use crate::backend::Backend;
-use crate::keys::{KeyRing, MasterKey};
+use crate::keys::cache::{CachePolicy, CachedKeys};
+use crate::keys::location::{KeyLocation, Remotes};
+use crate::keys::KeyRing;
 use crate::{Error, Store};
+
+mod remote;
+
+use self::remote::{key_entry, kms_settings, vault_settings};
 
 pub const SECTION: &str = "PacsgateStorage";
 const MIB: u64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
-    pub master_key: (u32, PathBuf),
-    pub previous_keys: Vec<(u32, PathBuf)>,
+    pub master_key: (u32, KeyLocation),
+    pub previous_keys: Vec<(u32, KeyLocation)>,
+    /// The `Kms` and `Vault` objects.
+    pub remotes: Remotes,
+    pub cache: CachePolicy,
+    /// `AcceptUnboundFormats` (default true): read v2 and A1 objects, which are not bound
+    /// to their name. Set false once `migrate` has upgraded the storage.
+    pub accept_unbound: bool,
     /// `MaxConcurrentInputSize` in bytes.
     pub max_input: u64,
     pub location: Location,
@@ -80,6 +103,12 @@ impl StorageConfig {
                 "MasterKey",
                 "PreviousMasterKeys",
                 "MaxConcurrentInputSize",
+                "Kms",
+                "Vault",
+                "AcceptUnboundFormats",
+                "DataKeyReuseCount",
+                "DataKeyReuseSeconds",
+                "DataKeyCacheSize",
             ],
         )?;
         if enc.get("Enable").is_some_and(|v| v != &Value::Bool(true)) {
@@ -113,6 +142,54 @@ impl StorageConfig {
                     bad("StorageEncryption.MaxConcurrentInputSize must be a positive number of MB")
                 })?,
         };
+        let kms = enc.get("Kms").map(kms_settings).transpose()?;
+        let uses_kms = std::iter::once(&master_key)
+            .chain(&previous_keys)
+            .any(|(_, l)| matches!(l, KeyLocation::AwsKms(_)));
+        if uses_kms && kms.is_none() {
+            return Err(bad(
+                "StorageEncryption.Kms missing: an aws-kms: key needs {\"Region\": ..., \"Endpoint\": ...}",
+            ));
+        }
+        let vault = enc.get("Vault").map(vault_settings).transpose()?;
+        let uses_vault = std::iter::once(&master_key)
+            .chain(&previous_keys)
+            .any(|(_, l)| matches!(l, KeyLocation::VaultTransit(_)));
+        if uses_vault && vault.is_none() {
+            return Err(bad(
+                "StorageEncryption.Vault missing: a vault-transit: key needs {\"Address\": \"https://...\"}",
+            ));
+        }
+        let number = |key: &str, default: u64, min: u64| match enc.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n >= min && n <= u64::from(u32::MAX))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "StorageEncryption.{key} must be an integer from {min} to 4294967295"
+                    ))
+                }),
+        };
+        let accept_unbound = match enc.get("AcceptUnboundFormats") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(bad(
+                    "StorageEncryption.AcceptUnboundFormats must be true or false",
+                ))
+            }
+        };
+        let default = CachePolicy::DEFAULT;
+        let cache = CachePolicy {
+            reuse_count: number("DataKeyReuseCount", default.reuse_count.into(), 1)? as u32,
+            reuse_time: Duration::from_secs(number(
+                "DataKeyReuseSeconds",
+                default.reuse_time.as_secs(),
+                0,
+            )?),
+            pool_size: number("DataKeyCacheSize", default.pool_size as u64, 0)? as usize,
+        };
         let location = match section.get("Location") {
             None => Location::Filesystem(PathBuf::from(
                 root.get("StorageDirectory")
@@ -124,23 +201,36 @@ impl StorageConfig {
         Ok(StorageConfig {
             master_key,
             previous_keys,
+            remotes: Remotes { kms, vault },
+            cache,
+            accept_unbound,
             max_input,
             location,
         })
     }
 
-    /// Load the keys, build the backend and prove it works (fail closed).
-    pub fn open(&self) -> Result<Store, Error> {
-        let current = MasterKey::load(self.master_key.0, &self.master_key.1)?;
+    /// Load or connect to every key; the current one must wrap and unwrap (a probe).
+    pub fn key_ring(&self) -> Result<KeyRing, Error> {
+        let remotes = &self.remotes;
+        let current = self.master_key.1.open(self.master_key.0, remotes)?;
         let previous = self
             .previous_keys
             .iter()
-            .map(|(id, path)| MasterKey::load(*id, path))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys = KeyRing::new(current, previous);
+            .map(|(id, loc)| Ok((*id, loc.open(*id, remotes)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let ring = KeyRing::from_providers((self.master_key.0, current), previous);
+        ring.probe()?;
+        Ok(ring)
+    }
+
+    /// Load the keys, build the backend and prove both work (fail closed).
+    pub fn open(&self) -> Result<(Store, Arc<CachedKeys>), Error> {
+        let keys = Arc::new(CachedKeys::new(self.key_ring()?, self.cache));
         let backend = self.location.backend()?;
         backend.check()?;
-        Ok(Store::new(Arc::new(keys), backend, self.max_input))
+        let store =
+            Store::new(keys.clone(), backend, self.max_input).refuse_unbound(!self.accept_unbound);
+        Ok((store, keys))
     }
 }
 
@@ -171,25 +261,6 @@ fn only_keys(map: &Map<String, Value>, what: &str, allowed: &[&str]) -> Result<(
             "{what}: unknown key {k:?} (expected one of {allowed:?})"
         ))),
         None => Ok(()),
-    }
-}
-
-/// `[id, "/path"]` with id an unsigned 32-bit integer, as in the official plugin.
-fn key_entry(v: &Value, what: &str) -> Result<(u32, PathBuf), ConfigError> {
-    let fix = || {
-        bad(format!(
-            "{what} must be [id, \"/path/to/key\"] with id in 0..=4294967295"
-        ))
-    };
-    match v.as_array().map(Vec::as_slice) {
-        Some([id, Value::String(path)]) => {
-            let id = id
-                .as_u64()
-                .and_then(|i| u32::try_from(i).ok())
-                .ok_or_else(fix)?;
-            Ok((id, PathBuf::from(path)))
-        }
-        _ => Err(fix()),
     }
 }
 
@@ -278,78 +349,4 @@ pub fn strip_json_comments(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn parse(v: Value) -> Result<StorageConfig, ConfigError> {
-        StorageConfig::from_orthanc(&v)
-    }
-
-    #[test]
-    fn official_names_and_defaults() {
-        let c = parse(
-            json!({"StorageDirectory": "/data", "PacsgateStorage": {"StorageEncryption": {
-            "MasterKey": [3, "/k/3"], "PreviousMasterKeys": [[1, "/k/1"], [2, "/k/2"]]}}}),
-        )
-        .unwrap();
-        assert_eq!(c.master_key, (3, PathBuf::from("/k/3")));
-        assert_eq!(c.previous_keys.len(), 2);
-        assert_eq!(c.max_input, 1024 * MIB);
-        assert_eq!(c.location, Location::Filesystem("/data".into()));
-        let c = parse(
-            json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]},
-            "Location": {"Type": "object", "Url": "s3://b/p", "Options": {"allow_http": true}}}}),
-        )
-        .unwrap();
-        assert_eq!(
-            c.location,
-            Location::Object {
-                url: "s3://b/p".into(),
-                options: vec![("allow_http".into(), "true".into())]
-            }
-        );
-    }
-
-    #[test]
-    fn mistakes_fail_closed_with_the_key_named() {
-        for (v, needle) in [
-            (json!({}), "section missing"),
-            (json!({"PacsgateStorage": {}}), "MasterKey is required"),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"Enable": false, "MasterKey": [1, "/k"]}}}),
-                "Enable",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [-1, "/k"]}}}),
-                "MasterKey",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [4294967296u64, "/k"]}}}),
-                "MasterKey",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": "/k"}}}),
-                "MasterKey",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"], "Typo": 1}}}),
-                "\"Typo\"",
-            ),
-            (
-                json!({"PacsgateStorage": {"StorageEncryption": {"MasterKey": [1, "/k"]}, "Location": {"Type": "tape"}}}),
-                "Location.Type",
-            ),
-        ] {
-            let err = parse(v).unwrap_err().to_string();
-            assert!(err.contains(needle), "{err}");
-        }
-    }
-
-    #[test]
-    fn comments_are_stripped_outside_strings() {
-        let text = "{ // c\n \"a\": \"x//y/*z*/\", /* b */ \"b\": 1 }";
-        let v: Value = serde_json::from_str(&strip_json_comments(text)).unwrap();
-        assert_eq!(v, json!({"a": "x//y/*z*/", "b": 1}));
-    }
-}
+mod tests;

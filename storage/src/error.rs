@@ -18,8 +18,14 @@ pub enum Error {
     Truncated,
     #[error("master key id {0} is not configured (add it to PreviousMasterKeys)")]
     UnknownKey(u32),
-    #[error("integrity check failed: object tampered with, truncated, or wrong master key")]
+    #[error("integrity check failed: object tampered with, truncated, swapped with or renamed from another object, or wrong master key")]
     Integrity,
+    #[error("integrity check failed: object is bound to content type {stored}, Orthanc asked for {asked} (swapped attachment)")]
+    WrongContentType { stored: u32, asked: u32 },
+    #[error("object in format {0} is not bound to its name and AcceptUnboundFormats is false; run `pacsgate storage migrate`")]
+    Unbound(&'static str),
+    #[error("key service: {0}")]
+    Kms(String),
     #[error("range {start}+{len} is outside the object ({size} bytes)")]
     Range { start: u64, len: u64, size: u64 },
     #[error("object of {0} bytes exceeds the configured limit (MaxConcurrentInputSize)")]

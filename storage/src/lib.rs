@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //!
-//! - [`keys`]: master keys with numeric ids (the current one wraps, previous ones unwrap),
-//!   key files, and the [`keys::KeyWrapper`] seam for an external KMS.
-//! - [`format`]: the on-disk formats. [`format::v2`] is what we write (chunked AES-256-GCM
-//!   STREAM, per-object data key wrapped under the master key; `FORMAT.md`);
-//!   [`format::a1`] reads the official Orthanc plugin's `A1` objects.
+//! - [`keys`]: master keys with numeric ids (the current one wraps, previous ones unwrap)
+//!   from key files, AWS KMS (`keys::aws_kms`), Vault Transit (`keys::vault_transit`) or a
+//!   PKCS#11 token ([`keys::pkcs11`]),
+//!   behind the [`keys::KeyWrapper`] seam; [`keys::cache`] bounds the remote calls.
+//! - [`format`]: the on-disk formats. [`format::pge`] v3 is what we write (chunked
+//!   AES-256-GCM STREAM under a per-object key, bound to the object's uuid and content type;
+//!   v2 is still read; `FORMAT.md`); [`format::a1`] reads the official plugin's `A1` objects.
 //! - [`backend`]: where ciphertext lives: [`backend::fs`] (Orthanc's `xx/yy/uuid` layout,
 //!   atomic writes) and, with the `object-store` feature, `backend::object` (S3, Azure, GCS).
 //! - [`config`]: the `PacsgateStorage` section of Orthanc's JSON configuration, shared
@@ -15,7 +17,8 @@
 //!
 //! # Flows
 //!
-//! Write: `Store::put(name, bytes)` -> fresh data key, wrapped under the current master key
+//! Write: `Store::put(name, content type, bytes)` -> data key (fresh, or reused within the
+//! cache bounds) wrapped under the current master key -> object key = HKDF(salt, data key)
 //! -> header + 64 KiB sealed segments streamed into a backend writer -> commit (rename or
 //! multipart complete); dropping the writer before commit leaves nothing visible.
 //!

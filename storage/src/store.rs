@@ -5,8 +5,8 @@ use std::io::{BufReader, Read, Write};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::backend::Backend;
-use crate::format::v2::PlainBuffer;
-use crate::format::{self, a1, v2, Kind};
+use crate::format::pge::{self, Header, Identity, PlainBuffer, SegmentKey};
+use crate::format::{self, a1, Kind};
 use crate::keys::KeyWrapper;
 use crate::{Error, Result};
 
@@ -15,16 +15,21 @@ use crate::{Error, Result};
 pub struct ObjectInfo {
     pub kind: Kind,
     pub key_id: Option<u32>,
-    /// Known without decrypting for v2 objects.
+    /// Known without decrypting for v2 and v3 objects.
     pub plaintext_len: Option<u64>,
+    /// v3: the content type the object is bound to (0: written without one).
+    pub content_type: Option<u32>,
 }
 
 pub struct Store {
     keys: Arc<dyn KeyWrapper>,
     backend: Box<dyn Backend>,
     /// A1 objects are one GCM message and must be held whole: bound the bytes held at once
-    /// (`MaxConcurrentInputSize`). v2 objects stream and need no budget.
+    /// (`MaxConcurrentInputSize`); so are v2 objects while `migrate` upgrades them. v3
+    /// objects stream and need no budget.
     a1_budget: Budget,
+    /// Refuse v2 and A1 objects on the plugin's read paths (`AcceptUnboundFormats: false`).
+    refuse_unbound: bool,
 }
 
 // === impl Store ===
@@ -35,6 +40,23 @@ impl Store {
             keys,
             backend,
             a1_budget: Budget::new(a1_limit),
+            refuse_unbound: false,
+        }
+    }
+
+    /// Refuse objects that are not bound to their name (v2, A1) in `read_whole` and
+    /// `read_range`: once `migrate` has upgraded a storage, an old v2 or A1 copy of another
+    /// attachment put back under some name would otherwise still decrypt (a downgrade of
+    /// the swap protection). `decrypt_to` (the CLI) still reads them, so `migrate` works.
+    pub fn refuse_unbound(mut self, refuse: bool) -> Store {
+        self.refuse_unbound = refuse;
+        self
+    }
+
+    fn check_bound(&self, kind: Kind) -> Result<()> {
+        match (self.refuse_unbound, kind) {
+            (true, Kind::V2 | Kind::A1) => Err(Error::Unbound(kind.name())),
+            _ => Ok(()),
         }
     }
 
@@ -46,36 +68,57 @@ impl Store {
         self.keys.as_ref()
     }
 
-    /// Encrypt `data` and store it as `name`, replacing any previous object atomically.
-    pub fn put(&self, name: &str, data: &[u8]) -> Result<()> {
-        let len = v2::object_len(data.len() as u64);
+    /// Encrypt `data` and store it as `name` (v3, bound to the name's uuid and to
+    /// `content_type`), replacing any previous object atomically.
+    pub fn put(&self, name: &str, content_type: u32, data: &[u8]) -> Result<()> {
+        let id = Identity::of(name, Some(content_type));
+        let sk = SegmentKey::create(self.keys.as_ref(), id, data.len() as u64)?;
+        let len = sk.header().object_len();
         if len <= self.backend.whole_put_limit() {
             // Small enough for one request: seal in one pass into the request body.
             let mut object = vec![0u8; len as usize];
-            v2::seal_to_slice(self.keys.as_ref(), data, &mut object)?;
+            pge::seal_to_slice(&sk, data, &mut object)?;
             return self.backend.put_whole(name, object);
         }
         let mut pending = self.backend.create(name, len)?;
-        v2::seal_slice(self.keys.as_ref(), data, &mut pending)?;
+        pge::seal_slice(&sk, data, &mut pending)?;
         pending.commit()
     }
 
     /// Encrypt exactly `len` bytes from `src`.
-    pub fn put_reader(&self, name: &str, len: u64, src: &mut dyn Read) -> Result<()> {
-        let mut pending = self.backend.create(name, v2::object_len(len))?;
-        v2::seal_stream(self.keys.as_ref(), len, src, &mut pending)?;
+    pub fn put_reader(
+        &self,
+        name: &str,
+        content_type: u32,
+        len: u64,
+        src: &mut dyn Read,
+    ) -> Result<()> {
+        let id = Identity::of(name, Some(content_type));
+        let sk = SegmentKey::create(self.keys.as_ref(), id, len)?;
+        let mut pending = self.backend.create(name, sk.header().object_len())?;
+        pge::seal_stream(&sk, src, &mut pending)?;
         pending.commit()
     }
 
-    /// Decrypt all of `name` into `buffer`, sized from the header.
-    pub fn read_whole(&self, name: &str, buffer: &mut dyn PlainBuffer) -> Result<()> {
+    /// Decrypt all of `name` into `buffer`, sized from the header. `content_type`: what the
+    /// caller expects (Orthanc's), `None` to accept the stored one.
+    pub fn read_whole(
+        &self,
+        name: &str,
+        content_type: Option<u32>,
+        buffer: &mut dyn PlainBuffer,
+    ) -> Result<()> {
         let mut src = self.backend.open(name, None)?;
         let (head, got) = read_prefix(src.as_mut())?;
         // One segment with its tag fits the buffer, so each is opened straight from it.
-        let capacity = v2::SEGMENT_LEN + v2::TAG_LEN;
+        let capacity = pge::SEGMENT_LEN + pge::TAG_LEN;
         let mut src = BufReader::with_capacity(capacity, (&head[..got]).chain(src));
+        self.check_bound(format::detect(&head[..got]))?;
         match format::detect(&head[..got]) {
-            Kind::V2 => v2::open_stream(self.keys.as_ref(), &mut src, buffer),
+            Kind::V3 | Kind::V2 => {
+                let id = Identity::of(name, content_type);
+                pge::open_stream(self.keys.as_ref(), id, &mut src, buffer)
+            }
             Kind::A1 => {
                 let plain = self.read_a1(name, &mut src)?;
                 buffer.allocate(plain.len() as u64)?.copy_from_slice(&plain);
@@ -87,18 +130,26 @@ impl Store {
 
     /// Decrypt bytes `start..start+out.len()` of `name` into `out`, opening only the
     /// segments that cover them.
-    pub fn read_range(&self, name: &str, start: u64, out: &mut [u8]) -> Result<()> {
-        let mut src = self.backend.open(name, Some(0..v2::HEADER_LEN as u64))?;
+    pub fn read_range(
+        &self,
+        name: &str,
+        content_type: Option<u32>,
+        start: u64,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let mut src = self.backend.open(name, Some(0..pge::HEADER_MAX as u64))?;
         let (head, got) = read_prefix(src.as_mut())?;
         drop(src);
+        self.check_bound(format::detect(&head[..got]))?;
         match format::detect(&head[..got]) {
-            Kind::V2 => {
-                let header = v2::Header::parse(&head[..got])?;
-                let sk = v2::SegmentKey::open(self.keys.as_ref(), header)?;
+            Kind::V3 | Kind::V2 => {
+                let header = Header::parse(&head[..got])?;
                 let (first, last, bytes) = header.span(start, out.len() as u64)?;
+                let sk =
+                    SegmentKey::open(self.keys.as_ref(), header, Identity::of(name, content_type))?;
                 let mut src = self.backend.open(name, Some(bytes))?;
                 sk.open_segments(src.as_mut(), first, last, &mut |index, plain| {
-                    v2::copy_overlap(index, plain, start, out);
+                    pge::copy_overlap(index, plain, start, out);
                     Ok(())
                 })
             }
@@ -123,15 +174,36 @@ impl Store {
 
     /// Decrypt `name` to `out` segment by segment (CLI decrypt and verify). On error,
     /// `out` may hold verified plaintext of the segments before the failure.
-    pub fn decrypt_to(&self, name: &str, out: &mut dyn Write) -> Result<ObjectInfo> {
+    pub fn decrypt_to(
+        &self,
+        name: &str,
+        content_type: Option<u32>,
+        out: &mut dyn Write,
+    ) -> Result<ObjectInfo> {
+        self.decrypt_named(name, name, content_type, out)
+    }
+
+    /// [`Store::decrypt_to`] of `name` as if it were stored as `bound_to` (the CLI's
+    /// `decrypt --name` for a renamed loose file).
+    pub fn decrypt_named(
+        &self,
+        name: &str,
+        bound_to: &str,
+        content_type: Option<u32>,
+        out: &mut dyn Write,
+    ) -> Result<ObjectInfo> {
         let mut src = self.backend.open(name, None)?;
         let (head, got) = read_prefix(src.as_mut())?;
         let write = |e| Error::io("write", "output", e);
         match format::detect(&head[..got]) {
-            Kind::V2 => {
-                let header = v2::Header::parse(&head[..got])?;
-                let sk = v2::SegmentKey::open(self.keys.as_ref(), header)?;
-                sk.open_segments(src.as_mut(), 0, header.segments() - 1, &mut |_, plain| {
+            kind @ (Kind::V3 | Kind::V2) => {
+                let header = Header::parse(&head[..got])?;
+                let info = info_pge(kind, &header);
+                let mut src = (&head[header.header_len().min(got)..got]).chain(src);
+                let last = header.segments() - 1;
+                let id = Identity::of(bound_to, content_type);
+                let sk = SegmentKey::open(self.keys.as_ref(), header, id)?;
+                sk.open_segments(&mut src, 0, last, &mut |_, plain| {
                     out.write_all(plain).map_err(write)
                 })?;
                 if src
@@ -141,7 +213,7 @@ impl Store {
                 {
                     return Err(Error::Truncated);
                 }
-                Ok(info_v2(&header))
+                Ok(info)
             }
             Kind::A1 => {
                 let key_id = a1::key_id(&head[..got])?;
@@ -151,6 +223,7 @@ impl Store {
                     kind: Kind::A1,
                     key_id: Some(key_id),
                     plaintext_len: Some(plain.len() as u64),
+                    content_type: None,
                 })
             }
             Kind::Other => Err(Error::UnknownFormat),
@@ -159,47 +232,66 @@ impl Store {
 
     /// Header facts without decrypting.
     pub fn inspect(&self, name: &str) -> Result<ObjectInfo> {
-        let mut src = self.backend.open(name, Some(0..v2::HEADER_LEN as u64))?;
+        let mut src = self.backend.open(name, Some(0..pge::HEADER_MAX as u64))?;
         let (head, got) = read_prefix(src.as_mut())?;
         let kind = format::detect(&head[..got]);
         Ok(match kind {
-            Kind::V2 => info_v2(&v2::Header::parse(&head[..got])?),
+            Kind::V3 | Kind::V2 => info_pge(kind, &Header::parse(&head[..got])?),
             Kind::A1 => ObjectInfo {
                 kind,
                 key_id: Some(a1::key_id(&head[..got])?),
                 plaintext_len: None,
+                content_type: None,
             },
             Kind::Other => ObjectInfo {
                 kind,
                 key_id: None,
                 plaintext_len: None,
+                content_type: None,
             },
         })
     }
 
-    /// Move a v2 object's data key under the current master key, copying the segments
-    /// unchanged. Returns false when it already was there.
+    /// Move an object's data key under the current master key. v3: rewrap, segments copied
+    /// unchanged. v2 (no room for a remote key's blob, no identity binding): decrypted and
+    /// re-encrypted as v3 (content type 0: not known offline). Returns false when the object
+    /// already was v3 under the current key.
     pub fn rekey(&self, name: &str) -> Result<bool> {
         let mut src = self.backend.open(name, None)?;
-        let mut head = [0u8; v2::HEADER_LEN];
-        src.read_exact(&mut head).map_err(|_| Error::Truncated)?;
-        let header = v2::Header::parse(&head)?;
-        let current = self.keys.current_id();
-        if header.key_id == current {
+        let header = Header::read_from(src.as_mut())?;
+        if header.version == pge::VERSION_2 {
+            drop(src);
+            self.upgrade(name)?;
+            return Ok(true);
+        }
+        if header.key_id == self.keys.current_id() {
             return Ok(false);
         }
-        let new = v2::rewrap(self.keys.as_ref(), &header, current)?;
-        let mut pending = self.backend.create(name, header.object_len())?;
+        let new = pge::rewrap(self.keys.as_ref(), &header)?;
+        let mut pending = self.backend.create(name, new.object_len())?;
         pending
             .write_all(&new.encode())
             .map_err(|e| Error::io("write", name, e))?;
         let copied =
             std::io::copy(&mut src, &mut pending).map_err(|e| Error::io("copy", name, e))?;
-        if copied + v2::HEADER_LEN as u64 != header.object_len() {
+        if copied + header.header_len() as u64 != header.object_len() {
             return Err(Error::Truncated);
         }
         pending.commit()?;
         Ok(true)
+    }
+
+    /// Re-encrypt a v2 or A1 object as v3 under the current key (held whole, at most
+    /// `MaxConcurrentInputSize`). The content type is not known offline: 0.
+    pub fn upgrade(&self, name: &str) -> Result<()> {
+        // Not through the budget: an A1 read takes it itself (and the CLI runs one at a time).
+        let size = self.backend.size(name)?;
+        if size > self.a1_budget.limit {
+            return Err(Error::TooLarge(size));
+        }
+        let mut plain = zeroize::Zeroizing::new(Vec::new());
+        self.read_whole(name, None, &mut *plain)?;
+        self.put(name, 0, &plain)
     }
 
     pub fn remove(&self, name: &str) -> Result<()> {
@@ -223,17 +315,18 @@ impl Store {
     }
 }
 
-fn info_v2(header: &v2::Header) -> ObjectInfo {
+fn info_pge(kind: Kind, header: &Header) -> ObjectInfo {
     ObjectInfo {
-        kind: Kind::V2,
+        kind,
         key_id: Some(header.key_id),
         plaintext_len: Some(header.plaintext_len),
+        content_type: (kind == Kind::V3).then_some(header.content_type),
     }
 }
 
-/// Read up to a v2 header's worth of bytes (fewer only at the end of the object).
-fn read_prefix(src: &mut dyn Read) -> Result<([u8; v2::HEADER_LEN], usize)> {
-    let mut head = [0u8; v2::HEADER_LEN];
+/// Read up to the largest header's worth of bytes (fewer only at the end of the object).
+fn read_prefix(src: &mut dyn Read) -> Result<(Vec<u8>, usize)> {
+    let mut head = vec![0u8; pge::HEADER_MAX];
     let mut got = 0;
     while got < head.len() {
         match src.read(&mut head[got..]) {

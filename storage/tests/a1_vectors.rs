@@ -122,12 +122,12 @@ fn store_reads_a1_objects_whole_and_by_range() {
     );
     let store = Store::new(Arc::new(ring), Box::new(backend), 1 << 20);
     let mut out = Vec::new();
-    store.read_whole(&name, &mut out).unwrap();
+    store.read_whole(&name, Some(1), &mut out).unwrap();
     assert_eq!(out, v.plaintext);
     let mut part = vec![0u8; 10];
-    store.read_range(&name, 5, &mut part).unwrap();
+    store.read_range(&name, Some(1), 5, &mut part).unwrap();
     assert_eq!(part, v.plaintext[5..15]);
     // Rewrite to the new format (what `migrate` does for A1 objects).
-    store.put(&name, &out).unwrap();
+    store.put(&name, 1, &out).unwrap();
     assert_eq!(store.inspect(&name).unwrap().key_id, Some(7));
 }

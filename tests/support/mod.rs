@@ -1,7 +1,8 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
 //! (`backend`), DICOM clients (`dicom`), a systemd notification socket (`notify`), the
-//! encrypting storage plugin (`storage`), a systemd unit run without systemd (`unit`) and
+//! encrypting storage plugin (`storage`) and its key services (`kms`: moto's KMS, OpenBao,
+//! SoftHSM2), a systemd unit run without systemd (`unit`) and
 //! `deploy/quickstart.sh` (`quickstart`), and for the oracles a seeded PRNG (`rng`),
 //! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`) and DIMSE
 //! mutations (`mutate`). Every integration test file includes this with
@@ -11,6 +12,7 @@
 pub mod backend;
 pub mod dicom;
 pub mod gateway;
+pub mod kms;
 pub mod mutate;
 pub mod notify;
 pub mod orthanc;

@@ -40,7 +40,26 @@ pub fn plugin_config(
     previous: &[(u32, &Path)],
     location: serde_json::Value,
 ) -> serde_json::Value {
-    serde_json::json!({
+    let text = |p: &Path| p.display().to_string();
+    let previous: Vec<(u32, String)> = previous.iter().map(|(id, p)| (*id, text(p))).collect();
+    let previous: Vec<(u32, &str)> = previous.iter().map(|(id, p)| (*id, p.as_str())).collect();
+    plugin_config_keys(
+        (current.0, &text(current.1)),
+        &previous,
+        location,
+        serde_json::json!({}),
+    )
+}
+
+/// [`plugin_config`] with key locations as configured (file path, `pkcs11:...`,
+/// `aws-kms:...`) and `extra` keys merged into `StorageEncryption` (`Kms`, cache settings).
+pub fn plugin_config_keys(
+    current: (u32, &str),
+    previous: &[(u32, &str)],
+    location: serde_json::Value,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut config = serde_json::json!({
         "Plugins": [plugin_so()],
         "MaximumStorageCacheSize": 0,
         "PacsgateStorage": {
@@ -52,7 +71,13 @@ pub fn plugin_config(
             },
             "Location": location
         }
-    })
+    });
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            config["PacsgateStorage"]["StorageEncryption"][k] = v.clone();
+        }
+    }
+    config
 }
 
 pub fn fs_location(root: &Path) -> serde_json::Value {
@@ -94,8 +119,13 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Run `pacsgate storage ARGS...`.
 pub fn cli(args: &[&str]) -> (std::process::ExitStatus, String) {
+    cli_env(args, &[])
+}
+
+/// [`cli`] with extra environment variables (AWS credentials, SOFTHSM2_CONF).
+pub fn cli_env(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let mut cmd = Command::new(super::gateway::binary());
-    cmd.arg("storage").args(args);
+    cmd.arg("storage").args(args).envs(env.iter().copied());
     run(cmd, Duration::from_secs(300))
 }
 
@@ -179,4 +209,45 @@ pub fn assert_reads_back(port: u16, id: &str, file: &Path) {
 pub fn delete_instance(port: u16, id: &str) {
     let (code, _) = rest(port, "DELETE", &format!("/instances/{id}"), None);
     assert_eq!(code, 200, "DELETE /instances/{id}");
+}
+
+/// Start Orthanc with `extra` (and `env`) and expect it to exit non-zero; returns its log.
+pub fn orthanc_refuses_env(dir: &Path, extra: serde_json::Value, env: &[(&str, &str)]) -> String {
+    use super::process::{free_port, Proc};
+    let mut config = serde_json::json!({
+        "Name": "refuse", "HttpPort": free_port(), "DicomPort": free_port(),
+        "StorageDirectory": dir.join("plain"), "IndexDirectory": dir.join("plain"),
+        "RemoteAccessAllowed": false,
+    });
+    for (k, v) in extra.as_object().expect("object") {
+        config[k] = v.clone();
+    }
+    let path = dir.join("refuse.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut cmd = Command::new(super::orthanc::ORTHANC);
+    cmd.arg(&path)
+        .current_dir(dir)
+        .env("LD_PRELOAD", super::bind_lo())
+        .envs(env.iter().copied());
+    let mut proc = Proc::spawn("Orthanc", cmd, &dir.join("refuse.log"));
+    let status = proc.wait_exit(Duration::from_secs(120));
+    assert!(!status.success(), "Orthanc started: {}", proc.output());
+    proc.output()
+}
+
+/// Instance ids Orthanc knows.
+pub fn instance_ids(port: u16) -> Vec<String> {
+    serde_json::from_value(rest_json(port, "GET", "/instances", None)).expect("id list")
+}
+
+/// The object file of an instance's DICOM attachment in a filesystem location.
+pub fn object_path(port: u16, root: &Path, id: &str) -> PathBuf {
+    let info = rest_json(
+        port,
+        "GET",
+        &format!("/instances/{id}/attachments/dicom/info"),
+        None,
+    );
+    let uuid = info["Uuid"].as_str().expect("Uuid");
+    root.join(&uuid[..2]).join(&uuid[2..4]).join(uuid)
 }

@@ -83,7 +83,7 @@ fn initialize(context: *mut OrthancPluginContext) -> Result<(), String> {
         (&register as *const RegisterStorageArea2).cast(),
     );
     if code != 0 {
-        plugin::stop();
+        let _ = plugin::stop();
         return Err(format!(
             "Orthanc refused the storage area (error {code}); is another storage plugin loaded?"
         ));
@@ -94,9 +94,9 @@ fn initialize(context: *mut OrthancPluginContext) -> Result<(), String> {
 
 #[no_mangle]
 pub extern "C" fn OrthancPluginFinalize() {
-    let _ = catch_unwind(|| {
-        log(SERVICE_LOG_INFO, "finalize");
-        plugin::stop();
+    let _ = catch_unwind(|| match plugin::stop() {
+        Some(stats) => log(SERVICE_LOG_WARNING, &format!("finalize; {stats}")),
+        None => log(SERVICE_LOG_INFO, "finalize"),
     });
     CONTEXT.store(ptr::null_mut(), Ordering::Release);
 }

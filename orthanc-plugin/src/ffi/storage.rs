@@ -4,10 +4,10 @@
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pacsgate_storage::format::v2::PlainBuffer;
+use pacsgate_storage::format::pge::PlainBuffer;
 use pacsgate_storage::Error;
 
-use super::sdk::{allocate, log_error, release, MemoryBuffer64};
+use super::sdk::{allocate, log, log_error, release, MemoryBuffer64, SERVICE_LOG_WARNING};
 use crate::plugin;
 
 /// Run `f`, turning errors into logged Orthanc codes and panics into code 32.
@@ -26,6 +26,9 @@ pub(super) fn guard(
             .map_err(|_| Error::BadName("non-UTF-8".into()))?;
         f(uuid)
     }));
+    if let Some(line) = plugin::stats_due() {
+        log(SERVICE_LOG_WARNING, &line);
+    }
     match outcome {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
@@ -43,7 +46,7 @@ pub(super) unsafe extern "C" fn storage_create(
     uuid: *const c_char,
     content: *const c_void,
     size: i64,
-    _kind: i32,
+    kind: i32,
 ) -> i32 {
     guard("create", uuid, |uuid| {
         let len = usize::try_from(size).map_err(|_| Error::BadHeader("negative size"))?;
@@ -55,20 +58,20 @@ pub(super) unsafe extern "C" fn storage_create(
             // SAFETY: Orthanc guarantees `content` holds `size` bytes during the call.
             unsafe { std::slice::from_raw_parts(content.cast::<u8>(), len) }
         };
-        plugin::create(uuid, data)
+        plugin::create(uuid, kind, data)
     })
 }
 
 pub(super) unsafe extern "C" fn storage_read_whole(
     target: *mut MemoryBuffer64,
     uuid: *const c_char,
-    _kind: i32,
+    kind: i32,
 ) -> i32 {
     if target.is_null() {
         return plugin::ERROR_STORAGE_AREA_PLUGIN;
     }
     let code = guard("read", uuid, |uuid| {
-        plugin::read_whole(uuid, &mut OrthancBuffer(target))
+        plugin::read_whole(uuid, kind, &mut OrthancBuffer(target))
     });
     if code != 0 {
         release(target);
@@ -88,7 +91,7 @@ impl PlainBuffer for OrthancBuffer {
 pub(super) unsafe extern "C" fn storage_read_range(
     target: *mut MemoryBuffer64,
     uuid: *const c_char,
-    _kind: i32,
+    kind: i32,
     start: u64,
 ) -> i32 {
     guard("read range", uuid, |uuid| {
@@ -108,7 +111,7 @@ pub(super) unsafe extern "C" fn storage_read_range(
             }
             std::slice::from_raw_parts_mut((*target).data.cast::<u8>(), size)
         };
-        plugin::read_range(uuid, start, out)
+        plugin::read_range(uuid, kind, start, out)
     })
 }
 

@@ -8,18 +8,14 @@ use std::io::{self, BufRead, Read, Write};
 
 use aws_lc_rs::aead::Aad;
 
-use super::{object_len, read_exact, Header, SegmentKey, HEADER_LEN, SEGMENT_LEN, TAG_LEN};
+use super::{read_exact, Header, Identity, SegmentKey, SEGMENT_LEN, TAG_LEN};
 use crate::keys::KeyWrapper;
 use crate::{Error, Result};
 
-/// Encrypt exactly `len` bytes from `src` into `out` as one object.
-pub fn seal_stream(
-    keys: &dyn KeyWrapper,
-    len: u64,
-    src: &mut dyn Read,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let sk = SegmentKey::create(keys, len)?;
+/// Encrypt exactly `len` bytes from `src` into `out` as one object under `sk` (made by
+/// [`SegmentKey::create`] for `len` bytes).
+pub fn seal_stream(sk: &SegmentKey, src: &mut dyn Read, out: &mut dyn Write) -> Result<()> {
+    let len = sk.header.plaintext_len;
     let write = |e| Error::io("write", "object", e);
     out.write_all(&sk.header.encode()).map_err(write)?;
     let mut buf = vec![0u8; SEGMENT_LEN + TAG_LEN];
@@ -60,8 +56,8 @@ impl PlainBuffer for Vec<u8> {
 
 /// Encrypt `data` into `out` as one object. Same output as [`seal_stream`], without the
 /// staging copy: segments are sealed straight from `data` into a segment-sized buffer.
-pub fn seal_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut dyn Write) -> Result<()> {
-    let sk = SegmentKey::create(keys, data.len() as u64)?;
+pub fn seal_slice(sk: &SegmentKey, data: &[u8], out: &mut dyn Write) -> Result<()> {
+    check_len(sk, data)?;
     let write = |e| Error::io("write", "object", e);
     out.write_all(&sk.header.encode()).map_err(write)?;
     let mut buf = vec![0u8; SEGMENT_LEN + TAG_LEN];
@@ -74,18 +70,18 @@ pub fn seal_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut dyn Write) -> Re
 }
 
 /// Encrypt `data` as one object into `out`, which must be exactly
-/// [`object_len`]`(data.len())` bytes: one pass, no intermediate buffer (objects sealed in
+/// [`Header::object_len`] bytes: one pass, no intermediate buffer (objects sealed in
 /// memory, e.g. for one object-store PUT).
-pub fn seal_to_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut [u8]) -> Result<()> {
-    let expected = object_len(data.len() as u64);
+pub fn seal_to_slice(sk: &SegmentKey, data: &[u8], out: &mut [u8]) -> Result<()> {
+    check_len(sk, data)?;
+    let expected = sk.header.object_len();
     if out.len() as u64 != expected {
         return Err(Error::OutputLength {
             expected,
             got: out.len() as u64,
         });
     }
-    let sk = SegmentKey::create(keys, data.len() as u64)?;
-    let (head, mut rest) = out.split_at_mut(HEADER_LEN);
+    let (head, mut rest) = out.split_at_mut(sk.header.header_len());
     head.copy_from_slice(&sk.header.encode());
     for (index, chunk) in segments_of(data) {
         let (sealed, tail) = std::mem::take(&mut rest).split_at_mut(chunk.len() + TAG_LEN);
@@ -93,6 +89,15 @@ pub fn seal_to_slice(keys: &dyn KeyWrapper, data: &[u8], out: &mut [u8]) -> Resu
         rest = tail;
     }
     Ok(())
+}
+
+fn check_len(sk: &SegmentKey, data: &[u8]) -> Result<()> {
+    match data.len() as u64 == sk.header.plaintext_len {
+        true => Ok(()),
+        false => Err(Error::InputLength {
+            expected: sk.header.plaintext_len,
+        }),
+    }
 }
 
 /// The segments of a plaintext with their indices; an empty plaintext is one empty segment.
@@ -111,14 +116,24 @@ fn segments_of(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
 /// its place: one pass. Otherwise it is read into its place and opened there.
 pub fn open_stream(
     keys: &dyn KeyWrapper,
+    id: Identity,
     src: &mut dyn BufRead,
     buffer: &mut dyn PlainBuffer,
 ) -> Result<()> {
-    let mut head = [0u8; HEADER_LEN];
-    read_exact(src, &mut head)?;
-    let sk = SegmentKey::open(keys, Header::parse(&head)?)?;
+    let header = Header::read_from(src)?;
+    let sk = SegmentKey::open(keys, header, id)?;
+    // In v3 the length is authenticated by the segment tags only (the key wrap may serve
+    // several objects): open segment 0 before sizing the buffer from the header, so a
+    // forged length cannot make us allocate. One extra copy of at most 64 KiB.
+    let mut first = zeroize::Zeroizing::new(vec![0u8; sk.header.segment_plain_len(0) + TAG_LEN]);
+    read_exact(src, &mut first)?;
+    let n0 = sk.open_segment(0, &mut first)?.len();
     let out = buffer.allocate(sk.header.plaintext_len)?;
-    let result = open_into(&sk, src, out);
+    let result = out
+        .get_mut(..n0)
+        .ok_or(Error::Crypto)
+        .map(|dst| dst.copy_from_slice(&first[..n0]))
+        .and_then(|()| open_into(&sk, src, out));
     if result.is_err() {
         out.fill(0);
     }
@@ -127,7 +142,7 @@ pub fn open_stream(
 
 fn open_into(sk: &SegmentKey, src: &mut dyn BufRead, out: &mut [u8]) -> Result<()> {
     let read_error = |e| Error::io("read", "object", e);
-    for index in 0..sk.header.segments() {
+    for index in 1..sk.header.segments() {
         let at = (index * SEGMENT_LEN as u64) as usize;
         let n = sk.header.segment_plain_len(index);
         let dst = out.get_mut(at..at + n).ok_or(Error::Crypto)?;

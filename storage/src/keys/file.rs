@@ -1,11 +1,5 @@
-//! Master keys (key-encryption keys) and data keys.
-//!
-//! A master key is 32 random bytes with a numeric id (`u32`, as in the official plugin's
-//! `MasterKey: [id, path]`). The current key wraps new data keys; previous keys only unwrap.
-//! Key material lives in `Zeroizing` buffers, has no `Debug`, and never reaches a log line.
-//! Wrapping goes through [`KeyWrapper`] so a KMS or Vault can hold the master key instead.
+//! Master keys in local key files: 32 random bytes, base64, mode 0600.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -16,64 +10,11 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use base64::Engine;
 use zeroize::Zeroizing;
 
+use super::{DataKey, MasterKeyProvider, KEY_LEN, WRAPPED_LEN, WRAP_NONCE_LEN};
 use crate::{Error, Result};
 
-pub const KEY_LEN: usize = 32;
-/// Random nonce of the AES-256-GCM key wrap (FORMAT.md, "wrapped data key").
-pub const WRAP_NONCE_LEN: usize = 12;
-/// Wrapped data key: ciphertext (32) || GCM tag (16).
-pub const WRAPPED_LEN: usize = KEY_LEN + 16;
 /// A key file is a line of base64; anything much longer is not a key file.
 const KEY_FILE_MAX: u64 = 4096;
-
-/// A per-object data key (DEK). Fresh for every object, never stored unwrapped.
-pub struct DataKey(Zeroizing<[u8; KEY_LEN]>);
-
-/// A data key wrapped under a master key: `nonce || AES-256-GCM(kek, dek, aad) || tag`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct WrappedKey {
-    pub nonce: [u8; WRAP_NONCE_LEN],
-    pub sealed: [u8; WRAPPED_LEN],
-}
-
-/// Holds master keys and wraps/unwraps data keys with them.
-///
-/// `aad` is the object header up to and including the key id (FORMAT.md), so a wrapped key
-/// cannot be moved to another object or relabelled with another key id.
-pub trait KeyWrapper: Send + Sync {
-    /// Id of the master key new objects are written under.
-    fn current_id(&self) -> u32;
-    fn wrap(&self, key_id: u32, aad: &[u8], dek: &DataKey) -> Result<WrappedKey>;
-    fn unwrap(&self, key_id: u32, aad: &[u8], wrapped: &WrappedKey) -> Result<DataKey>;
-    /// The 32-byte AES-256-CTR keystream (zero counter) under master key `key_id`, which is
-    /// all the legacy A1 format needs to recover its IV and data key (a1-format.md). Only
-    /// possible where the raw master key is local.
-    fn a1_keystream(&self, key_id: u32) -> Result<Zeroizing<[u8; 32]>> {
-        let _ = key_id;
-        Err(Error::Unsupported(
-            "A1 objects need a local master key, not a remote key wrapper",
-        ))
-    }
-}
-
-// === impl DataKey ===
-
-impl DataKey {
-    /// A fresh random data key from the system CSPRNG.
-    pub fn generate() -> Result<DataKey> {
-        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::Crypto)?;
-        Ok(DataKey(bytes))
-    }
-
-    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> DataKey {
-        DataKey(Zeroizing::new(bytes))
-    }
-
-    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
-        &self.0
-    }
-}
 
 // === impl MasterKey ===
 
@@ -166,80 +107,57 @@ pub fn generate_key_text() -> Result<Zeroizing<String>> {
     Ok(text)
 }
 
-// === impl KeyRing ===
+// === impl MasterKeyProvider ===
 
-/// Local master keys: one current, any number of previous ones.
-#[derive(Debug)]
-pub struct KeyRing {
-    current: u32,
-    keys: BTreeMap<u32, MasterKey>,
-}
-
-impl KeyRing {
-    /// If a previous key repeats the current id, the current key wins (as in the official
-    /// plugin); a repeated previous id keeps the later entry.
-    pub fn new(current: MasterKey, previous: impl IntoIterator<Item = MasterKey>) -> KeyRing {
-        let mut keys = BTreeMap::new();
-        for key in previous {
-            keys.insert(key.id, key);
-        }
-        let id = current.id;
-        keys.insert(id, current);
-        KeyRing { current: id, keys }
+impl MasterKeyProvider for MasterKey {
+    fn kind(&self) -> &'static str {
+        "file"
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.keys.keys().copied()
+    fn remote(&self) -> bool {
+        false
     }
 
-    fn key(&self, id: u32) -> Result<&MasterKey> {
-        self.keys.get(&id).ok_or(Error::UnknownKey(id))
-    }
-}
-
-impl KeyWrapper for KeyRing {
-    fn current_id(&self) -> u32 {
-        self.current
-    }
-
-    fn wrap(&self, key_id: u32, aad: &[u8], dek: &DataKey) -> Result<WrappedKey> {
-        let kek = self.key(key_id)?;
+    /// `nonce (12) || AES-256-GCM(master, dek, aad) (32) || tag (16)`: the v2 header's
+    /// bytes 28..88 have exactly this layout.
+    fn wrap(&self, aad: &[u8], dek: &DataKey) -> Result<Vec<u8>> {
         let mut nonce = [0u8; WRAP_NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::Crypto)?;
-        let mut sealed = [0u8; WRAPPED_LEN];
-        sealed[..KEY_LEN].copy_from_slice(dek.expose());
-        let tag = kek
+        let mut blob = vec![0u8; WRAP_NONCE_LEN + WRAPPED_LEN];
+        blob[..WRAP_NONCE_LEN].copy_from_slice(&nonce);
+        let (body, tag_out) = blob[WRAP_NONCE_LEN..].split_at_mut(KEY_LEN);
+        body.copy_from_slice(dek.expose());
+        let tag = self
             .aead
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut sealed[..KEY_LEN],
-            )
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), body)
             .map_err(|_| Error::Crypto)?;
-        sealed[KEY_LEN..].copy_from_slice(tag.as_ref());
-        Ok(WrappedKey { nonce, sealed })
+        tag_out.copy_from_slice(tag.as_ref());
+        Ok(blob)
     }
 
-    fn unwrap(&self, key_id: u32, aad: &[u8], wrapped: &WrappedKey) -> Result<DataKey> {
-        let kek = self.key(key_id)?;
-        let mut buf = Zeroizing::new(wrapped.sealed);
-        let plain = kek
+    fn unwrap(&self, aad: &[u8], blob: &[u8]) -> Result<DataKey> {
+        if blob.len() != WRAP_NONCE_LEN + WRAPPED_LEN {
+            return Err(Error::Integrity);
+        }
+        let mut nonce = [0u8; WRAP_NONCE_LEN];
+        nonce.copy_from_slice(&blob[..WRAP_NONCE_LEN]);
+        let mut buf = Zeroizing::new([0u8; WRAPPED_LEN]);
+        buf.copy_from_slice(&blob[WRAP_NONCE_LEN..]);
+        let plain = self
             .aead
             .open_in_place(
-                Nonce::assume_unique_for_key(wrapped.nonce),
+                Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
                 buf.as_mut(),
             )
             .map_err(|_| Error::Integrity)?;
-        let bytes: [u8; KEY_LEN] = (*plain).try_into().map_err(|_| Error::Crypto)?;
-        Ok(DataKey::from_bytes(bytes))
+        DataKey::from_slice(plain)
     }
 
-    fn a1_keystream(&self, key_id: u32) -> Result<Zeroizing<[u8; 32]>> {
-        let kek = self.key(key_id)?;
+    fn a1_keystream(&self) -> Result<Zeroizing<[u8; 32]>> {
         // KS = AES-256-ECB_KEK(0^128) || AES-256-ECB_KEK(0^127 1): CTR mode with an
         // all-zero initial counter block (a1-format.md, "Layout").
-        let cipher = aes::Aes256::new_from_slice(kek.bytes.as_ref()).map_err(|_| Error::Crypto)?;
+        let cipher = aes::Aes256::new_from_slice(self.bytes.as_ref()).map_err(|_| Error::Crypto)?;
         let mut ks = Zeroizing::new([0u8; 32]);
         let (b0, b1) = ks.split_at_mut(16);
         b1[15] = 1;
@@ -251,6 +169,7 @@ impl KeyWrapper for KeyRing {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{KeyRing, KeyWrapper};
     use super::*;
 
     fn ring() -> KeyRing {
@@ -295,7 +214,12 @@ mod tests {
     #[test]
     fn debug_shows_no_key_material() {
         let text = format!("{:?}", ring());
-        assert!(text.contains("id: 2") && !text.contains("[2, 2"), "{text}");
+        assert!(
+            text.contains("current: 2") && !text.contains("[2, 2"),
+            "{text}"
+        );
+        let key = format!("{:?}", MasterKey::from_bytes(2, [2; 32]).unwrap());
+        assert!(key.contains("id: 2") && !key.contains("[2, 2"), "{key}");
     }
 
     #[test]
