@@ -4,7 +4,8 @@
 //! encrypting storage plugin (`storage`) and its key services (`kms`: moto's KMS, OpenBao,
 //! SoftHSM2), a systemd unit run without systemd (`unit`) and
 //! `deploy/quickstart.sh` (`quickstart`), and for the oracles a seeded PRNG (`rng`),
-//! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`) and DIMSE
+//! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`, judged by
+//! `http_oracle`) and DIMSE
 //! mutations (`mutate`). Every integration test file includes this with
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
@@ -12,6 +13,7 @@
 pub mod backend;
 pub mod dicom;
 pub mod gateway;
+pub mod http_oracle;
 pub mod kms;
 pub mod mutate;
 pub mod notify;
