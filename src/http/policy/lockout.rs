@@ -8,13 +8,7 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// `N` failures per window (from `"5/min"`), and the longest lockout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    pub failures: u32,
-    pub window: Duration,
-    pub max_lockout: Duration,
-}
+pub use crate::config::LockoutPolicy;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
