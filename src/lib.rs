@@ -31,6 +31,9 @@
 //!   tags, no repeats, checked lengths), modality registry and certificate binding
 //!   (`policy`), command rights and refusal mapping (`access`), the enforcing inspector
 //!   (`enforce`), limits, audit.
+//! - [`limit`]: the one keyed limiter (a bounded sharded table, GCRA rates, failed-login
+//!   lockouts) behind HTTP's per-IP/user/route rates and lockouts and DICOM's association
+//!   rate; pure, the caller passes the time.
 //! - [`check`]: what `pacsgate check` validates and prints.
 //! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations.
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
@@ -72,6 +75,7 @@ pub mod dicom;
 pub mod docs;
 pub mod doctor;
 pub mod http;
+pub mod limit;
 pub mod metrics;
 pub mod notify;
 pub mod privileges;
