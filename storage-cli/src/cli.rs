@@ -12,7 +12,7 @@ use pacsgate_storage::keys::location::{KmsSettings, Remotes, VaultSettings};
     name = "pacsgate-storage",
     version,
     about = "Encrypted storage tools for Orthanc (keys, files, storage directories); \
-             also run as `pacsgate storage ...`",
+             pacsgate storage ARGS runs this program",
     after_long_help = EXIT_STATUS
 )]
 pub struct Cli {
