@@ -49,9 +49,15 @@ pub enum Command {
     /// Read a password (from the terminal without echo, or stdin) and print its argon2id
     /// hash for `[users.NAME] password_hash`.
     HashPassword,
-    /// Encrypted storage tools (keys, files, Orthanc storage directories).
-    #[command(subcommand)]
-    Storage(crate::storage::StorageCommand),
+    /// Encrypted storage tools (keygen, encrypt, decrypt, verify, migrate, rekey): runs the
+    /// separate pacsgate-storage program with the same arguments (`pacsgate storage --help`,
+    /// pacsgate-storage(1)).
+    #[command(disable_help_flag = true)]
+    Storage {
+        /// Passed to pacsgate-storage unchanged.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]

@@ -43,8 +43,9 @@
 //!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes.
 //! - [`doctor`]: `pacsgate doctor`, checks of pacsgate's and Orthanc's configuration and
 //!   of the running system.
-//! - [`storage`]: `pacsgate storage ...`, the CLI over the `pacsgate-storage` crate (the
-//!   encrypting storage the Orthanc plugin in `orthanc-plugin/` uses).
+//! - [`storage`]: `pacsgate storage ...` executes the separate `pacsgate-storage` tool
+//!   (`storage-cli/`, over the `storage/` crate the Orthanc plugin in `orthanc-plugin/`
+//!   uses), so this binary links no object-store client.
 //!
 //! # Flows
 //!

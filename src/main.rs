@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Some(Command::Doctor(args)) => return doctor(&args),
         Some(Command::Cert(cmd)) => cert(cmd),
         Some(Command::HashPassword) => hash_password(),
-        Some(Command::Storage(cmd)) => return pacsgate::storage::run(cmd),
+        Some(Command::Storage { args }) => return pacsgate::storage::run(&args),
         Some(Command::Completions { shell }) => emit(&pacsgate::docs::completions(shell)),
         Some(Command::Man { out_dir }) => man(out_dir.as_deref()),
     };

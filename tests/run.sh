@@ -78,7 +78,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 # The release build the .deb test packages (built here once, so its progress shows).
 step "cargo build --release"
-cargo build --release -p pacsgate -p pacsgate-orthanc-storage
+cargo build --release -p pacsgate -p pacsgate-storage-cli -p pacsgate-orthanc-storage
 step "cargo test"
 cargo test --workspace
 
