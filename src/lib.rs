@@ -34,7 +34,9 @@
 //! - [`app`]: prepare (everything that can fail on config) -> bind -> serve -> drain.
 //! - [`telemetry`]: tracing setup.
 //! - [`metrics`]: lock-free counters every listener records into; [`admin`]: the admin
-//!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes.
+//!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes;
+//!   [`healthcheck`]: `pacsgate healthcheck --url`, the client side of those probes for
+//!   images without a shell (deploy/container/).
 //! - [`doctor`]: `pacsgate doctor`, checks of pacsgate's and Orthanc's configuration and
 //!   of the running system.
 //! - [`storage`]: `pacsgate storage ...`, the CLI over the `pacsgate-storage` crate (the
@@ -68,6 +70,7 @@ pub mod config;
 pub mod dicom;
 pub mod docs;
 pub mod doctor;
+pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod notify;
