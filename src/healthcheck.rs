@@ -205,6 +205,61 @@ mod tests {
         }
     }
 
+    /// A listener on 127.0.0.1 that runs `answer` on its first connection.
+    fn server(answer: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                answer(stream);
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn answers() {
+        let ok = server(|mut s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n");
+        });
+        assert_eq!(probe(&ok, Duration::from_secs(5)).unwrap(), 200);
+        let down = server(|mut s| {
+            let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        });
+        assert!(matches!(
+            probe(&down, Duration::from_secs(5)),
+            Err(HealthError::Unhealthy { status: 503, .. })
+        ));
+    }
+
+    /// Abuse: a peer that never answers, or streams bytes without a line end, must not
+    /// hold the probe past its deadline or grow its buffer past MAX_ANSWER.
+    #[test]
+    fn silent_and_endless_peers_are_bounded() {
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let silent = server(move |_s| {
+            let _ = hold_rx.recv();
+        });
+        let started = Instant::now();
+        let result = probe(&silent, Duration::from_millis(300));
+        assert!(
+            matches!(result, Err(HealthError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(hold_tx);
+
+        let endless = server(|mut s| {
+            let junk = [b'A'; 4096];
+            while s.write_all(&junk).is_ok() {}
+        });
+        let result = probe(&endless, Duration::from_secs(5));
+        assert!(
+            matches!(result, Err(HealthError::NotHttp { .. })),
+            "{result:?}"
+        );
+    }
+
     #[test]
     fn status_lines() {
         assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n"), Some(200));
