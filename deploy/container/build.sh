@@ -76,4 +76,8 @@ cp "$PLUGIN" "$O/libpacsgate_orthanc_storage.so"
 cp "$ROOT/deploy/container/orthanc.Containerfile" "$O/Containerfile"
 nice -n 10 podman build --format docker --layers -t "$ORTHANC_IMAGE" -f "$O/Containerfile" "$O"
 
+# Earlier builds of these two images, now untagged (only images carrying our labels).
+for title in pacsgate pacsgate-orthanc; do
+  podman image prune -f --filter "label=org.opencontainers.image.title=$title" >/dev/null
+done
 echo "built $PACSGATE_IMAGE and $ORTHANC_IMAGE"
