@@ -14,7 +14,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::container::{
-    chroot_cmd, inspect, mount, owned_copy, owned_dir, spawn_chroot, ORTHANC_IMAGE, PACSGATE_IMAGE,
+    chroot_cmd, image_user, inspect, mount, owned_copy, owned_dir, spawn_chroot, ORTHANC_IMAGE,
+    PACSGATE_IMAGE,
 };
 use support::dicom::{dcmtk, dcmtk_tls, ECHOSCU};
 use support::gateway::http_status;
@@ -124,6 +125,7 @@ fn pacsgate_image_serves_https_and_dicom_from_a_chroot() {
     owned_copy(&config, &etc.join("config.toml"), PACSGATE_UID, 0o600);
 
     let root = mount(PACSGATE_IMAGE);
+    let user = image_user(PACSGATE_IMAGE);
     let binds = [(etc.as_path(), "/etc/pacsgate")];
     let argv = [
         "/usr/bin/pacsgate",
@@ -134,7 +136,7 @@ fn pacsgate_image_serves_https_and_dicom_from_a_chroot() {
     let mut gw = spawn_chroot(
         "pacsgate (image)",
         &root,
-        "10001:10001",
+        &user,
         &binds,
         &argv,
         &dir.path().join("gateway.log"),
@@ -173,7 +175,7 @@ fn pacsgate_image_serves_https_and_dicom_from_a_chroot() {
     let probe = |url: &str| {
         let cmd = chroot_cmd(
             &root,
-            "10001:10001",
+            &user,
             &[],
             &["/usr/bin/pacsgate", "healthcheck", "--url", url],
         );
@@ -232,9 +234,10 @@ fn orthanc_image_stores_ciphertext_through_the_plugin_from_a_chroot() {
         (state.as_path(), "/var/lib/orthanc"),
         (tmp.as_path(), "/tmp"),
     ];
+    let user = image_user(ORTHANC_IMAGE);
     let mut cmd = chroot_cmd(
         &root,
-        "999:999",
+        &user,
         &binds,
         &["/usr/sbin/Orthanc", "/etc/orthanc/"],
     );

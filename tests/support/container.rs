@@ -102,6 +102,20 @@ pub fn inspect(image: &str) -> serde_json::Value {
     v[0].clone()
 }
 
+/// The image's USER (`uid:gid`), as `chroot --userspec` takes it: the chroot runs the
+/// entrypoint as the image says, not as the test assumes.
+pub fn image_user(image: &str) -> String {
+    let user = inspect(image)["Config"]["User"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !user.is_empty() && !user.starts_with("0:") && user != "0" && user != "root",
+        "{image} runs as root ({user:?})"
+    );
+    user
+}
+
 /// A command running `argv` (a path inside the image) chrooted into `root` as
 /// `uid:gid`, after bind-mounting each `(host dir, path in image)` in a private mount
 /// namespace. The shell runs on the host before `exec chroot`; nothing of it is in the
