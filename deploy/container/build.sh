@@ -57,15 +57,18 @@ nice -n 10 podman build --format docker --layers -t "$PACSGATE_IMAGE" -f "$P/Con
 # --- Orthanc: Debian's packages in an mmdebstrap rootfs --------------------------------
 O="$CTX/orthanc"
 mkdir -p "$O"
-STAMP="$ORTHANC_PACKAGES uid=$ORTHANC_UID mirror=$MIRROR v1"
+STAMP="$ORTHANC_PACKAGES uid=$ORTHANC_UID mirror=$MIRROR v2"
 if [ ! -f "$O/orthanc-rootfs.tar" ] || [ "$(cat "$O/rootfs.stamp" 2>/dev/null)" != "$STAMP" ]; then
   # The essential hook adds the orthanc account before the package's postinst would
   # (it skips adduser when `getent passwd orthanc` finds one), pinning uid/gid 999.
+  # Debian's sample configuration goes: /etc/orthanc holds only what a deployment mounts
+  # (one file each, so compose and Kubernetes can mount config and secrets side by side).
   nice -n 10 mmdebstrap --variant=minbase --include="$ORTHANC_PACKAGES" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
     --essential-hook="echo 'orthanc:x:$ORTHANC_UID:$ORTHANC_UID:Orthanc:/var/lib/orthanc:/usr/sbin/nologin' >> \"\$1/etc/passwd\"; echo 'orthanc:x:$ORTHANC_UID:' >> \"\$1/etc/group\"" \
     --customize-hook='chroot "$1" install -d -o orthanc -g orthanc -m 0750 /var/lib/orthanc/db /var/lib/orthanc/encrypted' \
+    --customize-hook='rm -f "$1"/etc/orthanc/*.json' \
     bookworm "$O/orthanc-rootfs.tmp.tar" \
     "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" \
     "deb ${MIRROR%/debian}/debian-security bookworm-security main"
