@@ -99,7 +99,9 @@ fn orthanc_image_runs_as_orthanc_with_the_plugin() {
     assert!(passwd.contains("orthanc:x:999:999:"), "{passwd}");
     // Only what a deployment mounts is configuration: no sample file loads a plugin or
     // opens a port behind its back.
-    let etc: Vec<_> = std::fs::read_dir(root.join("etc/orthanc")).unwrap().collect();
+    let etc: Vec<_> = std::fs::read_dir(root.join("etc/orthanc"))
+        .unwrap()
+        .collect();
     assert!(etc.is_empty(), "{etc:?}");
 }
 
