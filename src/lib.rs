@@ -40,7 +40,9 @@
 //! - [`app`]: prepare (everything that can fail on config) -> bind -> serve -> drain.
 //! - [`telemetry`]: tracing setup.
 //! - [`metrics`]: lock-free counters every listener records into; [`admin`]: the admin
-//!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes.
+//!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes;
+//!   [`healthcheck`]: `pacsgate healthcheck --url`, the client side of those probes for
+//!   images without a shell (deploy/container/).
 //! - [`doctor`]: `pacsgate doctor`, checks of pacsgate's and Orthanc's configuration and
 //!   of the running system.
 //! - [`storage`]: `pacsgate storage ...` executes the separate `pacsgate-storage` tool
@@ -75,6 +77,7 @@ pub mod config;
 pub mod dicom;
 pub mod docs;
 pub mod doctor;
+pub mod healthcheck;
 pub mod http;
 pub mod limit;
 pub mod metrics;
