@@ -49,7 +49,6 @@ pub enum Command {
     /// Read a password (from the terminal without echo, or stdin) and print its argon2id
     /// hash for `[users.NAME] password_hash`.
     HashPassword,
-<<<<<<< HEAD
     /// Encrypted storage tools (keygen, encrypt, decrypt, verify, migrate, rekey): runs the
     /// separate pacsgate-storage program with the same arguments (`pacsgate storage --help`,
     /// pacsgate-storage(1)).
@@ -59,14 +58,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
-=======
-    /// Encrypted storage tools (keys, files, Orthanc storage directories).
-    #[command(subcommand)]
-    Storage(crate::storage::StorageCommand),
     /// GET an admin listener URL (`--url http://127.0.0.1:9090/readyz`); exit 0 on 2xx, 1
     /// otherwise. For container health checks in images without a shell or curl.
     Healthcheck(HealthcheckArgs),
->>>>>>> containers
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
