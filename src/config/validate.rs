@@ -3,6 +3,7 @@
 mod address;
 mod budget;
 mod tls_section;
+mod upstream;
 
 use std::path::{Path, PathBuf};
 
@@ -120,6 +121,9 @@ fn http(
         }
     }
     let max_connections = positive("http.max_connections", raw.max_connections)?;
+    let idle_timeout = duration("http.idle_timeout", &raw.idle_timeout)?;
+    let upstream_clock =
+        |key, value: &Option<String>| upstream::clock(key, value.as_deref(), idle_timeout);
     Ok(HttpConfig {
         listen,
         upstream,
@@ -138,7 +142,12 @@ fn http(
             "http.upstream_connect_timeout",
             &raw.upstream_connect_timeout,
         )?,
-        idle_timeout: duration("http.idle_timeout", &raw.idle_timeout)?,
+        upstream_timeout: upstream_clock("http.upstream_timeout", &raw.upstream_timeout)?,
+        upstream_body_timeout: upstream_clock(
+            "http.upstream_body_timeout",
+            &raw.upstream_body_timeout,
+        )?,
+        idle_timeout,
         policy,
     })
 }
