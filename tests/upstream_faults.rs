@@ -3,7 +3,7 @@
 //! (the client's connection is cut within `http.upstream_body_timeout`), down, closing,
 //! or answering garbage (502). Each failure is named in the audit record and the
 //! `pacsgate_upstream_errors_total` metric, and the stalled upstream socket is closed.
-//! A slow *client* upload is not blamed on the PACS.
+//! A slow *client* upload is not blamed on the PACS, nor one the client abandons.
 //!
 //! Abuse cases: a PACS (or anything bound to its port) holding the gateway's connections
 //! forever; a PACS that stops reading an upload; a client pacing its upload to make the
@@ -21,6 +21,7 @@ use support::gateway::{curl, tls_section, Gateway};
 use support::http_get;
 use support::pki::Ca;
 use support::process::{free_port, wait_until};
+use support::raw::RawClient;
 
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Generous: the machine is shared; what matters is that it is bounded, not a hang.
@@ -212,4 +213,29 @@ fn a_slow_client_upload_is_not_blamed_on_the_pacs() {
     let record = s.record("/sink");
     assert_eq!(record["status"], 200, "{record}");
     assert!(record["upstream_error"].is_null(), "{record}");
+}
+
+#[test]
+fn a_client_abandoning_its_upload_is_not_counted_against_the_pacs() {
+    let backend = Backend::start();
+    let s = start(backend.port());
+    let ca = std::path::PathBuf::from(&s.ca);
+    let mut client = RawClient::connect(s.port, &ca, None);
+    client.send(b"PUT /sink HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n");
+    client.send(&[3u8; 1000]);
+    // The upload reached the PACS before the client vanished.
+    wait_until("the request at the PACS", MARGIN, || {
+        backend.request_count() == 1
+    });
+    drop(client);
+    let record = s.record("/sink");
+    // Answered 400 (to nobody); recorded as the client's fault.
+    assert_eq!(record["status"], 400, "{record}");
+    assert_eq!(record["upstream_error"], "client_body", "{record}");
+    let (_, metrics) = http_get(s.admin, "/metrics").expect("admin listener answers");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        !metrics.contains("pacsgate_upstream_errors_total{"),
+        "{metrics}"
+    );
 }
