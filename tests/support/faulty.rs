@@ -14,8 +14,9 @@ pub enum Fault {
     Stall,
     /// Read the head, then neither read the body nor answer (hold the socket for good).
     HeadOnly,
-    /// Answer a head announcing `length` bytes, send `sent` of them, then stall.
-    StallMidBody { length: usize, sent: usize },
+    /// Answer a head announcing `length` bytes (chunked if `None`), send `sent` of them,
+    /// then stall.
+    StallMidBody { length: Option<usize>, sent: usize },
     /// Read the head, then close without a byte.
     Close,
     /// Read the head, answer something that is not HTTP.
@@ -80,8 +81,15 @@ fn serve(mut tcp: TcpStream, fault: Fault, tx: &Sender<Event>) {
             let _ = tcp.write_all(b"SURPRISE\r\n\r\n");
         }
         Fault::StallMidBody { length, sent } => {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+            let framing = match length {
+                Some(n) => format!("Content-Length: {n}"),
+                None => "Transfer-Encoding: chunked".to_string(),
+            };
+            let head = format!("HTTP/1.1 200 OK\r\n{framing}\r\n\r\n");
             let _ = tcp.write_all(head.as_bytes());
+            if length.is_none() {
+                let _ = write!(tcp, "{sent:x}\r\n");
+            }
             let _ = tcp.write_all(&vec![b'x'; sent]);
         }
         Fault::HeadOnly => loop {
