@@ -121,7 +121,7 @@ pub struct RawHttp {
     pub handshake_timeout: String,
     pub header_timeout: String,
     pub upstream_connect_timeout: String,
-    // Unset: 60s, kept below idle_timeout (config/validate.rs `upstream_clock`).
+    // Unset: 60s, kept below idle_timeout (config/validate/upstream.rs).
     pub upstream_timeout: Option<String>,
     pub upstream_body_timeout: Option<String>,
     pub idle_timeout: String,
