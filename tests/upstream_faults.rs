@@ -198,28 +198,34 @@ fn a_pacs_that_is_down_closes_or_speaks_garbage_gets_502() {
 
 #[test]
 fn a_slow_client_upload_is_not_blamed_on_the_pacs() {
-    let backend = Backend::start();
-    let s = start(backend.port());
-    let mut child = Command::new("curl")
-        .args(["-sS", "--max-time", "60", "--http1.1", "--cacert", &s.ca])
-        .args(["-H", "Expect:", "-T", "-", &s.url("/sink")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(&[1u8; 1024]).unwrap();
-    stdin.flush().unwrap();
-    // The stimulus, not a synchronisation: the client pauses longer than the PACS's clock.
-    std::thread::sleep(UPSTREAM_TIMEOUT + Duration::from_secs(1));
-    stdin.write_all(&[2u8; 1024]).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().expect("curl output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("2048 "), "{text}");
-    let record = s.record("/sink");
-    assert_eq!(record["status"], 200, "{record}");
-    assert!(record["upstream_error"].is_null(), "{record}");
+    for version in ["--http1.1", "--http2"] {
+        let backend = Backend::start();
+        let s = start(backend.port());
+        let mut child = Command::new("curl")
+            .args(["-sS", "--max-time", "60", version, "--cacert", &s.ca])
+            .args(["-H", "Expect:", "-T", "-", &s.url("/sink")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&[1u8; 1024]).unwrap();
+        stdin.flush().unwrap();
+        wait_until("the upload at the PACS", MARGIN, || {
+            backend.request_count() == 1
+        });
+        // The stimulus, not a synchronisation: the client pauses longer than the PACS's
+        // clock while the PACS waits for the rest of the body.
+        std::thread::sleep(UPSTREAM_TIMEOUT + Duration::from_secs(1));
+        stdin.write_all(&[2u8; 1024]).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().expect("curl output");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("2048 "), "{version}: {text}");
+        let record = s.record("/sink");
+        assert_eq!(record["status"], 200, "{version}: {record}");
+        assert!(record["upstream_error"].is_null(), "{version}: {record}");
+    }
 }
 
 #[test]
