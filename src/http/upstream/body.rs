@@ -202,3 +202,67 @@ impl Body for PacsBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+
+    use super::*;
+
+    /// A request body that answers each poll from a script (`None`: still waiting).
+    struct Scripted(VecDeque<Option<Option<Bytes>>>);
+
+    impl Body for Scripted {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            match self.0.pop_front() {
+                Some(None) => Poll::Pending,
+                Some(Some(data)) => Poll::Ready(data.map(|d| Ok(Frame::data(d)))),
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    fn poll(body: &mut Watched<Scripted>) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let _ = Pin::new(body).poll_frame(&mut cx);
+    }
+
+    #[test]
+    fn the_clock_runs_only_while_the_pacs_is_to_move() {
+        let turn = Turn::new();
+        let script = [None, Some(Some(Bytes::from_static(b"x"))), Some(None)];
+        let mut body = Watched::new(Scripted(script.into_iter().collect()), Some(turn.clone()));
+        // Before the connection asks for the body, the PACS has the request head.
+        let first = turn.pacs_waiting_since().expect("the PACS's turn at first");
+        // Waiting on the client: no upstream clock.
+        poll(&mut body);
+        assert_eq!(turn.pacs_waiting_since(), None);
+        // Bytes handed over: the PACS's turn again, counted from now.
+        poll(&mut body);
+        let since = turn
+            .pacs_waiting_since()
+            .expect("the PACS's turn after data");
+        assert!(since >= first);
+        // The body ended: still the PACS's turn (it owes the response head).
+        poll(&mut body);
+        assert!(turn.pacs_waiting_since().is_some());
+    }
+
+    #[tokio::test]
+    async fn each_change_of_turn_wakes_the_waiter() {
+        let turn = Turn::new();
+        let mut body = Watched::new(Scripted([None].into_iter().collect()), Some(turn.clone()));
+        poll(&mut body);
+        // The change happened before anyone waited: its permit is kept, not lost.
+        tokio::time::timeout(Duration::from_secs(5), turn.changed())
+            .await
+            .expect("woken by the change to the client's turn");
+    }
+}
