@@ -17,7 +17,7 @@ use crate::config::{Config, ConfigError};
 use crate::dicom::inbound::{self, DicomContext};
 use crate::dicom::outbound::{self, OutboundContext};
 use crate::http::policy::{self, Policy, PolicyHandle};
-use crate::http::{self, proxy::Upstream, HttpContext};
+use crate::http::{self, forward::Forwarder, HttpContext};
 use crate::reload::Reloader;
 use crate::server::Shutdown;
 use crate::tls::acme::http01::{self, Challenges};
@@ -71,7 +71,7 @@ impl Gateway {
                 };
                 let server = ReloadableServer::new(profile, provider.clone(), &material)?;
                 servers.push(server.clone());
-                let upstream = Upstream::new(cfg).map_err(|e| {
+                let upstream = Forwarder::new(cfg).map_err(|e| {
                     ConfigError::new("http.upstream", e.to_string(), "use a plain HOST:PORT")
                 })?;
                 // After the certificates, so the announcement's curl example can name them.

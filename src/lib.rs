@@ -24,8 +24,11 @@
 //!   `admin` account when none are configured (`http::policy::admin`), rules, deny set,
 //!   rate limits, lockouts; applied by `http::guard` on canonical paths from
 //!   `http::canonical`, a strict grammar on which the gateway and Orthanc's HTTP server
-//!   agree), the streaming reverse proxy, and the lingering close that lets a
-//!   client still sending read our 4xx (`http::linger`).
+//!   agree), the forwarder (`http::forward`: rewrite the admitted request for the PACS
+//!   and send it) over `http::upstream` (pooled keep-alive connections, a clock on each
+//!   phase, one typed `UpstreamError` per failed phase, mapped to 502/504 in
+//!   `http::error`), and the lingering close that lets a client still sending read our
+//!   4xx (`http::linger`).
 //! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
 //!   DICOM policy: one AE-title grammar (`ae`), strict command sets (`command`: ascending
 //!   tags, no repeats, checked lengths), modality registry and certificate binding
@@ -57,7 +60,8 @@
 //! (hop-by-hop headers out, before we add ours) -> `http::guard::admit` (canonical path ->
 //! per-IP limit -> authenticate -> deny set -> per-user limit -> CSRF -> rules ->
 //! per-route limit; refusals answered here) -> X-Forwarded-* set -> pooled upstream
-//! connection, bodies streamed both ways and counted -> one audit record.
+//! connection (connect, response-head and body-gap clocks: 502/504, or the connection
+//! cut mid-body), bodies streamed both ways and counted -> one audit record.
 //!
 //! DICOM: accept (permit, per-address budget: pending until the RQ is admitted) -> TLS
 //! handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->

@@ -36,6 +36,8 @@ fn cases(
         ("pending cap above the total cap", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\nmax_pending_per_ip = 9\nmax_connections_per_ip = 8\n"), "http.max_pending_per_ip: 9 is more than http.max_connections_per_ip (8)".into()),
         ("zero per-address cap", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\n[dicom]\nmax_connections_per_ip = 0\n"), "dicom.max_connections_per_ip:".into()),
         ("bad pending timeout", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\npending_timeout = \"0s\"\n"), "http.pending_timeout: \"0s\" is not a positive duration".into()),
+        ("upstream clock past the idle timeout", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\nidle_timeout = \"30s\"\nupstream_timeout = \"45s\"\n"), "http.upstream_timeout: \"45s\" is not shorter than http.idle_timeout (30s); set it below http.idle_timeout".into()),
+        ("zero body clock", format!("{ok_tls}[http]\nlisten = \"127.0.0.1:{p}\"\nupstream_body_timeout = \"0s\"\n"), "http.upstream_body_timeout: \"0s\" is not a positive duration".into()),
         ("half an RSA pair", format!("{ok_tls}rsa_cert = \"x.crt\"\n[http]\nlisten = \"127.0.0.1:{p}\"\n"), "tls.rsa_key: is missing while tls.rsa_cert is set".into()),
     ]
 }

@@ -121,6 +121,9 @@ pub struct RawHttp {
     pub handshake_timeout: String,
     pub header_timeout: String,
     pub upstream_connect_timeout: String,
+    // Unset: 60s, kept below idle_timeout (config/validate/upstream.rs).
+    pub upstream_timeout: Option<String>,
+    pub upstream_body_timeout: Option<String>,
     pub idle_timeout: String,
     // Access policy (config/policy.rs).
     pub authentication: String,
@@ -149,6 +152,8 @@ impl Default for RawHttp {
             handshake_timeout: "10s".into(),
             header_timeout: "30s".into(),
             upstream_connect_timeout: "5s".into(),
+            upstream_timeout: None,
+            upstream_body_timeout: None,
             idle_timeout: "120s".into(),
             authentication: "required".into(),
             admin_password_file: None,

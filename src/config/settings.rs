@@ -110,6 +110,12 @@ pub struct HttpConfig {
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub upstream_connect_timeout: Duration,
+    /// Time the PACS may take to send its response head once it is its turn (the request
+    /// body handed over); then 504.
+    pub upstream_timeout: Duration,
+    /// Longest gap between response body bytes while the client waits for them; then the
+    /// connection is cut (a long download is fine as long as bytes keep coming).
+    pub upstream_body_timeout: Duration,
     pub idle_timeout: Duration,
     /// Users, rules, limits: what `http::policy` enforces (reloadable).
     pub policy: PolicyConfig,

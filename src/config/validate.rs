@@ -4,6 +4,7 @@ mod address;
 mod budget;
 mod paths;
 mod tls_section;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -150,6 +151,9 @@ fn http(
         }
     }
     let max_connections = positive("http.max_connections", raw.max_connections)?;
+    let idle_timeout = duration("http.idle_timeout", &raw.idle_timeout)?;
+    let upstream_clock =
+        |key, value: &Option<String>| upstream::clock(key, value.as_deref(), idle_timeout);
     Ok(HttpConfig {
         listen,
         upstream,
@@ -168,7 +172,12 @@ fn http(
             "http.upstream_connect_timeout",
             &raw.upstream_connect_timeout,
         )?,
-        idle_timeout: duration("http.idle_timeout", &raw.idle_timeout)?,
+        upstream_timeout: upstream_clock("http.upstream_timeout", &raw.upstream_timeout)?,
+        upstream_body_timeout: upstream_clock(
+            "http.upstream_body_timeout",
+            &raw.upstream_body_timeout,
+        )?,
+        idle_timeout,
         policy,
     })
 }

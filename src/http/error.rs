@@ -6,40 +6,47 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 
+use super::body::ProxyBody;
 use super::canonical::PathRefusal;
-use super::proxy::ProxyBody;
+use super::upstream::UpstreamError;
 
-/// Why a request got no answer from the PACS.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    #[error("cannot connect to the upstream: {0}")]
-    ConnectUpstream(String),
-    #[error("upstream request failed: {0}")]
-    ForwardRequest(String),
-}
+// === impl UpstreamError ===
 
-impl ProxyError {
-    /// The `kind` label of `pacsgate_upstream_errors_total`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ProxyError::ConnectUpstream(_) => "connect",
-            ProxyError::ForwardRequest(_) => "request",
-        }
-    }
-
+/// The PACS failed (`http::upstream` names the phase): 502 when it is unreachable or broke
+/// the exchange, 504 when it missed a clock (connect, response head), 400 when the client
+/// broke its own request body. Body failures happen after the head was sent: the
+/// connection is cut instead, so their statuses here are never sent.
+impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::ConnectUpstream(_) | ProxyError::ForwardRequest(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            UpstreamError::ConnectTimeout { .. }
+            | UpstreamError::ResponseTimeout(_)
+            | UpstreamError::BodyStalled(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            UpstreamError::ConnectRefused { .. }
+            | UpstreamError::ConnectFailed { .. }
+            | UpstreamError::Closed(_)
+            | UpstreamError::Protocol(_)
+            | UpstreamError::BodyFailed(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
     /// A short body: enough for an operator, nothing about internals.
     fn body(&self) -> &'static str {
         match self {
-            ProxyError::ConnectUpstream(_) => "502 Bad Gateway: the PACS is not reachable\n",
-            ProxyError::ForwardRequest(_) => "502 Bad Gateway: the PACS did not answer\n",
+            UpstreamError::ConnectRefused { .. } | UpstreamError::ConnectFailed { .. } => {
+                "502 Bad Gateway: the PACS is not reachable\n"
+            }
+            UpstreamError::ConnectTimeout { .. } => {
+                "504 Gateway Timeout: the PACS is not reachable\n"
+            }
+            UpstreamError::ResponseTimeout(_) | UpstreamError::BodyStalled(_) => {
+                "504 Gateway Timeout: the PACS did not answer in time\n"
+            }
+            UpstreamError::ClientBody(_) => "400 Bad Request: the request body broke off\n",
+            UpstreamError::Closed(_)
+            | UpstreamError::Protocol(_)
+            | UpstreamError::BodyFailed(_) => "502 Bad Gateway: the PACS did not answer\n",
         }
     }
 

@@ -12,12 +12,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 
 use super::canonical::{self, CanonicalPath, PathRefusal};
 use super::error::Refusal;
+use super::forward::ConnInfo;
 use super::metered::RequestRecord;
 use super::policy::identity::{self, AuthMethod, Caller, Verification};
 use super::policy::limits::{IpKey, Throttled};
 use super::policy::rules::{self, Verdict};
 use super::policy::{Policy, PolicyHandle};
-use super::proxy::ConnInfo;
 
 /// Headers through which clients (and Orthanc, for `X-HTTP-Method-Override`) change the
 /// method a request is handled as; stripped so that the method checked is the one used.

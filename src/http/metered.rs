@@ -14,7 +14,10 @@ use pin_project_lite::pin_project;
 use serde::Serialize;
 
 use super::policy::identity::AuthMethod;
+use super::upstream::UpstreamError;
 use crate::audit::Audit;
+use crate::metrics::{HTTPS, METRICS};
+use crate::telemetry::error_chain;
 
 pin_project! {
     /// A body that adds the length of every data frame to a shared counter.
@@ -45,7 +48,29 @@ impl<B> Metered<B> {
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for Metered<B> {
+/// A body error that may be the PACS's (reported to the audit entry).
+pub trait BodyError {
+    fn upstream(&self) -> Option<&UpstreamError>;
+}
+
+impl BodyError for hyper::Error {
+    fn upstream(&self) -> Option<&UpstreamError> {
+        None
+    }
+}
+
+/// The error of `ProxyBody` (`Either` boxes both sides' errors).
+impl BodyError for Box<dyn std::error::Error + Send + Sync> {
+    fn upstream(&self) -> Option<&UpstreamError> {
+        self.downcast_ref()
+    }
+}
+
+impl<B> Body for Metered<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: BodyError,
+{
     type Data = Bytes;
     type Error = B::Error;
 
@@ -55,10 +80,18 @@ impl<B: Body<Data = Bytes>> Body for Metered<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
             }
+            Poll::Ready(Some(Err(e))) => {
+                if let (Some(entry), Some(e)) = (this.entry.as_mut(), e.upstream()) {
+                    entry.upstream_failed(e);
+                }
+            }
+            _ => {}
         }
         polled
     }
@@ -93,6 +126,9 @@ pub struct RequestRecord {
     pub path: Option<String>,
     pub rule: Option<String>,
     pub denied: Option<String>,
+    /// Why the PACS gave no complete answer (`UpstreamError::kind`), also when it broke
+    /// off mid-body after the status was sent.
+    pub upstream_error: Option<&'static str>,
     pub status: u16,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -109,6 +145,17 @@ impl AuditEntry {
             record,
         }
     }
+
+    /// The PACS failed this request: counted, logged and recorded under one label.
+    pub fn upstream_failed(&mut self, e: &UpstreamError) {
+        if e.is_client_fault() {
+            tracing::debug!(error = %error_chain(e), "client request body failed");
+        } else {
+            METRICS.upstream_errors.inc((HTTPS, e.kind()));
+            tracing::warn!(kind = e.kind(), error = %error_chain(e), "upstream failed");
+        }
+        self.record.upstream_error = Some(e.kind());
+    }
 }
 
 impl Drop for AuditEntry {
@@ -117,7 +164,7 @@ impl Drop for AuditEntry {
         self.record.bytes_out = self.bytes_out.load(Ordering::Relaxed);
         let elapsed = self.started.elapsed();
         self.record.duration_ms = elapsed.as_secs_f64() * 1000.0;
-        crate::metrics::METRICS.http_request(
+        METRICS.http_request(
             self.record.status,
             elapsed,
             self.record.bytes_in,

@@ -1,16 +1,18 @@
 //! The HTTPS listener: TLS handshake (bounded), HTTP/1.1 or HTTP/2 by ALPN, then each
 //! request passes the access policy (`guard`: canonical path, authenticate, rate-limit,
-//! authorize) and goes through the proxy to the PACS; one audit record per request.
+//! authorize) and is forwarded to the PACS (`forward`: rewrite, then `upstream`: pooled
+//! connections with a clock on each phase); one audit record per request.
 
+pub mod body;
 pub mod canonical;
 pub mod error;
+pub mod forward;
 pub mod guard;
 mod headers;
 mod linger;
 pub mod metered;
 pub mod policy;
-pub mod proxy;
-mod upstream;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,14 +28,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use self::body::ResponseBody;
+use self::forward::{ConnInfo, Forwarder};
 use self::linger::Lingering;
 use self::metered::{AuditEntry, Metered, RequestRecord};
 use self::policy::identity::AuthMethod;
 use self::policy::PolicyHandle;
-use self::proxy::{ConnInfo, ProxyBody, Upstream};
 use crate::audit::Audit;
 use crate::config::HttpConfig;
-use crate::metrics::{HTTPS, METRICS};
+use crate::metrics::HTTPS;
 use crate::server::{self, Activity, Admission, ClientBudget, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
 
@@ -41,7 +44,7 @@ use crate::tls::{self, ReloadableServer};
 pub struct HttpContext {
     pub config: HttpConfig,
     pub tls: Arc<ReloadableServer>,
-    pub upstream: Upstream,
+    pub upstream: Forwarder,
     pub audit: Arc<Audit>,
     pub policy: Arc<PolicyHandle>,
     builder: auto::Builder<TokioExecutor>,
@@ -51,7 +54,7 @@ impl HttpContext {
     pub fn new(
         config: HttpConfig,
         tls: Arc<ReloadableServer>,
-        upstream: Upstream,
+        upstream: Forwarder,
         audit: Arc<Audit>,
         policy: Arc<PolicyHandle>,
     ) -> Arc<Self> {
@@ -162,9 +165,6 @@ async fn handle_connection(
     log_connection_end(result);
 }
 
-/// What the client receives: the PACS's body or ours, counted, audited when done.
-pub type ResponseBody = Metered<ProxyBody>;
-
 async fn handle_request(
     mut req: Request<Incoming>,
     ctx: &HttpContext,
@@ -186,9 +186,7 @@ async fn handle_request(
             match ctx.upstream.forward(req, conn).await {
                 Ok(resp) => resp,
                 Err(e) => {
-                    METRICS.upstream_errors.inc((HTTPS, e.code()));
-                    tracing::warn!(error = %e, "upstream failed");
-                    entry.record.denied = Some(e.to_string());
+                    entry.upstream_failed(&e);
                     e.into_response()
                 }
             }
@@ -234,6 +232,7 @@ fn new_record(req: &Request<Incoming>, conn: &ConnInfo) -> RequestRecord {
         path: None,
         rule: None,
         denied: None,
+        upstream_error: None,
         status: 0,
         bytes_in: 0,
         bytes_out: 0,
@@ -244,6 +243,6 @@ fn new_record(req: &Request<Incoming>, conn: &ConnInfo) -> RequestRecord {
 fn log_connection_end(res: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
     if let Err(e) = res {
         // Client hang-ups, resets and protocol garbage: not our fault, debug only.
-        tracing::debug!(error = %proxy::error_chain(e.as_ref()), "connection ended with an error");
+        tracing::debug!(error = %crate::telemetry::error_chain(e.as_ref()), "connection ended with an error");
     }
 }

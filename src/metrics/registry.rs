@@ -39,7 +39,7 @@ pub struct Metrics {
     /// HTTP requests refused because the client's key is locked out after failed logins.
     pub lockouts: Counters<&'static str, 2>,
     /// (listener, kind): the PACS could not be reached or failed mid-request.
-    pub upstream_errors: Counters<(&'static str, &'static str), 8>,
+    pub upstream_errors: Counters<(&'static str, &'static str), 24>,
     /// (what, result): `tls` or `config`, `ok` or `failed`.
     pub reloads: Counters<(&'static str, &'static str), 4>,
     /// Serving certificates: (path, not-after in unix seconds); replaced on each load.

@@ -1,6 +1,7 @@
 //! Shared test support: processes and ports (`process`), a per-test PKI (`pki`), the
 //! pacsgate binary (`gateway`), Debian's Orthanc (`orthanc`), an in-process HTTP backend
-//! (`backend`), DICOM clients (`dicom`), a systemd notification socket (`notify`), the
+//! (`backend`), a misbehaving one for fault injection (`faulty`), DICOM clients
+//! (`dicom`), a systemd notification socket (`notify`), the
 //! encrypting storage plugin (`storage`) and its key services (`kms`: moto's KMS, OpenBao,
 //! SoftHSM2), a systemd unit run without systemd (`unit`) and
 //! `deploy/quickstart.sh` (`quickstart`), the deploy/container/ images run from a chroot
@@ -14,6 +15,7 @@
 pub mod backend;
 pub mod container;
 pub mod dicom;
+pub mod faulty;
 pub mod gateway;
 pub mod http_oracle;
 pub mod kms;

@@ -1,29 +1,25 @@
-//! Forwarding one request to the PACS and its response back, both bodies streamed (never
-//! buffered), over pooled keep-alive connections.
+//! Forwarding one admitted request to the PACS: rewrite it for the upstream hop (origin
+//! form, HTTP/1.1, our X-Forwarded-* set, `Host`) and send it through the pool; both
+//! bodies stream, never buffered.
+//!
+//! Hop-by-hop headers are not touched here for the request: `http::handle_request` strips
+//! them once, before the guard, so what the guard sees is what is forwarded.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use http_body_util::Either;
 
-use super::error::ProxyError;
+use super::body::{ProxyBody, RequestBody};
 use super::headers;
-use super::upstream::{Pool, Sticky};
+use super::upstream::{Pool, Sticky, Timeouts, UpstreamError};
 use crate::config::HttpConfig;
 use crate::tls::PeerIdentity;
 
-/// Body of every response we send: the PACS's, streamed, or a short one of our own.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
-
-/// Body of every request we forward: the client's, streamed, bytes counted for the audit.
-pub type RequestBody = super::metered::Metered<Incoming>;
-
-/// What the proxy knows about the connection a request arrived on.
+/// What the forwarder knows about the connection a request arrived on.
 #[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
@@ -31,7 +27,7 @@ pub struct ConnInfo {
     /// The peer's IP as a header value, built once per connection.
     pub peer_header: HeaderValue,
     /// The upstream connection this client connection is using.
-    pub upstream: Sticky,
+    pub upstream: Sticky<RequestBody>,
 }
 
 impl ConnInfo {
@@ -49,18 +45,20 @@ impl ConnInfo {
 }
 
 /// The PACS's REST API and a pool of keep-alive connections to it.
-pub struct Upstream {
-    pool: Pool,
+pub struct Forwarder {
+    pool: Pool<RequestBody>,
     authority: HeaderValue,
 }
 
-impl Upstream {
+impl Forwarder {
     pub fn new(config: &HttpConfig) -> Result<Self, http::header::InvalidHeaderValue> {
+        let timeouts = Timeouts {
+            connect: config.upstream_connect_timeout,
+            response: config.upstream_timeout,
+            body: config.upstream_body_timeout,
+        };
         Ok(Self {
-            pool: Pool::new(
-                config.upstream.authority.clone(),
-                config.upstream_connect_timeout,
-            ),
+            pool: Pool::new(config.upstream.authority.clone(), timeouts),
             authority: HeaderValue::from_str(&config.upstream.authority)?,
         })
     }
@@ -70,23 +68,21 @@ impl Upstream {
         self.pool.release(&conn.upstream);
     }
 
-    /// Send `req` (already authorised) upstream and return the response to stream back.
+    /// Send `req` (admitted, hop-by-hop headers already gone) upstream and return the
+    /// response to stream back.
     pub async fn forward(
         &self,
         req: Request<RequestBody>,
         conn: &ConnInfo,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let req = self.rewrite(req, conn)?;
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        let req = self.rewrite(req, conn);
         let mut resp = self.pool.send(req, &conn.upstream).await?;
+        // The PACS's hop ends here too (RFC 9110 §7.6.1).
         headers::strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }
 
-    fn rewrite(
-        &self,
-        req: Request<RequestBody>,
-        conn: &ConnInfo,
-    ) -> Result<Request<RequestBody>, ProxyError> {
+    fn rewrite(&self, req: Request<RequestBody>, conn: &ConnInfo) -> Request<RequestBody> {
         let (mut parts, body) = req.into_parts();
         let client_host = parts
             .uri
@@ -101,25 +97,12 @@ impl Upstream {
         parts.uri = Uri::from(path);
         // HTTP/2 from the client, HTTP/1.1 to the PACS (Orthanc speaks only HTTP/1.1).
         parts.version = Version::HTTP_11;
-        headers::strip_hop_by_hop(&mut parts.headers);
         headers::set_forwarded(
             &mut parts.headers,
             &conn.peer_header,
             client_host,
             &self.authority,
         );
-        Ok(Request::from_parts(parts, body))
+        Request::from_parts(parts, body)
     }
-}
-
-/// `Display` of an error and its sources on one line, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
