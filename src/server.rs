@@ -4,6 +4,7 @@
 //! timeouts.
 
 pub mod budget;
+pub mod linger;
 
 use std::future::Future;
 use std::io;

@@ -18,6 +18,7 @@ use super::pdu::{abort_pdu, AbortReason};
 use super::session::Session;
 use super::walker::{Action, Outbox, Walker};
 use crate::server::{Activity, Tracked};
+use crate::sync::{into_inner, lock};
 
 /// Read batch sizes: start small (most associations exchange a few small PDUs) and grow
 /// while reads keep filling the buffer (a C-STORE data set), so each write to the other
@@ -62,22 +63,25 @@ struct Stop {
 
 impl Stop {
     fn stop(&self, ending: Ending) {
-        let mut slot = self
-            .ending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = lock(&self.ending);
         slot.get_or_insert(ending);
         self.token.cancel();
     }
 }
 
+/// The relay's timers.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// No byte either way for this long: A-ABORT.
+    pub idle: Duration,
+    /// From the replayed RQ to the acceptor's answer (AC, RJ or A-ABORT): an acceptor that
+    /// never answers is aborted on the same ARTIM timer as a requestor that never asks
+    /// (PS3.8 §9.1.5; dcmtk's SCUs use 30 s, `-ta`, for this wait).
+    pub artim: Duration,
+}
+
 /// Relay until both sides close, the gateway aborts, or the association idles out.
-pub async fn relay<C, U>(
-    requestor: C,
-    acceptor: U,
-    session: Session,
-    idle_timeout: Duration,
-) -> Report
+pub async fn relay<C, U>(requestor: C, acceptor: U, session: Session, timeouts: Timeouts) -> Report
 where
     C: AsyncRead + AsyncWrite + Send,
     U: AsyncRead + AsyncWrite + Send,
@@ -108,34 +112,33 @@ where
         replies_in: to_requestor_rx,
     }
     .run(acc_read, req_write);
-    let (up, down) = wait_both(upward, downward, &activity, idle_timeout, &stop).await;
-    let ending = stop
-        .ending
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .unwrap_or(Ending::Closed);
+    let (up, down) = wait_both((upward, downward), &session, &activity, timeouts, &stop).await;
+    let ending = into_inner(stop.ending).unwrap_or(Ending::Closed);
     Report {
         ending,
         bytes_from_requestor: up,
         bytes_from_acceptor: down,
-        session: session
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        session: into_inner(session),
     }
 }
 
-/// Drive both directions until both end; stop them on idleness, and stop the second one
-/// if it lingers after the first closed.
+/// Drive both directions until both end; stop them on idleness or an acceptor that does
+/// not answer the RQ, and stop the second one if it lingers after the first closed.
 async fn wait_both(
-    upward: impl std::future::Future<Output = u64>,
-    downward: impl std::future::Future<Output = u64>,
+    (upward, downward): (
+        impl std::future::Future<Output = u64>,
+        impl std::future::Future<Output = u64>,
+    ),
+    session: &Mutex<Session>,
     activity: &Activity,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     stop: &Stop,
 ) -> (u64, u64) {
     tokio::pin!(upward, downward);
-    let idle = activity.idle_timeout(idle_timeout);
-    tokio::pin!(idle);
+    let idle = activity.idle_timeout(timeouts.idle);
+    let artim = tokio::time::sleep(timeouts.artim);
+    tokio::pin!(idle, artim);
+    let mut artim_running = true;
     let (mut up, mut down) = (None, None);
     let mut linger_until = None;
     while up.is_none() || down.is_none() {
@@ -149,6 +152,15 @@ async fn wait_both(
             n = &mut upward, if up.is_none() => up = Some(n),
             n = &mut downward, if down.is_none() => down = Some(n),
             () = &mut idle, if !stop.token.is_cancelled() => stop.stop(Ending::IdleTimeout),
+            () = &mut artim, if artim_running && !stop.token.is_cancelled() => {
+                artim_running = false;
+                if lock(session).awaiting_accept() {
+                    stop.stop(Ending::Aborted(Abort::new(
+                        AbortReason::Unspecified,
+                        "no answer to the A-ASSOCIATE-RQ before the ARTIM timeout",
+                    )));
+                }
+            }
             () = linger, if !stop.token.is_cancelled() => stop.stop(Ending::Closed),
         }
         if linger_until.is_none() && (up.is_some() || down.is_some()) {
@@ -215,10 +227,7 @@ impl Pump<'_> {
             }
             out.clear();
             let fed = {
-                let mut session = self
-                    .session
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut session = lock(self.session);
                 walker.feed(&buf, &mut session, &mut out)
             };
             let consumed = match fed {
@@ -280,20 +289,12 @@ impl Pump<'_> {
     }
 
     fn stopped_by_abort(&self) -> bool {
-        let ending = self
-            .stop
-            .ending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ending = lock(&self.stop.ending);
         matches!(*ending, Some(Ending::Aborted(_) | Ending::IdleTimeout))
     }
 
     fn abort_reason(&self) -> AbortReason {
-        let ending = self
-            .stop
-            .ending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ending = lock(&self.stop.ending);
         match &*ending {
             Some(Ending::Aborted(a)) => a.reason,
             _ => AbortReason::Unspecified,

@@ -6,7 +6,6 @@ pub mod canonical;
 pub mod error;
 pub mod guard;
 mod headers;
-mod linger;
 pub mod metered;
 pub mod policy;
 pub mod proxy;
@@ -26,7 +25,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use self::linger::Lingering;
 use self::metered::{AuditEntry, Metered, RequestRecord};
 use self::policy::identity::AuthMethod;
 use self::policy::PolicyHandle;
@@ -34,6 +32,7 @@ use self::proxy::{ConnInfo, ProxyBody, Upstream};
 use crate::audit::Audit;
 use crate::config::HttpConfig;
 use crate::metrics::{HTTPS, METRICS};
+use crate::server::linger::{self, Lingering};
 use crate::server::{self, Activity, Admission, ClientBudget, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
 
@@ -129,7 +128,10 @@ async fn handle_connection(
     let conn_info = Arc::new(ConnInfo::new(peer, identity));
     let info = conn_info.clone();
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked::new(Lingering::new(stream), activity.clone()));
+    let io = TokioIo::new(Tracked::new(
+        Lingering::new(stream, linger::HTTP),
+        activity.clone(),
+    ));
     let service_ctx = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = service_ctx.clone();

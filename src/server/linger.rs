@@ -1,10 +1,13 @@
-//! Lingering close: when the server ends a connection while the client is still sending
-//! (a 431 for an oversized head, a 403 for an upload the policy refused), closing the
-//! socket with unread bytes makes the kernel answer with a TCP RST, and the client loses
-//! the response it had not read yet ("connection reset" instead of the status). So, like
-//! nginx's `lingering_close`, shutting down first sends close_notify and FIN, then reads
-//! and discards what the client still sends until it closes, for a bounded time and
-//! number of bytes (RFC 9112 section 9.6 recommends exactly this staged close).
+//! Lingering close, for every listener: when the gateway ends a connection while the peer
+//! is still sending (an HTTP 431 for an oversized head or a 403 for a refused upload; a
+//! DICOM A-ASSOCIATE-RJ, or the A-ABORT for a first PDU that is not a well-formed RQ),
+//! closing the socket with unread bytes makes the kernel answer with a TCP RST, and the
+//! peer loses the refusal it had not read yet ("connection reset" instead of the status).
+//! So, like nginx's `lingering_close`, shutting down first sends close_notify and FIN, then
+//! reads and discards what the peer still sends until it closes, for a bounded time and
+//! number of bytes ([`Bound`]). RFC 9112 section 9.6 recommends exactly this staged close
+//! for HTTP; PS3.8 section 9.1.5 has the acceptor of an A-ASSOCIATE-RJ wait (ARTIM) for the
+//! requestor to close the transport connection.
 
 use std::future::Future;
 use std::io;
@@ -16,10 +19,26 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// How long a closing connection may keep draining the client.
-const LINGER_TIME: Duration = Duration::from_secs(2);
-/// How many bytes a closing connection reads (and discards) at most.
-const LINGER_BYTES: u64 = 16 * 1024 * 1024;
+/// How long, and how many bytes, a closing connection may keep draining its peer: the
+/// bound on what a peer that never stops sending costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub time: Duration,
+    pub bytes: u64,
+}
+
+/// HTTPS: a refused upload may still be arriving at full speed.
+pub const HTTP: Bound = Bound {
+    time: Duration::from_secs(2),
+    bytes: 16 * 1024 * 1024,
+};
+
+/// DICOM before the association exists: a requestor that sent its RQ waits for the answer
+/// and sends little more; one that sent an oversized first PDU is still sending it.
+pub const DICOM: Bound = Bound {
+    time: Duration::from_secs(5),
+    bytes: 1024 * 1024,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Closing {
@@ -34,16 +53,18 @@ pin_project! {
         #[pin]
         inner: S,
         state: Closing,
+        bound: Bound,
         drained: u64,
         deadline: Option<Pin<Box<Sleep>>>,
     }
 }
 
 impl<S> Lingering<S> {
-    pub fn new(inner: S) -> Self {
+    pub fn new(inner: S, bound: Bound) -> Self {
         Self {
             inner,
             state: Closing::Open,
+            bound,
             drained: 0,
             deadline: None,
         }
@@ -90,14 +111,14 @@ impl<S: AsyncRead + AsyncWrite> AsyncWrite for Lingering<S> {
         if *this.state == Closing::Open {
             ready!(this.inner.as_mut().poll_shutdown(cx))?;
             *this.state = Closing::Draining;
-            *this.deadline = Some(Box::pin(tokio::time::sleep(LINGER_TIME)));
+            *this.deadline = Some(Box::pin(tokio::time::sleep(this.bound.time)));
         }
         if *this.state == Closing::Draining {
             let timed_out = this
                 .deadline
                 .as_mut()
                 .is_none_or(|d| d.as_mut().poll(cx).is_ready());
-            if timed_out || drain(this.inner, cx, this.drained).is_ready() {
+            if timed_out || drain(this.inner, cx, this.drained, this.bound.bytes).is_ready() {
                 *this.state = Closing::Closed;
                 *this.deadline = None;
             } else {
@@ -108,12 +129,22 @@ impl<S: AsyncRead + AsyncWrite> AsyncWrite for Lingering<S> {
     }
 }
 
+/// Lingering close of a stream the caller keeps: shut down, then drain within `bound`.
+pub async fn close<S>(stream: &mut S, bound: Bound) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    Lingering::new(stream, bound).shutdown().await
+}
+
 /// Reads and discards until EOF, an error or the byte budget; pending while the client
 /// has sent nothing more.
 fn drain<S: AsyncRead>(
     mut inner: Pin<&mut S>,
     cx: &mut Context<'_>,
     drained: &mut u64,
+    limit: u64,
 ) -> Poll<()> {
     let mut scratch = [0u8; 8192];
     loop {
@@ -121,7 +152,7 @@ fn drain<S: AsyncRead>(
         match inner.as_mut().poll_read(cx, &mut buf) {
             Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
                 *drained += buf.filled().len() as u64;
-                if *drained >= LINGER_BYTES {
+                if *drained >= limit {
                     return Poll::Ready(());
                 }
             }
@@ -139,7 +170,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_drains_until_the_client_closes() {
         let (server, mut client) = tokio::io::duplex(1024);
-        let mut server = Lingering::new(server);
+        let mut server = Lingering::new(server, HTTP);
         let closing = tokio::spawn(async move { server.shutdown().await });
         // The client sees the server's FIN, can still send, and its bytes are consumed.
         let mut byte = [0u8; 1];
@@ -153,9 +184,32 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_gives_up_after_the_linger_time() {
         let (server, _client) = tokio::io::duplex(1024);
-        let mut server = Lingering::new(server);
+        let mut server = Lingering::new(server, HTTP);
         let started = tokio::time::Instant::now();
         server.shutdown().await.unwrap();
-        assert!(started.elapsed() >= LINGER_TIME);
+        assert!(started.elapsed() >= HTTP.time);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_draining_at_the_byte_bound() {
+        let (mut server, mut client) = tokio::io::duplex(64 * 1024);
+        let bound = Bound {
+            time: Duration::from_secs(60),
+            bytes: 100_000,
+        };
+        let closing = tokio::spawn(async move { close(&mut server, bound).await });
+        let mut byte = [0u8; 1];
+        assert_eq!(client.read(&mut byte).await.unwrap(), 0);
+        // A peer that never stops sending: the close ends once the bound is read, long
+        // before the time bound.
+        let started = tokio::time::Instant::now();
+        let chunk = vec![0u8; 8192];
+        while !closing.is_finished() {
+            if client.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        closing.await.unwrap().unwrap();
+        assert!(started.elapsed() < bound.time);
     }
 }
