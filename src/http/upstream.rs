@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::error::ProxyError;
 use super::proxy::{error_chain, RequestBody};
+use crate::sync::lock;
 
 /// Idle upstream connections older than this are closed rather than reused: the PACS
 /// may have dropped them already (Orthanc's HTTP server closes idle keep-alives).
@@ -129,8 +130,4 @@ impl Pool {
         });
         Ok(sender)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::rules::UserMatch;
+use crate::sync::lock;
 use crate::tls::{CertificateMatch, Fingerprint, PeerIdentity};
 
 /// How long a verified password is trusted without hashing again.
@@ -214,10 +215,6 @@ impl Users {
         h.update(password.as_bytes());
         h.finalize().into()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Hash `password` as argon2id with Argon2's default parameters (RFC 9106 second

@@ -8,6 +8,8 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
+
 /// `N` failures per window (from `"5/min"`), and the longest lockout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
@@ -109,10 +111,6 @@ fn sweep<K>(entries: &mut HashMap<K, Entry>, policy: &LockoutPolicy, now: Instan
         e.locked_until.is_some_and(|u| u > now)
             || now.saturating_duration_since(e.window_start) < policy.window * 2
     });
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
