@@ -33,11 +33,13 @@ pub const HTTP: Bound = Bound {
     bytes: 16 * 1024 * 1024,
 };
 
-/// DICOM before the association exists: a requestor that sent its RQ waits for the answer
-/// and sends little more; one that sent an oversized first PDU is still sending it.
+/// DICOM before the association exists: a requestor that sent an oversized first PDU
+/// (or pipelined data after a refused RQ) may still be sending megabytes of it. PS3.8
+/// §9.1.5 gives the acceptor of an RJ the ARTIM timer to wait for the close; 5 s, not the
+/// configurable 30 s, since the per-address pending budget holds a slot meanwhile.
 pub const DICOM: Bound = Bound {
     time: Duration::from_secs(5),
-    bytes: 1024 * 1024,
+    bytes: 16 * 1024 * 1024,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
