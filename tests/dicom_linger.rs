@@ -1,55 +1,29 @@
 //! A requestor still sending when the gateway refuses it reads the refusal instead of a
 //! TCP reset (`server::linger`, the same lingering close as HTTP's): an oversized first
-//! PDU gets its A-ABORT, an RQ followed by pipelined bytes its A-ASSOCIATE-RJ, on the TLS
-//! listener and on an outbound tunnel alike. Abuse: the drain is bounded, so a requestor
-//! that never stops sending is still cut off (bytes: `server::linger` unit tests).
+//! PDU gets its A-ABORT, an RQ followed by pipelined bytes its A-ASSOCIATE-RJ, and an
+//! association the gateway aborts mid-stream its A-ABORT, on the TLS listener and on an
+//! outbound tunnel alike. Abuse: the drain is bounded, so a requestor that never stops
+//! sending is still cut off (the bound: `server::linger` unit tests).
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::time::Duration;
+use std::io::Write;
 
-use support::gateway::{dicom_only, Gateway};
-use support::pki::{Ca, Leaf};
+use support::gateway::{read_pdu, Edge};
+use support::pki::Ca;
 use support::process::free_port;
-use support::raw::{associate_rq, RawClient};
+use support::raw::{associate_rq, p_data};
+use support::silent::SilentPeer;
 
 const ECHO: &str = "1.2.840.10008.1.1";
 const RJ: u8 = 0x03;
 const ABORT: u8 = 0x07;
-/// Sent after the refused first PDU: under the drain bound (16 MiB), over what loopback's
+/// Sent after the refused PDU: under the drain bound (16 MiB), over what loopback's
 /// socket buffers hold, so a close with unread data resets the connection mid-write.
 const TRAILING: usize = 8 * 1024 * 1024;
-
-struct Edge {
-    inbound: u16,
-    outbound: u16,
-    ca: Ca,
-    _gw: Gateway,
-}
-
-/// Both listeners admit only the called AE "ORTHANC" / "REMOTE"; nothing behind them is
-/// ever reached.
-fn edge(dir: &Path) -> Edge {
-    let ca = Ca::new(dir, "Edge CA");
-    let server = ca.server(dir, "localhost");
-    let (inbound, outbound) = (free_port(), free_port());
-    let dicom = format!(
-        "called_aet = \"ORTHANC\"\n[[dicom.outbound]]\nlisten = \"127.0.0.1:{outbound}\"\n\
-         remote = \"127.0.0.1:{}\"\nserver_name = \"localhost\"\nca = {:?}\nremote_aets = [\"REMOTE\"]\n",
-        free_port(),
-        ca.path.display().to_string()
-    );
-    let gw = Gateway::start(dir, &dicom_only(&server, "", inbound, free_port(), &dicom));
-    Edge {
-        inbound,
-        outbound,
-        ca,
-        _gw: gw,
-    }
-}
+/// Both listeners admit only the called AE "ORTHANC" / "REMOTE".
+const DICOM: &str = "called_aet = \"ORTHANC\"";
+const TUNNEL: &str = "remote_aets = [\"REMOTE\"]";
 
 /// An A-ASSOCIATE-RQ header announcing 4 MiB (over the 64 KiB bound on control PDUs).
 fn oversized_rq_header() -> Vec<u8> {
@@ -67,73 +41,80 @@ fn send_and_keep_sending(mut write: impl FnMut(&[u8]), first: &[u8]) {
     }
 }
 
-fn tls(e: &Edge) -> RawClient {
-    let mut client = RawClient::connect(e.inbound, &e.ca.path, None::<&Leaf>);
-    client.handshake().expect("handshake");
-    client
-}
+/// Each listener gets `first`, then megabytes more, and must answer with a PDU whose bytes
+/// at `fields` are `expected`.
+fn both_read_the_refusal(e: &Edge, first: &[u8], fields: [usize; 3], expected: [u8; 3]) {
+    let pick = |pdu: &[u8]| fields.map(|i| pdu.get(i).copied().unwrap_or(0));
+    let mut client = e.tls_client();
+    send_and_keep_sending(|b| client.send(b), first);
+    let pdu = client
+        .read_pdu()
+        .expect("inbound: the refusal, not a reset");
+    assert_eq!(pick(&pdu), expected, "inbound: {pdu:?}");
 
-fn plain(e: &Edge) -> TcpStream {
-    let tcp = TcpStream::connect(("127.0.0.1", e.outbound)).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    tcp
-}
-
-fn read_pdu(tcp: &mut TcpStream) -> Vec<u8> {
-    let mut header = [0u8; 6];
-    tcp.read_exact(&mut header).expect("a PDU, not a reset");
-    let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
-    let mut pdu = header.to_vec();
-    pdu.resize(6 + len, 0);
-    tcp.read_exact(&mut pdu[6..]).expect("the whole PDU");
-    pdu
+    let mut local = e.tunnel_client();
+    send_and_keep_sending(|b| local.write_all(b).expect("outbound: write"), first);
+    let pdu = read_pdu(&mut local);
+    assert_eq!(pick(&pdu), expected, "outbound: {pdu:?}");
 }
 
 #[test]
 fn an_oversized_first_pdu_still_being_sent_gets_its_a_abort() {
     let dir = tempfile::tempdir().unwrap();
-    let e = edge(dir.path());
-
-    let mut client = tls(&e);
-    send_and_keep_sending(|b| client.send(b), &oversized_rq_header());
-    let pdu = client
-        .read_pdu()
-        .expect("inbound: the A-ABORT, not a reset");
-    // PS3.8 §9.3.8: source 2 (service provider), reason 6 (invalid parameter value).
-    assert_eq!((pdu[0], pdu[8], pdu[9]), (ABORT, 2, 6), "inbound: {pdu:?}");
-
-    let mut local = plain(&e);
-    send_and_keep_sending(
-        |b| local.write_all(b).expect("outbound: write"),
-        &oversized_rq_header(),
+    let e = Edge::start(
+        dir.path(),
+        free_port(),
+        (free_port(), None),
+        (DICOM, TUNNEL),
     );
-    let pdu = read_pdu(&mut local);
-    assert_eq!((pdu[0], pdu[8], pdu[9]), (ABORT, 2, 6), "outbound: {pdu:?}");
+    // PS3.8 §9.3.8: A-ABORT, source 2 (service provider), reason 6 (invalid parameter).
+    both_read_the_refusal(&e, &oversized_rq_header(), [0, 8, 9], [ABORT, 2, 6]);
 }
 
 #[test]
 fn a_refused_rq_followed_by_more_bytes_gets_its_a_associate_rj() {
     let dir = tempfile::tempdir().unwrap();
-    let e = edge(dir.path());
+    let e = Edge::start(
+        dir.path(),
+        free_port(),
+        (free_port(), None),
+        (DICOM, TUNNEL),
+    );
     let rq = associate_rq(b"SCU", b"ELSEWHERE", &[ECHO]);
-
-    let mut client = tls(&e);
-    send_and_keep_sending(|b| client.send(b), &rq);
-    let pdu = client.read_pdu().expect("inbound: the RJ, not a reset");
     // PS3.8 §9.3.4: rejected-permanent, service user, called AE title not recognised.
-    assert_eq!(
-        (pdu[0], pdu[7], pdu[8], pdu[9]),
-        (RJ, 1, 1, 7),
-        "inbound: {pdu:?}"
-    );
+    both_read_the_refusal(&e, &rq, [0, 7, 9], [RJ, 1, 7]);
+}
 
-    let mut local = plain(&e);
-    send_and_keep_sending(|b| local.write_all(b).expect("outbound: write"), &rq);
-    let pdu = read_pdu(&mut local);
-    assert_eq!(
-        (pdu[0], pdu[7], pdu[8], pdu[9]),
-        (RJ, 1, 1, 7),
-        "outbound: {pdu:?}"
+#[test]
+fn an_association_aborted_mid_stream_while_the_requestor_sends_gets_its_a_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    // Acceptors that never answer: the P-DATA-TF behind the RQ comes before any AC, which
+    // PS3.8 §9.2 does not allow (A-ABORT, reason 2: unexpected PDU).
+    let pacs = SilentPeer::tcp();
+    let remote_ca = Ca::new(dir.path(), "Remote CA");
+    let remote = SilentPeer::tls(&remote_ca.server(dir.path(), "remote"));
+    let e = Edge::start(
+        dir.path(),
+        pacs.port,
+        (remote.port, Some(&remote_ca.path)),
+        (DICOM, TUNNEL),
     );
+    let mut inbound = associate_rq(b"SCU", b"ORTHANC", &[ECHO]);
+    let mut outbound = associate_rq(b"SCU", b"REMOTE", &[ECHO]);
+    let early = p_data(&[(1, 0x03, &[0u8; 64])]);
+    inbound.extend_from_slice(&early);
+    outbound.extend_from_slice(&early);
+
+    let mut client = e.tls_client();
+    send_and_keep_sending(|b| client.send(b), &inbound);
+    let pdu = client
+        .read_pdu()
+        .expect("inbound: the A-ABORT, not a reset");
+    assert_eq!((pdu[0], pdu[9]), (ABORT, 2), "inbound: {pdu:?}");
+
+    let mut local = e.tunnel_client();
+    send_and_keep_sending(|b| local.write_all(b).expect("outbound: write"), &outbound);
+    let pdu = read_pdu(&mut local);
+    assert_eq!((pdu[0], pdu[9]), (ABORT, 2), "outbound: {pdu:?}");
+    drop((pacs, remote));
 }

@@ -17,7 +17,7 @@ use super::inspect::{Abort, Direction};
 use super::pdu::{abort_pdu, AbortReason};
 use super::session::Session;
 use super::walker::{Action, Outbox, Walker};
-use crate::server::{Activity, Tracked};
+use crate::server::{linger, Activity, Tracked};
 use crate::sync::{into_inner, lock};
 
 /// Read batch sizes: start small (most associations exchange a few small PDUs) and grow
@@ -32,7 +32,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// After one peer has closed, how long the other may take to close too (PS3.8 §9.1.5's
 /// ARTIM default is 30 s; a peer that keeps its end open after a release is not going to
-/// send anything useful).
+/// send anything useful). Not a lingering close (`server::linger`): both pumps still
+/// forward meanwhile.
 const LINGER: Duration = Duration::from_secs(30);
 
 /// How an association ended, for the log line (and the audit record later).
@@ -87,7 +88,7 @@ where
     U: AsyncRead + AsyncWrite + Send,
 {
     let activity = Activity::new();
-    let (req_read, req_write) = tokio::io::split(Tracked::new(requestor, activity.clone()));
+    let (mut req_read, req_write) = tokio::io::split(Tracked::new(requestor, activity.clone()));
     let (acc_read, acc_write) = tokio::io::split(Tracked::new(acceptor, activity.clone()));
     let session = Mutex::new(session);
     let stop = Stop {
@@ -103,7 +104,7 @@ where
         replies_back: to_requestor_tx,
         replies_in: to_acceptor_rx,
     }
-    .run(req_read, acc_write);
+    .run(&mut req_read, acc_write);
     let downward = Pump {
         from: Direction::FromAcceptor,
         session: &session,
@@ -114,6 +115,12 @@ where
     .run(acc_read, req_write);
     let (up, down) = wait_both((upward, downward), &session, &activity, timeouts, &stop).await;
     let ending = into_inner(stop.ending).unwrap_or(Ending::Closed);
+    if matches!(ending, Ending::Aborted(_)) {
+        // The requestor may still be sending (a data set behind the PDU we refused):
+        // closing with its bytes unread would reset the connection before it read the
+        // A-ABORT, so its side closes lingering, like a refusal before the association.
+        linger::drain(&mut req_read, linger::DICOM).await;
+    }
     Report {
         ending,
         bytes_from_requestor: up,

@@ -120,7 +120,7 @@ impl<S: AsyncRead + AsyncWrite> AsyncWrite for Lingering<S> {
                 .deadline
                 .as_mut()
                 .is_none_or(|d| d.as_mut().poll(cx).is_ready());
-            if timed_out || drain(this.inner, cx, this.drained, this.bound.bytes).is_ready() {
+            if timed_out || drain_some(this.inner, cx, this.drained, this.bound.bytes).is_ready() {
                 *this.state = Closing::Closed;
                 *this.deadline = None;
             } else {
@@ -140,9 +140,19 @@ where
     Lingering::new(stream, bound).shutdown().await
 }
 
+/// The second half of a lingering close, for a stream already shut down (or a read half):
+/// read and discard within `bound`.
+pub async fn drain<S: AsyncRead + Unpin>(stream: &mut S, bound: Bound) {
+    let mut drained = 0;
+    let read = std::future::poll_fn(|cx| {
+        drain_some(Pin::new(&mut *stream), cx, &mut drained, bound.bytes)
+    });
+    let _ = tokio::time::timeout(bound.time, read).await;
+}
+
 /// Reads and discards until EOF, an error or the byte budget; pending while the client
 /// has sent nothing more.
-fn drain<S: AsyncRead>(
+fn drain_some<S: AsyncRead>(
     mut inner: Pin<&mut S>,
     cx: &mut Context<'_>,
     drained: &mut u64,
