@@ -347,38 +347,3 @@ async fn write_flush<W: AsyncWrite + Unpin>(dst: &mut W, bytes: &[u8]) -> io::Re
     dst.write_all(bytes).await?;
     dst.flush().await
 }
-
-/// Read the first PDU of an association (the A-ASSOCIATE-RQ), bounded in size; the caller
-/// applies the ARTIM timeout (PS3.8 §9.1.5).
-pub async fn read_first_pdu<R: AsyncRead + Unpin>(
-    src: &mut R,
-    max: u32,
-) -> Result<Vec<u8>, FirstPduError> {
-    let mut header = [0u8; super::pdu::PDU_HEADER_LEN];
-    src.read_exact(&mut header)
-        .await
-        .map_err(FirstPduError::Io)?;
-    let parsed = super::pdu::PduHeader::parse(&header).ok_or(FirstPduError::NotRq(0))?;
-    if parsed.pdu_type != super::pdu::ASSOCIATE_RQ {
-        return Err(FirstPduError::NotRq(parsed.pdu_type));
-    }
-    if parsed.length > max {
-        return Err(FirstPduError::TooLong(parsed.length));
-    }
-    let mut pdu = vec![0u8; super::pdu::PDU_HEADER_LEN + parsed.length as usize];
-    pdu[..header.len()].copy_from_slice(&header);
-    src.read_exact(&mut pdu[header.len()..])
-        .await
-        .map_err(FirstPduError::Io)?;
-    Ok(pdu)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum FirstPduError {
-    #[error("connection closed before the A-ASSOCIATE-RQ: {0}")]
-    Io(io::Error),
-    #[error("first PDU is {name} ({0:#04x}), not an A-ASSOCIATE-RQ", name = super::pdu::type_name(*.0))]
-    NotRq(u8),
-    #[error("A-ASSOCIATE-RQ of {0} bytes is too long")]
-    TooLong(u32),
-}

@@ -213,17 +213,17 @@ async fn handle_request(
 /// HTTP/1.1 cannot reuse a connection with an unread body. Large bodies are not waited for.
 async fn drain(mut body: Incoming) {
     use http_body_util::BodyExt;
-    const LIMIT: usize = 64 * 1024;
-    let mut seen = 0usize;
+    let bound = linger::HTTP_REFUSED_BODY;
+    let mut seen = 0u64;
     let read = async {
         while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |d| d.len());
-            if seen > LIMIT {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > bound.bytes {
                 break;
             }
         }
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+    let _ = tokio::time::timeout(bound.time, read).await;
 }
 
 fn new_record(req: &Request<Incoming>, conn: &ConnInfo) -> RequestRecord {

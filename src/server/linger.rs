@@ -33,6 +33,14 @@ pub const HTTP: Bound = Bound {
     bytes: 16 * 1024 * 1024,
 };
 
+/// HTTP, before a refusal is sent on a connection that stays open: how much of the unread
+/// request body is read first (`http::drain`). Small: a large upload is not waited for,
+/// the connection's lingering close ([`HTTP`]) covers it.
+pub const HTTP_REFUSED_BODY: Bound = Bound {
+    time: Duration::from_secs(1),
+    bytes: 64 * 1024,
+};
+
 /// DICOM before the association exists: a requestor that sent an oversized first PDU
 /// (or pipelined data after a refused RQ) may still be sending megabytes of it. PS3.8
 /// §9.1.5 gives the acceptor of an RJ the ARTIM timer to wait for the close; 5 s, not the

@@ -1,14 +1,14 @@
-//! Phase 2 of an association: one bounded A-ASSOCIATE-RQ under the ARTIM timer, and the
-//! answers the gateway gives before any acceptor is involved (A-ABORT, A-ASSOCIATE-RJ),
-//! each followed by a lingering close so a requestor still sending reads them.
+//! Phase 2 of an association: one bounded A-ASSOCIATE-RQ (PS3.8 §9.3.2: 6-byte PDU
+//! header, then at most `CONTROL_PDU_MAX` bytes) under the ARTIM timer, and the answers
+//! the gateway gives before any acceptor is involved (A-ABORT, A-ASSOCIATE-RJ), each
+//! followed by a lingering close so a requestor still sending reads them.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::dicom::association::Association;
-use crate::dicom::pdu::{abort_pdu, AbortReason, Rejection};
-use crate::dicom::relay::{read_first_pdu, FirstPduError};
+use crate::dicom::pdu::{self, abort_pdu, AbortReason, Rejection};
 use crate::dicom::session::CONTROL_PDU_MAX;
 use crate::server::linger;
 
@@ -95,4 +95,40 @@ pub async fn reject<S: AsyncRead + AsyncWrite + Unpin>(
     } else {
         stream.shutdown().await
     };
+}
+
+/// Read the first PDU of an association (the A-ASSOCIATE-RQ), bounded in size; the caller
+/// applies the ARTIM timeout (PS3.8 §9.1.5).
+pub async fn read_first_pdu<R: AsyncRead + Unpin>(
+    src: &mut R,
+    max: u32,
+) -> Result<Vec<u8>, FirstPduError> {
+    let mut header = [0u8; pdu::PDU_HEADER_LEN];
+    src.read_exact(&mut header)
+        .await
+        .map_err(FirstPduError::Io)?;
+    let parsed = pdu::PduHeader::parse(&header).ok_or(FirstPduError::NotRq(0))?;
+    if parsed.pdu_type != pdu::ASSOCIATE_RQ {
+        return Err(FirstPduError::NotRq(parsed.pdu_type));
+    }
+    if parsed.length > max {
+        return Err(FirstPduError::TooLong(parsed.length));
+    }
+    // The length was checked against `max` above: this allocation is bounded.
+    let mut bytes = vec![0u8; pdu::PDU_HEADER_LEN + parsed.length as usize];
+    bytes[..header.len()].copy_from_slice(&header);
+    src.read_exact(&mut bytes[header.len()..])
+        .await
+        .map_err(FirstPduError::Io)?;
+    Ok(bytes)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirstPduError {
+    #[error("connection closed before the A-ASSOCIATE-RQ: {0}")]
+    Io(std::io::Error),
+    #[error("first PDU is {name} ({0:#04x}), not an A-ASSOCIATE-RQ", name = pdu::type_name(*.0))]
+    NotRq(u8),
+    #[error("A-ASSOCIATE-RQ of {0} bytes is too long")]
+    TooLong(u32),
 }
