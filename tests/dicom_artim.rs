@@ -10,6 +10,7 @@ mod support;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use support::dicom::{dcmtk, dcmtk_args, ECHOSCU};
 use support::gateway::{read_pdu, Edge};
 use support::pki::Ca;
 use support::process::free_port;
@@ -99,4 +100,40 @@ fn an_acceptor_that_never_answers_the_rq_is_aborted_at_artim_on_both_listeners()
         Some(&ABORT),
         "and then an A-ABORT"
     );
+}
+
+/// The oracle: a real SCU (dcmtk's echoscu, whose own ACSE timeout is 30 s) on both
+/// listeners gets the A-ABORT at ARTIM and reports the association aborted by its peer.
+#[test]
+fn real_scus_see_the_abort_of_a_silent_acceptor_at_artim() {
+    let dir = tempfile::tempdir().unwrap();
+    let pacs = SilentPeer::tcp();
+    let remote_ca = Ca::new(dir.path(), "Remote CA");
+    let remote = SilentPeer::tls(&remote_ca.server(dir.path(), "remote"));
+    let e = Edge::start(
+        dir.path(),
+        pacs.port,
+        (remote.port, Some(&remote_ca.path)),
+        (DICOM, TUNNEL),
+    );
+
+    let started = Instant::now();
+    let args = dcmtk_args("SCU", "ORTHANC", &e.ca.path, None);
+    let (status, out) = dcmtk(ECHOSCU, e.inbound, &args, &[]);
+    assert!(!status.success(), "inbound: {out}");
+    assert!(out.contains("Peer aborted Association"), "inbound: {out}");
+    assert_artim("inbound echoscu", started.elapsed());
+
+    let started = Instant::now();
+    let args = [
+        "-aet".to_string(),
+        "SCU".into(),
+        "-aec".into(),
+        "REMOTE".into(),
+    ];
+    let (status, out) = dcmtk(ECHOSCU, e.outbound, &args, &[]);
+    assert!(!status.success(), "outbound: {out}");
+    assert!(out.contains("Peer aborted Association"), "outbound: {out}");
+    assert_artim("outbound echoscu", started.elapsed());
+    drop((pacs, remote));
 }
