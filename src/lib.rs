@@ -7,18 +7,21 @@
 //!   [`docs`] generates shell completions and man pages from it.
 //! - [`notify`]: sd_notify(3) datagrams for systemd's `Type=notify` (ready, reloading,
 //!   stopping).
-//! - [`config`]: TOML -> validated types; every error names the key and the fix (exit 64).
-//!   Values shared by all sections (durations, CIDRs, certificates, rates) are parsed in
-//!   `config::values`.
+//! - [`config`]: the floor. TOML -> validated settings types for every section (HTTP
+//!   policy types in `config::http_policy`, DICOM in `config::dicom_policy`, certificate
+//!   matches, path globs, the built-in deny set); every error names the key and the fix
+//!   (exit 64). It imports no runtime module; runtime modules import it. The source files
+//!   import each other without circles (tests/import_graph.rs).
 //! - [`tls`]: certificates (load, generate self-signed, choose RSA or ECDSA per
 //!   ClientHello), hot reload, client-certificate identity, outbound client configs,
 //!   expiry warnings (`tls::expiry`) and ACME issuance/renewal with its HTTP-01 responder
 //!   (`tls::acme`).
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, per-address budgets for
-//!   connections not yet authenticated (`server::budget`), shutdown, idle tracking, and
-//!   the lingering close that lets a peer still sending read our refusal (an HTTP 4xx, a
-//!   DICOM RJ or A-ABORT: `server::linger`).
+//!   connections not yet authenticated (`server::budget`) keyed by client
+//!   (`server::client_key`), shutdown, idle tracking, and the lingering close that lets
+//!   a peer still sending read our refusal (an HTTP 4xx, a DICOM RJ or A-ABORT:
+//!   `server::linger`).
 //! - [`sync`]: the one poison-tolerant lock helper.
 //! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, the generated
 //!   `admin` account when none are configured (`http::policy::admin`), rules, deny set,

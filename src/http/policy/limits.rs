@@ -11,8 +11,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use http::Method;
 
-use super::rules::Glob;
-use crate::config::Rate;
+pub use crate::config::{LimitsConfig, Rate, RouteLimit};
 pub use crate::server::IpKey;
 
 /// Keys kept per limiter at most; beyond that (after a sweep) new keys are throttled.
@@ -22,21 +21,6 @@ const SWEEP_EVERY: u64 = 4096;
 
 fn quota(rate: &Rate) -> Option<Quota> {
     Quota::with_period(rate.interval()).map(|q| q.allow_burst(rate.burst))
-}
-
-/// A `[[http.rate_limits.routes]]` entry: one shared budget for matching requests.
-#[derive(Debug, Clone)]
-pub struct RouteLimit {
-    pub methods: Vec<Method>,
-    pub paths: Vec<Glob>,
-    pub rate: Rate,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct LimitsConfig {
-    pub per_ip: Option<Rate>,
-    pub per_user: Option<Rate>,
-    pub routes: Vec<RouteLimit>,
 }
 
 /// Which limit refused a request, and when to come back.

@@ -8,15 +8,8 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use crate::config::LockoutPolicy;
 use crate::sync::lock;
-
-/// `N` failures per window (from `"5/min"`), and the longest lockout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    pub failures: u32,
-    pub window: Duration,
-    pub max_lockout: Duration,
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
