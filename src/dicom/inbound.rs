@@ -169,7 +169,7 @@ impl Ends for Inbound {
 
     async fn connect(&self) -> Result<Connected<TcpStream>, AssociationRefusal> {
         let cfg = &self.ctx.config;
-        match flow::connect_tcp(&cfg.upstream, cfg.upstream_connect_timeout).await {
+        match flow::connect_tcp(&cfg.upstream, self.phases().connect).await {
             Ok(stream) => Ok(Connected {
                 stream,
                 identity: None,
