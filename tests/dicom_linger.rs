@@ -3,11 +3,12 @@
 //! PDU gets its A-ABORT, an RQ followed by pipelined bytes its A-ASSOCIATE-RJ, and an
 //! association the gateway aborts mid-stream its A-ABORT, on the TLS listener and on an
 //! outbound tunnel alike. Abuse: the drain is bounded, so a requestor that never stops
-//! sending is still cut off (the bound: `server::linger` unit tests).
+//! sending is still cut off (here by bytes; by time: `server::linger` unit tests).
 
 mod support;
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use support::gateway::{read_pdu, Edge};
 use support::pki::Ca;
@@ -117,4 +118,44 @@ fn an_association_aborted_mid_stream_while_the_requestor_sends_gets_its_a_abort(
     let pdu = read_pdu(&mut local);
     assert_eq!((pdu[0], pdu[9]), (ABORT, 2), "outbound: {pdu:?}");
     drop((pacs, remote));
+}
+
+#[test]
+fn a_requestor_that_never_stops_sending_is_cut_off_at_the_drain_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Edge::start(
+        dir.path(),
+        free_port(),
+        (free_port(), None),
+        (DICOM, TUNNEL),
+    );
+    let mut local = e.tunnel_client();
+    local
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut sent = oversized_rq_header().len();
+    local.write_all(&oversized_rq_header()).expect("header");
+    let chunk = vec![0u8; 64 * 1024];
+    // 64 MiB: four times the bound (16 MiB), far more than the socket buffers hold.
+    let cut = loop {
+        if sent > 64 << 20 {
+            break None;
+        }
+        match local.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(err) => break Some(err),
+        }
+    };
+    let err = cut.expect("still accepted after 64 MiB: the drain is not bounded");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "{err}"
+    );
+    // Measured: cut off after 20-22 MB (the 16 MiB bound plus the socket buffers).
+    assert!(sent < 40 << 20, "cut off only after {sent} bytes");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -232,4 +232,22 @@ mod tests {
         closing.await.unwrap().unwrap();
         assert!(started.elapsed() < bound.time);
     }
+
+    /// Abuse: a peer trickling a byte now and then (never enough for the byte bound, never
+    /// silent long enough to look idle) is still cut off at the time bound.
+    #[tokio::test(start_paused = true)]
+    async fn drain_ends_at_the_time_bound_for_a_trickling_peer() {
+        let (mut server, mut client) = tokio::io::duplex(1024);
+        let started = tokio::time::Instant::now();
+        let draining = tokio::spawn(async move { drain(&mut server, DICOM).await });
+        while !draining.is_finished() {
+            if client.write_all(&[0u8]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        draining.await.unwrap();
+        let elapsed = started.elapsed();
+        assert!(elapsed >= DICOM.time && elapsed < DICOM.time + Duration::from_secs(1));
+    }
 }
