@@ -34,17 +34,23 @@
 //!   tags, no repeats, checked lengths), modality registry and certificate binding
 //!   (`policy`), command rights and refusal mapping (`access`), the enforcing inspector
 //!   (`enforce`), limits, audit.
+//! - [`limit`]: the one keyed limiter (a bounded sharded table, GCRA rates, failed-login
+//!   lockouts) behind HTTP's per-IP/user/route rates and lockouts and DICOM's association
+//!   rate; pure, the caller passes the time.
 //! - [`check`]: what `pacsgate check` validates and prints.
 //! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations.
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
 //! - [`app`]: prepare (everything that can fail on config) -> bind -> serve -> drain.
 //! - [`telemetry`]: tracing setup.
 //! - [`metrics`]: lock-free counters every listener records into; [`admin`]: the admin
-//!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes.
+//!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes;
+//!   [`healthcheck`]: `pacsgate healthcheck --url`, the client side of those probes for
+//!   images without a shell (deploy/container/).
 //! - [`doctor`]: `pacsgate doctor`, checks of pacsgate's and Orthanc's configuration and
 //!   of the running system.
-//! - [`storage`]: `pacsgate storage ...`, the CLI over the `pacsgate-storage` crate (the
-//!   encrypting storage the Orthanc plugin in `orthanc-plugin/` uses).
+//! - [`storage`]: `pacsgate storage ...` executes the separate `pacsgate-storage` tool
+//!   (`storage-cli/`, over the `storage/` crate the Orthanc plugin in `orthanc-plugin/`
+//!   uses), so this binary links no object-store client.
 //!
 //! # Flows
 //!
@@ -75,7 +81,9 @@ pub mod config;
 pub mod dicom;
 pub mod docs;
 pub mod doctor;
+pub mod healthcheck;
 pub mod http;
+pub mod limit;
 pub mod metrics;
 pub mod notify;
 pub mod privileges;

@@ -7,7 +7,6 @@ pub mod admin;
 pub mod hash_cli;
 pub mod identity;
 pub mod limits;
-pub mod lockout;
 pub mod rules;
 
 use std::sync::Arc;
@@ -17,10 +16,11 @@ use http::{HeaderName, HeaderValue};
 
 use self::identity::{random_bytes, Users};
 use self::limits::{IpKey, RateLimits};
-use self::lockout::{LockoutPolicy, Lockouts};
 use self::rules::Rule;
+use crate::config::LockoutPolicy;
 pub use crate::config::{Authentication, PolicyConfig};
 use crate::config::{Config, ConfigError, DenySet, DANGEROUS};
+use crate::limit::Lockouts;
 use crate::reload::{Commit, Reloadable};
 
 /// Failed-login keys remembered at most per kind (client networks; user names are bounded
