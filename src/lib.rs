@@ -19,7 +19,10 @@
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, per-address budgets for
 //!   connections not yet authenticated (`server::budget`) keyed by client
-//!   (`server::client_key`), shutdown, idle tracking.
+//!   (`server::client_key`), shutdown, idle tracking, and the lingering close that lets
+//!   a peer still sending read our refusal (an HTTP 4xx, a DICOM RJ or A-ABORT:
+//!   `server::linger`).
+//! - [`sync`]: the one poison-tolerant lock helper.
 //! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, the generated
 //!   `admin` account when none are configured (`http::policy::admin`), rules, deny set,
 //!   rate limits, lockouts; applied by `http::guard` on canonical paths from
@@ -27,9 +30,9 @@
 //!   agree), the forwarder (`http::forward`: rewrite the admitted request for the PACS
 //!   and send it) over `http::upstream` (pooled keep-alive connections, a clock on each
 //!   phase, one typed `UpstreamError` per failed phase, mapped to 502/504 in
-//!   `http::error`), and the lingering close that lets a client still sending read our
-//!   4xx (`http::linger`).
-//! - [`dicom`]: the DICOM TLS listener, outbound tunnels, PDU walking and relay, and the
+//!   `http::error`); a client still sending reads our 4xx through `server::linger`.
+//! - [`dicom`]: one association flow (`dicom::flow`: phases and timeouts) behind the DICOM
+//!   TLS listener and the outbound tunnels, PDU walking and relay, and the
 //!   DICOM policy: one AE-title grammar (`ae`), strict command sets (`command`: ascending
 //!   tags, no repeats, checked lengths), modality registry and certificate binding
 //!   (`policy`), command rights and refusal mapping (`access`), the enforcing inspector
@@ -63,7 +66,8 @@
 //! connection (connect, response-head and body-gap clocks: 502/504, or the connection
 //! cut mid-body), bodies streamed both ways and counted -> one audit record.
 //!
-//! DICOM: accept (permit, per-address budget: pending until the RQ is admitted) -> TLS
+//! DICOM (`dicom::flow`, the same phases for outbound tunnels, plain in and TLS out):
+//! accept (permit, per-address budget: pending until the RQ is admitted) -> TLS
 //! handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
 //! limits + policy (calling/called AE, certificate binding; A-ASSOCIATE-RJ on refusal) ->
 //! connect the PACS (A-ASSOCIATE-RJ if it is down) -> replay the RQ's original bytes ->
@@ -90,5 +94,6 @@ pub mod privileges;
 pub mod reload;
 pub mod server;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;
 pub mod tls;

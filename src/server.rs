@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod client_key;
+pub mod linger;
 
 use std::future::Future;
 use std::io;

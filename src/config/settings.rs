@@ -164,6 +164,9 @@ pub struct OutboundConfig {
     pub ca: PathBuf,
     pub client_identity: Option<KeyPairPaths>,
     pub min_version: TlsVersion,
+    /// `dicom.handshake_timeout` and `dicom.artim_timeout`: the same phases as inbound.
+    pub handshake_timeout: Duration,
+    pub artim_timeout: Duration,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_pdu_length: u32,

@@ -81,7 +81,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         .outbound
         .iter()
         .enumerate()
-        .map(|(i, o)| outbound(i, o, raw.dicom.max_pdu_length, base))
+        .map(|(i, o)| outbound(i, o, &raw.dicom, base))
         .collect::<Result<Vec<_>, _>>()?;
     let dicom = raw
         .dicom
@@ -217,12 +217,15 @@ fn dicom(raw: RawDicom, tls: &TlsConfig) -> Result<DicomConfig, ConfigError> {
     })
 }
 
+/// A tunnel's association phases share `[dicom]`'s PDU cap, ARTIM and TLS handshake
+/// timeouts with the inbound listener (`dicom::flow`); connect and idle are per tunnel.
 fn outbound(
     index: usize,
     raw: &RawOutbound,
-    max_pdu_length: u32,
+    dicom: &RawDicom,
     base: &Path,
 ) -> Result<OutboundConfig, ConfigError> {
+    let max_pdu_length = dicom.max_pdu_length;
     let name = format!("dicom.outbound[{index}]");
     let key = |k: &str| format!("{name}.{k}");
     let listen = socket_addr(&key("listen"), &raw.listen)?;
@@ -275,6 +278,8 @@ fn outbound(
             &key("min_version"),
             raw.min_version.as_deref().unwrap_or("1.2"),
         )?,
+        handshake_timeout: duration("dicom.handshake_timeout", &dicom.handshake_timeout)?,
+        artim_timeout: duration("dicom.artim_timeout", &dicom.artim_timeout)?,
         connect_timeout: opt_duration("connect_timeout", &raw.connect_timeout, "10s")?,
         idle_timeout: opt_duration("idle_timeout", &raw.idle_timeout, "300s")?,
         max_pdu_length,

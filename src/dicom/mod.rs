@@ -1,4 +1,5 @@
-//! DICOM over TLS: the inbound listener (`inbound`), outbound tunnels (`outbound`), and the
+//! DICOM over TLS: the inbound listener (`inbound`) and outbound tunnels (`outbound`), two
+//! thin shells around one association flow (`flow`: the phases and their timeouts), and the
 //! association machinery they share: PDU framing (`pdu`), A-ASSOCIATE parsing
 //! (`association`), the per-association state (`session`), the sans-IO header walker
 //! (`walker`), the async relay (`relay`) and the policy seam (`inspect`). Policy: the one
@@ -11,6 +12,7 @@ pub mod ae;
 pub mod association;
 pub mod command;
 pub mod enforce;
+pub mod flow;
 pub mod inbound;
 pub mod inspect;
 pub mod limits;

@@ -1,30 +1,28 @@
 //! Outbound tunnels (stunnel's client mode): plain DICOM from the local PACS on `listen`,
 //! DICOM TLS to `remote`, the remote's certificate verified against `ca` and `server_name`,
 //! our client certificate presented. The association is read and relayed exactly like an
-//! inbound one, so the same framing checks apply; the called AE must be in `remote_aets`
-//! (when set), commands are counted, and the same audit records are written.
+//! inbound one ([`flow::run`], same phases and ARTIM), so the same framing checks apply;
+//! the called AE must be in `remote_aets` (when set), commands are counted, and the same
+//! audit records are written.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::access::{aet_eq, check_titles, AssociationRefusal, Grant};
-use super::enforce::Enforcer;
-use super::inbound::{
-    audit_rejection, audit_report, connect_upstream, forward_and_relay, log_report,
-    read_association_rq, reject,
-};
-use super::record::{Activity, Parties};
+use super::association::Association;
+use super::flow::{self, Admitted, Connected, Ends, Opened, Phases};
 use crate::audit::Audit;
 use crate::config::OutboundConfig;
 use crate::server::{self, Shutdown};
-use crate::tls;
+use crate::tls::{self, PeerIdentity};
 
 pub struct OutboundContext {
     pub config: OutboundConfig,
@@ -73,81 +71,103 @@ pub async fn serve(
                 calling = tracing::field::Empty,
                 called = tracing::field::Empty
             );
-            handle(tcp, peer.ip(), ctx.clone()).instrument(span)
+            let ends = Outbound {
+                ctx: ctx.clone(),
+                peer,
+            };
+            flow::run(ends, tcp).instrument(span)
         },
     )
     .await;
 }
 
-async fn handle(mut local: TcpStream, peer_ip: std::net::IpAddr, ctx: Arc<OutboundContext>) {
-    let started = Instant::now();
-    let cfg = &ctx.config;
-    let Some((rq_bytes, rq)) = read_association_rq(&mut local, cfg.connect_timeout).await else {
-        return;
-    };
-    let mut parties = Parties::new(&cfg.name, peer_ip, None);
-    parties.calling_ae = rq.calling_ae.clone();
-    parties.called_ae = rq.called_ae.clone();
-    let titles = check_titles(&rq.calling_ae, &rq.called_ae).and_then(|()| {
+/// One connection from the local PACS: plain in, TLS out to the remote peer.
+struct Outbound {
+    ctx: Arc<OutboundContext>,
+    peer: SocketAddr,
+}
+
+impl Ends for Outbound {
+    type Requestor = TcpStream;
+    type Acceptor = TlsStream<TcpStream>;
+
+    fn listener(&self) -> &str {
+        &self.ctx.config.name
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn phases(&self) -> Phases {
+        let cfg = &self.ctx.config;
+        Phases {
+            handshake: cfg.handshake_timeout,
+            artim: cfg.artim_timeout,
+            connect: cfg.connect_timeout,
+            idle: cfg.idle_timeout,
+            max_pdu_length: cfg.max_pdu_length,
+        }
+    }
+
+    fn audit(&self) -> &Arc<Audit> {
+        &self.ctx.audit
+    }
+
+    async fn open(&self, tcp: TcpStream) -> Option<Opened<TcpStream>> {
+        Some(Opened {
+            stream: tcp,
+            identity: None,
+        })
+    }
+
+    /// Outbound associations carry whatever the local PACS asks for (counted, not
+    /// filtered); only the called AE is checked against `remote_aets`.
+    fn admit(
+        &self,
+        rq: &Association,
+        _identity: Option<&PeerIdentity>,
+    ) -> Result<Admitted, AssociationRefusal> {
+        let cfg = &self.ctx.config;
+        check_titles(&rq.calling_ae, &rq.called_ae)?;
         let known = cfg.remote_aets.is_empty()
             || cfg
                 .remote_aets
                 .iter()
                 .any(|a| aet_eq(a, &rq.called_ae, false));
-        if known {
-            Ok(())
-        } else {
-            Err(AssociationRefusal::CalledAeUnknown(rq.called_ae.clone()))
+        if !known {
+            return Err(AssociationRefusal::CalledAeUnknown(rq.called_ae.clone()));
         }
-    });
-    if let Err(refusal) = titles {
-        tracing::info!(reason = %refusal, "association rejected");
-        audit_rejection(&ctx.audit, &parties, &refusal, started);
-        return reject(&mut local, refusal.rejection(), !refusal.is_limit()).await;
+        Ok(Admitted {
+            grant: Grant::everything(),
+            guards: Vec::new(),
+        })
     }
-    let remote = match connect_remote(&ctx).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::warn!(error = %e, "remote DICOM TLS peer unreachable; association rejected (transient)");
-            let refusal = AssociationRefusal::Unreachable("remote_unreachable");
-            audit_rejection(&ctx.audit, &parties, &refusal, started);
-            return reject(&mut local, refusal.rejection(), !refusal.is_limit()).await;
+
+    async fn connect(&self) -> Result<Connected<Self::Acceptor>, AssociationRefusal> {
+        match connect_remote(&self.ctx, self.phases()).await {
+            Ok(stream) => {
+                let identity = tls::peer_identity(stream.get_ref().1);
+                Ok(Connected { stream, identity })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "remote DICOM TLS peer unreachable; association rejected (transient)");
+                Err(AssociationRefusal::Unreachable("remote_unreachable"))
+            }
         }
-    };
-    if let Some(id) = tls::peer_identity(remote.get_ref().1) {
-        tracing::debug!(remote.subject = %id.subject, remote.fp = %id.fingerprint, "remote verified");
-        parties.tls_fingerprint = Some(id.fingerprint.to_string());
-        parties.tls_cn = id.common_name.clone();
     }
-    let parties = Arc::new(parties);
-    let activity = Arc::new(Mutex::new(Activity::default()));
-    let counter = Enforcer::new(
-        Grant::everything(),
-        parties.clone(),
-        ctx.audit.clone(),
-        activity.clone(),
-    );
-    let report = forward_and_relay(
-        local,
-        remote,
-        &rq_bytes,
-        rq,
-        Box::new(counter),
-        (cfg.max_pdu_length, cfg.idle_timeout),
-    )
-    .await;
-    log_report(&report, started);
-    audit_report(&ctx.audit, &parties, &activity, &report, started);
 }
 
+/// TCP under the tunnel's `connect_timeout`, then the TLS handshake under the same
+/// `dicom.handshake_timeout` as the inbound listener's.
 async fn connect_remote(
     ctx: &OutboundContext,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Box<dyn std::error::Error + Send + Sync>> {
-    let cfg = &ctx.config;
-    let tcp = connect_upstream(&cfg.remote, cfg.connect_timeout).await?;
+    phases: Phases,
+) -> Result<TlsStream<TcpStream>, Box<dyn std::error::Error + Send + Sync>> {
+    let tcp = flow::connect_tcp(&ctx.config.remote, phases.connect).await?;
     let connector = TlsConnector::from(ctx.tls.clone());
     let handshake = connector.connect(ctx.server_name.clone(), tcp);
-    let stream = tokio::time::timeout(cfg.connect_timeout, handshake)
+    let stream = tokio::time::timeout(phases.handshake, handshake)
         .await
         .map_err(|_| "TLS handshake timed out")??;
     Ok(stream)

@@ -17,7 +17,8 @@ use super::inspect::{Abort, Direction};
 use super::pdu::{abort_pdu, AbortReason};
 use super::session::Session;
 use super::walker::{Action, Outbox, Walker};
-use crate::server::{Activity, Tracked};
+use crate::server::{linger, Activity, Tracked};
+use crate::sync::{into_inner, lock};
 
 /// Read batch sizes: start small (most associations exchange a few small PDUs) and grow
 /// while reads keep filling the buffer (a C-STORE data set), so each write to the other
@@ -31,7 +32,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// After one peer has closed, how long the other may take to close too (PS3.8 §9.1.5's
 /// ARTIM default is 30 s; a peer that keeps its end open after a release is not going to
-/// send anything useful).
+/// send anything useful). Not a lingering close (`server::linger`): both pumps still
+/// forward meanwhile.
 const LINGER: Duration = Duration::from_secs(30);
 
 /// How an association ended, for the log line (and the audit record later).
@@ -62,28 +64,31 @@ struct Stop {
 
 impl Stop {
     fn stop(&self, ending: Ending) {
-        let mut slot = self
-            .ending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = lock(&self.ending);
         slot.get_or_insert(ending);
         self.token.cancel();
     }
 }
 
+/// The relay's timers.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// No byte either way for this long: A-ABORT.
+    pub idle: Duration,
+    /// From the replayed RQ to the acceptor's answer (AC, RJ or A-ABORT): an acceptor that
+    /// never answers is aborted on the same ARTIM timer as a requestor that never asks
+    /// (PS3.8 §9.1.5; dcmtk's SCUs use 30 s, `-ta`, for this wait).
+    pub artim: Duration,
+}
+
 /// Relay until both sides close, the gateway aborts, or the association idles out.
-pub async fn relay<C, U>(
-    requestor: C,
-    acceptor: U,
-    session: Session,
-    idle_timeout: Duration,
-) -> Report
+pub async fn relay<C, U>(requestor: C, acceptor: U, session: Session, timeouts: Timeouts) -> Report
 where
     C: AsyncRead + AsyncWrite + Send,
     U: AsyncRead + AsyncWrite + Send,
 {
     let activity = Activity::new();
-    let (req_read, req_write) = tokio::io::split(Tracked::new(requestor, activity.clone()));
+    let (mut req_read, req_write) = tokio::io::split(Tracked::new(requestor, activity.clone()));
     let (acc_read, acc_write) = tokio::io::split(Tracked::new(acceptor, activity.clone()));
     let session = Mutex::new(session);
     let stop = Stop {
@@ -99,7 +104,7 @@ where
         replies_back: to_requestor_tx,
         replies_in: to_acceptor_rx,
     }
-    .run(req_read, acc_write);
+    .run(&mut req_read, acc_write);
     let downward = Pump {
         from: Direction::FromAcceptor,
         session: &session,
@@ -108,34 +113,39 @@ where
         replies_in: to_requestor_rx,
     }
     .run(acc_read, req_write);
-    let (up, down) = wait_both(upward, downward, &activity, idle_timeout, &stop).await;
-    let ending = stop
-        .ending
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .unwrap_or(Ending::Closed);
+    let (up, down) = wait_both((upward, downward), &session, &activity, timeouts, &stop).await;
+    let ending = into_inner(stop.ending).unwrap_or(Ending::Closed);
+    if matches!(ending, Ending::Aborted(_)) {
+        // The requestor may still be sending (a data set behind the PDU we refused):
+        // closing with its bytes unread would reset the connection before it read the
+        // A-ABORT, so its side closes lingering, like a refusal before the association.
+        linger::drain(&mut req_read, linger::DICOM).await;
+    }
     Report {
         ending,
         bytes_from_requestor: up,
         bytes_from_acceptor: down,
-        session: session
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        session: into_inner(session),
     }
 }
 
-/// Drive both directions until both end; stop them on idleness, and stop the second one
-/// if it lingers after the first closed.
+/// Drive both directions until both end; stop them on idleness or an acceptor that does
+/// not answer the RQ, and stop the second one if it lingers after the first closed.
 async fn wait_both(
-    upward: impl std::future::Future<Output = u64>,
-    downward: impl std::future::Future<Output = u64>,
+    (upward, downward): (
+        impl std::future::Future<Output = u64>,
+        impl std::future::Future<Output = u64>,
+    ),
+    session: &Mutex<Session>,
     activity: &Activity,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     stop: &Stop,
 ) -> (u64, u64) {
     tokio::pin!(upward, downward);
-    let idle = activity.idle_timeout(idle_timeout);
-    tokio::pin!(idle);
+    let idle = activity.idle_timeout(timeouts.idle);
+    let artim = tokio::time::sleep(timeouts.artim);
+    tokio::pin!(idle, artim);
+    let mut artim_running = true;
     let (mut up, mut down) = (None, None);
     let mut linger_until = None;
     while up.is_none() || down.is_none() {
@@ -149,6 +159,15 @@ async fn wait_both(
             n = &mut upward, if up.is_none() => up = Some(n),
             n = &mut downward, if down.is_none() => down = Some(n),
             () = &mut idle, if !stop.token.is_cancelled() => stop.stop(Ending::IdleTimeout),
+            () = &mut artim, if artim_running && !stop.token.is_cancelled() => {
+                artim_running = false;
+                if lock(session).awaiting_accept() {
+                    stop.stop(Ending::Aborted(Abort::new(
+                        AbortReason::Unspecified,
+                        "no answer to the A-ASSOCIATE-RQ before the ARTIM timeout",
+                    )));
+                }
+            }
             () = linger, if !stop.token.is_cancelled() => stop.stop(Ending::Closed),
         }
         if linger_until.is_none() && (up.is_some() || down.is_some()) {
@@ -215,10 +234,7 @@ impl Pump<'_> {
             }
             out.clear();
             let fed = {
-                let mut session = self
-                    .session
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut session = lock(self.session);
                 walker.feed(&buf, &mut session, &mut out)
             };
             let consumed = match fed {
@@ -280,20 +296,12 @@ impl Pump<'_> {
     }
 
     fn stopped_by_abort(&self) -> bool {
-        let ending = self
-            .stop
-            .ending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ending = lock(&self.stop.ending);
         matches!(*ending, Some(Ending::Aborted(_) | Ending::IdleTimeout))
     }
 
     fn abort_reason(&self) -> AbortReason {
-        let ending = self
-            .stop
-            .ending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ending = lock(&self.stop.ending);
         match &*ending {
             Some(Ending::Aborted(a)) => a.reason,
             _ => AbortReason::Unspecified,
@@ -338,39 +346,4 @@ async fn execute<W: AsyncWrite + Unpin>(
 async fn write_flush<W: AsyncWrite + Unpin>(dst: &mut W, bytes: &[u8]) -> io::Result<()> {
     dst.write_all(bytes).await?;
     dst.flush().await
-}
-
-/// Read the first PDU of an association (the A-ASSOCIATE-RQ), bounded in size; the caller
-/// applies the ARTIM timeout (PS3.8 §9.1.5).
-pub async fn read_first_pdu<R: AsyncRead + Unpin>(
-    src: &mut R,
-    max: u32,
-) -> Result<Vec<u8>, FirstPduError> {
-    let mut header = [0u8; super::pdu::PDU_HEADER_LEN];
-    src.read_exact(&mut header)
-        .await
-        .map_err(FirstPduError::Io)?;
-    let parsed = super::pdu::PduHeader::parse(&header).ok_or(FirstPduError::NotRq(0))?;
-    if parsed.pdu_type != super::pdu::ASSOCIATE_RQ {
-        return Err(FirstPduError::NotRq(parsed.pdu_type));
-    }
-    if parsed.length > max {
-        return Err(FirstPduError::TooLong(parsed.length));
-    }
-    let mut pdu = vec![0u8; super::pdu::PDU_HEADER_LEN + parsed.length as usize];
-    pdu[..header.len()].copy_from_slice(&header);
-    src.read_exact(&mut pdu[header.len()..])
-        .await
-        .map_err(FirstPduError::Io)?;
-    Ok(pdu)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum FirstPduError {
-    #[error("connection closed before the A-ASSOCIATE-RQ: {0}")]
-    Io(io::Error),
-    #[error("first PDU is {name} ({0:#04x}), not an A-ASSOCIATE-RQ", name = super::pdu::type_name(*.0))]
-    NotRq(u8),
-    #[error("A-ASSOCIATE-RQ of {0} bytes is too long")]
-    TooLong(u32),
 }

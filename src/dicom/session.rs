@@ -46,6 +46,11 @@ impl Session {
         }
     }
 
+    /// Still waiting for the acceptor's A-ASSOCIATE-AC, -RJ or A-ABORT.
+    pub fn awaiting_accept(&self) -> bool {
+        self.phase == Phase::AwaitingAccept
+    }
+
     pub fn inspector(&mut self) -> &mut dyn Inspector {
         self.inspector.as_mut()
     }

@@ -9,7 +9,6 @@ pub mod error;
 pub mod forward;
 pub mod guard;
 mod headers;
-mod linger;
 pub mod metered;
 pub mod policy;
 pub mod upstream;
@@ -30,13 +29,13 @@ use tracing::Instrument;
 
 use self::body::ResponseBody;
 use self::forward::{ConnInfo, Forwarder};
-use self::linger::Lingering;
 use self::metered::{AuditEntry, Metered, RequestRecord};
 use self::policy::identity::AuthMethod;
 use self::policy::PolicyHandle;
 use crate::audit::Audit;
 use crate::config::HttpConfig;
 use crate::metrics::HTTPS;
+use crate::server::linger::{self, Lingering};
 use crate::server::{self, Activity, Admission, ClientBudget, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
 
@@ -132,7 +131,10 @@ async fn handle_connection(
     let conn_info = Arc::new(ConnInfo::new(peer, identity));
     let info = conn_info.clone();
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked::new(Lingering::new(stream), activity.clone()));
+    let io = TokioIo::new(Tracked::new(
+        Lingering::new(stream, linger::HTTP),
+        activity.clone(),
+    ));
     let service_ctx = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = service_ctx.clone();
@@ -209,17 +211,17 @@ async fn handle_request(
 /// HTTP/1.1 cannot reuse a connection with an unread body. Large bodies are not waited for.
 async fn drain(mut body: Incoming) {
     use http_body_util::BodyExt;
-    const LIMIT: usize = 64 * 1024;
-    let mut seen = 0usize;
+    let bound = linger::HTTP_REFUSED_BODY;
+    let mut seen = 0u64;
     let read = async {
         while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |d| d.len());
-            if seen > LIMIT {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > bound.bytes {
                 break;
             }
         }
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+    let _ = tokio::time::timeout(bound.time, read).await;
 }
 
 fn new_record(req: &Request<Incoming>, conn: &ConnInfo) -> RequestRecord {

@@ -7,7 +7,9 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::sync::lock;
 
 const SHARDS: usize = 16;
 
@@ -34,10 +36,7 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
 
     fn shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, V>> {
         let i = (self.hasher.hash_one(key) as usize) % SHARDS;
-        // A panic while a shard was held left plain data behind; keep using it.
-        self.shards[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.shards[i])
     }
 
     /// `f` on the state of `key`, `None` if the key is not in the table.
@@ -76,18 +75,12 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
     /// Drop every entry `keep` rejects.
     pub fn retain(&self, mut keep: impl FnMut(&V) -> bool) {
         for shard in self.shards.iter() {
-            shard
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .retain(|_, v| keep(v));
+            lock(shard).retain(|_, v| keep(v));
         }
     }
 
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
+        self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -90,18 +90,12 @@ impl Metrics {
 
     /// Replace the not-after gauges with the certificates now served.
     pub fn set_certificates(&self, certs: Vec<(String, i64)>) {
-        let mut guard = self
-            .certificates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = crate::sync::lock(&self.certificates);
         *guard = certs;
     }
 
     pub fn certificates(&self) -> Vec<(String, i64)> {
-        self.certificates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::sync::lock(&self.certificates).clone()
     }
 }
 

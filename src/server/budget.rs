@@ -80,9 +80,7 @@ impl ClientBudget {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpKey, Counts>> {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.counts)
     }
 }
 

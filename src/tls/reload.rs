@@ -45,10 +45,7 @@ impl TlsReloader {
     /// Reload if the files changed (or always, if `force`). `Ok(false)`: nothing changed.
     pub fn reload(&self, force: bool) -> Result<bool, ConfigError> {
         let digest = files_digest(&Material::watched_paths(&self.config));
-        let mut last = self
-            .last_digest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = crate::sync::lock(&self.last_digest);
         if !force && *last == digest {
             return Ok(false);
         }

@@ -107,10 +107,7 @@ impl ReloadableServer {
     /// if this fails. New client trust (a reloaded CRL, another CA bundle) also means new
     /// session stores: sessions resumed from before would skip the new checks otherwise.
     pub fn reload(&self, material: &Material) -> Result<(), ConfigError> {
-        let _serial = self
-            .reloading
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _serial = crate::sync::lock(&self.reloading);
         let old = self.current.load_full();
         let trust_changed = trust_digest(material) != old.trust;
         let sessions = if trust_changed {

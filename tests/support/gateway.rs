@@ -104,3 +104,69 @@ pub fn curl(args: &[&str]) -> (std::process::ExitStatus, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Both DICOM directions of one gateway: the TLS listener on `inbound` in front of a PACS,
+/// and one outbound tunnel listening on `outbound` (plain) towards a TLS remote. `ca`
+/// issued the listener's certificate ("localhost").
+pub struct Edge {
+    pub inbound: u16,
+    pub outbound: u16,
+    pub ca: super::pki::Ca,
+    pub gateway: Gateway,
+}
+
+impl Edge {
+    /// `pacs`: the listener's upstream port; `remote`: the tunnel's remote port and the CA
+    /// file that issued its certificate (the edge's own CA if `None`); `dicom` and `tunnel`:
+    /// extra lines for `[dicom]` and for the `[[dicom.outbound]]` table.
+    pub fn start(
+        dir: &Path,
+        pacs: u16,
+        (remote, remote_ca): (u16, Option<&Path>),
+        (dicom, tunnel): (&str, &str),
+    ) -> Edge {
+        let ca = super::pki::Ca::new(dir, "Edge CA");
+        let server = ca.server(dir, "localhost");
+        let (inbound, outbound) = (super::process::free_port(), super::process::free_port());
+        let remote_ca = remote_ca.unwrap_or(&ca.path).display().to_string();
+        let extra = format!(
+            "{dicom}\n[[dicom.outbound]]\nlisten = \"127.0.0.1:{outbound}\"\n\
+             remote = \"127.0.0.1:{remote}\"\nserver_name = \"localhost\"\nca = {remote_ca:?}\n{tunnel}\n"
+        );
+        let gateway = Gateway::start(dir, &dicom_only(&server, "", inbound, pacs, &extra));
+        Edge {
+            inbound,
+            outbound,
+            ca,
+            gateway,
+        }
+    }
+
+    /// A TLS client of the listener, handshake done.
+    pub fn tls_client(&self) -> super::raw::RawClient {
+        let mut client = super::raw::RawClient::connect(self.inbound, &self.ca.path, None);
+        client.handshake().expect("handshake");
+        client
+    }
+
+    /// A plain client of the tunnel (30 s read timeout).
+    pub fn tunnel_client(&self) -> std::net::TcpStream {
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", self.outbound)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        tcp
+    }
+}
+
+/// The next whole PDU from a plain stream; panics on EOF or a reset.
+pub fn read_pdu(tcp: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut header = [0u8; 6];
+    tcp.read_exact(&mut header)
+        .expect("a PDU, not a close or reset");
+    let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
+    let mut pdu = header.to_vec();
+    pdu.resize(6 + len, 0);
+    tcp.read_exact(&mut pdu[6..]).expect("the whole PDU");
+    pdu
+}

@@ -8,8 +8,8 @@
 //! (`container`), and for the oracles a seeded PRNG (`rng`),
 //! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`, judged by
 //! `http_oracle`) and DIMSE
-//! mutations (`mutate`). Every integration test file includes this with
-//! `mod support;` and uses what it needs.
+//! mutations (`mutate`); acceptors that never answer (`silent`). Every integration test
+//! file includes this with `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
 pub mod backend;
@@ -29,6 +29,7 @@ pub mod quickstart;
 pub mod raw;
 pub mod rawhttp;
 pub mod rng;
+pub mod silent;
 pub mod spelling;
 pub mod storage;
 pub mod unit;

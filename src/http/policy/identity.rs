@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 
 pub use crate::config::{check_phc, User};
 use crate::config::{CertificateMatch, ConfigError, Fingerprint, UserMatch};
+use crate::sync::lock;
 use crate::tls::PeerIdentity;
 
 /// How long a verified password is trusted without hashing again.
@@ -195,10 +196,6 @@ impl Users {
         h.update(password.as_bytes());
         h.finalize().into()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Hash `password` as argon2id with Argon2's default parameters (RFC 9106 second

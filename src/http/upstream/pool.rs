@@ -23,6 +23,7 @@ use tokio::task::AbortHandle;
 
 use super::body::{PacsBody, Turn, Watched};
 use super::error::UpstreamError;
+use crate::sync::lock;
 use crate::telemetry::error_chain;
 
 /// Idle upstream connections older than this are closed rather than reused: the PACS
@@ -240,8 +241,4 @@ async fn changed(turn: Option<&Turn>) {
         Some(t) => t.changed().await,
         None => std::future::pending().await,
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
