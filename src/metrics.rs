@@ -7,6 +7,7 @@
 mod counters;
 mod encode;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -50,6 +51,14 @@ pub struct Metrics {
     pub upstream_errors: Counters<(&'static str, &'static str), 8>,
     /// (what, result): `tls` or `config`, `ok` or `failed`.
     pub reloads: Counters<(&'static str, &'static str), 4>,
+    /// Audit records written to the file or the log.
+    pub audit_written: AtomicU64,
+    /// Audit records lost, by reason (`audit::LOST_REASONS`).
+    pub audit_lost: Counters<&'static str, 4>,
+    /// Audit records waiting in memory for the writer (a gauge).
+    pub audit_queued: AtomicU64,
+    /// Failed writes to the audit file (each retried until it succeeds).
+    pub audit_write_errors: AtomicU64,
     /// Serving certificates: (path, not-after in unix seconds); replaced on each load.
     certificates: Mutex<Vec<(String, i64)>>,
 }
@@ -71,6 +80,10 @@ impl Metrics {
             lockouts: Counters::new(),
             upstream_errors: Counters::new(),
             reloads: Counters::new(),
+            audit_written: AtomicU64::new(0),
+            audit_lost: Counters::new(),
+            audit_queued: AtomicU64::new(0),
+            audit_write_errors: AtomicU64::new(0),
             certificates: Mutex::new(Vec::new()),
         }
     }

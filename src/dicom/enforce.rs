@@ -203,7 +203,12 @@ mod tests {
         };
         let activity = Arc::new(Mutex::new(Activity::default()));
         let parties = Arc::new(Parties::new("dicom", [127, 0, 0, 1].into(), None));
-        let enforcer = Enforcer::new(grant, parties, Arc::new(Audit::to_log()), activity.clone());
+        let enforcer = Enforcer::new(
+            grant,
+            parties,
+            Arc::new(Audit::to_log().unwrap()),
+            activity.clone(),
+        );
         let rq = Association::parse_rq(RQ).unwrap();
         let mut s = Session::new(rq, 1 << 20, Box::new(enforcer));
         let mut w = Walker::new(Direction::FromAcceptor);

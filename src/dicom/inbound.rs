@@ -167,6 +167,9 @@ fn admit(
     peer: SocketAddr,
     identity: Option<&PeerIdentity>,
 ) -> Result<(Grant, Vec<Guard>), AssociationRefusal> {
+    if !ctx.audit.admits() {
+        return Err(AssociationRefusal::AuditUnavailable);
+    }
     let mut guards = Vec::new();
     let limit = |e: super::limits::LimitExceeded| AssociationRefusal::LimitExceeded(e.code());
     guards.push(

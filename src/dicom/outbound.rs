@@ -89,6 +89,9 @@ async fn handle(mut local: TcpStream, peer_ip: std::net::IpAddr, ctx: Arc<Outbou
     parties.calling_ae = rq.calling_ae.clone();
     parties.called_ae = rq.called_ae.clone();
     let titles = check_titles(&rq.calling_ae, &rq.called_ae).and_then(|()| {
+        if !ctx.audit.admits() {
+            return Err(AssociationRefusal::AuditUnavailable);
+        }
         let known = cfg.remote_aets.is_empty()
             || cfg
                 .remote_aets
