@@ -90,10 +90,14 @@ fn audit_file_survives_rotation_after_the_privilege_drop() {
     notify.expect("READY=1", WAIT);
     request(https, "/after-rotation");
 
-    let (before, after) = (
-        std::fs::read_to_string(&rotated).unwrap(),
-        std::fs::read_to_string(&audit).unwrap(),
-    );
+    // The writer thread writes records shortly after the response.
+    let mut after = String::new();
+    let waited = std::time::Instant::now();
+    while !after.contains("/after-rotation") && waited.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(5));
+        after = std::fs::read_to_string(&audit).unwrap();
+    }
+    let before = std::fs::read_to_string(&rotated).unwrap();
     assert!(
         after.contains("/after-rotation"),
         "the new file got no record; rotated file:\n{before}\nlog:\n{}",
