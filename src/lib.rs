@@ -29,7 +29,9 @@
 //!   (`policy`), command rights and refusal mapping (`access`), the enforcing inspector
 //!   (`enforce`), limits, audit.
 //! - [`check`]: what `pacsgate check` validates and prints.
-//! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations.
+//! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations:
+//!   records go to a bounded in-memory queue (`audit::queue`) drained by one writer thread
+//!   (`audit::writer`); `audit.on_full` says what a full queue or disk does.
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
 //! - [`app`]: prepare (everything that can fail on config) -> bind -> serve -> drain.
 //! - [`telemetry`]: tracing setup.

@@ -3,7 +3,8 @@
 //! association's [`Grant`]. A refused request is dropped, its data set swallowed, and a
 //! failure response (status 0x0124, PS3.7 C.4) goes back on the same presentation context
 //! once the data set has been swallowed; the association goes on. The acceptor's PDVs and
-//! all data-set bytes stream through untouched.
+//! all data-set bytes stream through untouched. The refusal's audit record is only queued
+//! (`audit::Audit::record`: serialise and enqueue, no IO): this runs under the session lock.
 
 use std::sync::{Arc, Mutex};
 

@@ -57,3 +57,37 @@ pub(super) fn audit(raw: RawAudit, base: &Path) -> Result<AuditConfig, ConfigErr
         on_full,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::Config;
+
+    fn parse(text: &str) -> Result<Config, super::ConfigError> {
+        Config::parse(text, std::path::Path::new("/etc/pacsgate"))
+    }
+
+    #[test]
+    fn defaults_and_bad_values_name_their_key() {
+        let c = parse("").unwrap();
+        assert_eq!(c.audit.queue, super::DEFAULT_QUEUE);
+        assert_eq!(c.audit.on_full, super::AuditOnFull::Drop);
+        assert_eq!(c.audit.flush, std::time::Duration::from_millis(5));
+        let c = parse("[audit]\non_full = \"refuse\"\nqueue = 100\npath = \"a.jsonl\"").unwrap();
+        assert_eq!(c.audit.on_full, super::AuditOnFull::Refuse);
+        assert_eq!(c.audit.queue, 100);
+        assert_eq!(
+            c.audit.path.as_deref(),
+            Some(std::path::Path::new("/etc/pacsgate/a.jsonl"))
+        );
+        for (bad, key) in [
+            ("queue = 0", "audit.queue"),
+            ("queue = 2000000", "audit.queue"),
+            ("flush = \"0s\"", "audit.flush"),
+            ("flush = \"1m\"", "audit.flush"),
+            ("on_full = \"block\"", "audit.on_full"),
+        ] {
+            let e = parse(&format!("[audit]\n{bad}")).unwrap_err();
+            assert_eq!(e.key, key, "{bad}");
+        }
+    }
+}
