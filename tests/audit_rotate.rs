@@ -72,6 +72,19 @@ fn audit_file_survives_rotation_after_the_privilege_drop() {
         "audit file not given to server.user"
     );
     assert_eq!(meta.mode() & 0o777, 0o600);
+    // The audit writer thread starts before the privilege drop: it must not stay root.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", gw.proc.pid())).unwrap();
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let name = status.lines().next().unwrap_or("").to_string();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uid.split_whitespace()
+                .skip(1)
+                .all(|u| u == NOBODY.to_string()),
+            "{name}: {uid}"
+        );
+    }
     request(https, "/before-rotation");
 
     // logrotate: move, then `create` a new file with the old one's owner and mode.
