@@ -17,10 +17,10 @@ SLOW_PID=""
 trap '[ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null; rm -rf "$W"' EXIT
 say() { printf '==> %s\n' "$*" >&2; }
 
-say "building: the plugin (release) and the CLI (dev profile: only keygen runs it)"
-(cd "$ROOT" && cargo build --release --quiet -p pacsgate-orthanc-storage && cargo build --quiet --bin pacsgate)
+say "building: the plugin (release) and the storage tool (dev profile: only keygen runs it)"
+(cd "$ROOT" && cargo build --release --quiet -p pacsgate-orthanc-storage && cargo build --quiet -p pacsgate-storage-cli)
 REL="$CARGO_TARGET_DIR/release"
-CLI="$CARGO_TARGET_DIR/debug/pacsgate"
+CLI="$CARGO_TARGET_DIR/debug/pacsgate-storage"
 PLUGIN="$REL/libpacsgate_orthanc_storage.so"
 gcc -shared -fPIC -O2 -o "$W/bind_lo.so" "$ROOT/deploy/bind_lo.c" -ldl
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -53,7 +53,7 @@ PY
 SLOW_PID=$!
 trap '[ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null; kill "$SLOW_PID" 2>/dev/null; rm -rf "$W"' EXIT
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$SLOW" && break; sleep 0.1; done
-ARN=$("$CLI" storage keygen --aws-kms --kms-region us-east-1 --kms-endpoint "http://127.0.0.1:$MOTO" | grep -o 'arn:aws:kms:[^";]*' | head -1)
+ARN=$("$CLI" keygen --aws-kms --kms-region us-east-1 --kms-endpoint "http://127.0.0.1:$MOTO" | grep -o 'arn:aws:kms:[^";]*' | head -1)
 (umask 077; openssl rand -base64 32 > "$W/master.key")
 
 ORTHANC_PID=""

@@ -52,7 +52,7 @@ if [ -n "${PACSGATE_BIN:-}" ] && [ -n "${PACSGATE_PLUGIN:-}" ]; then
 else
   command -v cargo >/dev/null || { echo "cargo is missing: install Rust from https://rustup.rs" >&2; exit 1; }
   say "building pacsgate and the Orthanc storage plugin (release)"
-  (cd "$ROOT" && cargo build --release --quiet -p pacsgate -p pacsgate-orthanc-storage)
+  (cd "$ROOT" && cargo build --release --quiet -p pacsgate -p pacsgate-storage-cli -p pacsgate-orthanc-storage)
   BIN="$CARGO_TARGET_DIR/release/pacsgate"
   PLUGIN="$CARGO_TARGET_DIR/release/libpacsgate_orthanc_storage.so"
 fi

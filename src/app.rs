@@ -190,48 +190,133 @@ impl Gateway {
         self.config.run_as.as_ref()
     }
 
-    /// Bind every listener; the error names the address that could not be bound.
+    /// Bind every configured listener; the error names the address that could not be
+    /// bound.
     pub async fn bind(self) -> Result<Bound, BindError> {
+        let listeners = Listeners::bind(&self.config).await?;
+        Ok(self.with_listeners(listeners)?)
+    }
+
+    /// Serve on listeners bound by the caller (tests bind `127.0.0.1:0`; a supervisor may
+    /// pass inherited sockets): one for each listener the configuration enables, whose
+    /// `listen` addresses are then not used. A configured listener without a socket, or a
+    /// socket for a listener the configuration does not enable, is an error.
+    pub fn with_listeners(self, mut given: Listeners) -> Result<Bound, MissingListener> {
         let mut listeners = Vec::new();
+        let take = |slot: &mut Option<TcpListener>, name: &'static str| {
+            slot.take().ok_or(MissingListener(name))
+        };
         if let Some(ctx) = &self.http {
-            listeners.push((Listener::Http(ctx.clone()), bind(ctx.config.listen).await?));
+            listeners.push((Listener::Http(ctx.clone()), take(&mut given.http, "http")?));
         }
         if let Some(ctx) = &self.dicom {
-            listeners.push((Listener::Dicom(ctx.clone()), bind(ctx.config.listen).await?));
-        }
-        for ctx in &self.outbound {
             listeners.push((
-                Listener::Outbound(ctx.clone()),
-                bind(ctx.config.listen).await?,
+                Listener::Dicom(ctx.clone()),
+                take(&mut given.dicom, "dicom")?,
             ));
+        }
+        if given.outbound.len() != self.outbound.len() {
+            return Err(MissingListener("dicom.outbound"));
+        }
+        for (ctx, listener) in self.outbound.iter().zip(given.outbound.drain(..)) {
+            listeners.push((Listener::Outbound(ctx.clone()), listener));
         }
         if let Some(ctx) = &self.admin {
-            listeners.push((Listener::Admin(ctx.clone()), bind(ctx.config.listen).await?));
-        }
-        if let (Some(challenges), Some(acme)) = (&self.acme, &self.config.tls.acme) {
             listeners.push((
-                Listener::AcmeHttp01(challenges.clone()),
-                bind(acme.http01_listen).await?,
+                Listener::Admin(ctx.clone()),
+                take(&mut given.admin, "admin")?,
             ));
+        }
+        if let Some(challenges) = &self.acme {
+            let listener = take(&mut given.acme_http01, "tls.acme.http01_listen")?;
+            listeners.push((Listener::AcmeHttp01(challenges.clone()), listener));
+        }
+        for (slot, name) in [
+            (&given.http, "http"),
+            (&given.dicom, "dicom"),
+            (&given.admin, "admin"),
+            (&given.acme_http01, "tls.acme.http01_listen"),
+        ] {
+            if slot.is_some() {
+                return Err(MissingListener(name));
+            }
         }
         Ok(Bound {
             gateway: self,
             listeners,
         })
     }
+
+    /// Serve on the given listeners until `shutdown` resolves, then drain: the in-process
+    /// entry point (no privilege drop; the caller owns the sockets).
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), MissingListener> {
+        self.with_listeners(listeners)?.serve(shutdown).await;
+        Ok(())
+    }
 }
 
+/// Sockets for the listeners a configuration enables, in the configuration's order.
+#[derive(Default)]
+pub struct Listeners {
+    pub http: Option<TcpListener>,
+    pub dicom: Option<TcpListener>,
+    /// One per `[[dicom.outbound]]`, in order.
+    pub outbound: Vec<TcpListener>,
+    pub admin: Option<TcpListener>,
+    pub acme_http01: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Bind the configured addresses.
+    pub async fn bind(config: &Config) -> Result<Self, BindError> {
+        let mut out = Listeners::default();
+        if let Some(http) = &config.http {
+            out.http = Some(bind(http.listen).await?);
+        }
+        if let Some(dicom) = &config.dicom {
+            out.dicom = Some(bind(dicom.listen).await?);
+        }
+        for tunnel in &config.outbound {
+            out.outbound.push(bind(tunnel.listen).await?);
+        }
+        if let Some(admin) = &config.admin {
+            out.admin = Some(bind(admin.listen).await?);
+        }
+        if let Some(acme) = &config.tls.acme {
+            out.acme_http01 = Some(bind(acme.http01_listen).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// A listener the configuration enables was not handed over (or one it does not enable
+/// was): names the configuration section.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
+#[error(
+    "no socket given for the `{0}` listener, or one given that the configuration does not enable"
+)]
+pub struct MissingListener(pub &'static str);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot listen on {addr}: {source}")]
+    Address {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// `bind` binds exactly what the configuration enables, so this means a bug.
+    #[error(transparent)]
+    Missing(#[from] MissingListener),
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| BindError { addr, source })
+        .map_err(|source| BindError::Address { addr, source })
 }
 
 enum Listener {

@@ -37,9 +37,6 @@ use self::queue::{Queue, UNSERIALISABLE};
 use self::writer::Sink;
 use crate::config::{AuditConfig, AuditOnFull, RunAs};
 
-/// Every `reason` of `pacsgate_audit_records_lost_total`.
-pub const LOST_REASONS: [&str; 3] = [queue::QUEUE_FULL, queue::SHUTDOWN, UNSERIALISABLE];
-
 /// A per-thread line buffer larger than this (one huge record) is not kept.
 const KEEP_LINE: usize = 64 * 1024;
 

@@ -49,9 +49,18 @@ pub enum Command {
     /// Read a password (from the terminal without echo, or stdin) and print its argon2id
     /// hash for `[users.NAME] password_hash`.
     HashPassword,
-    /// Encrypted storage tools (keys, files, Orthanc storage directories).
-    #[command(subcommand)]
-    Storage(crate::storage::StorageCommand),
+    /// Encrypted storage tools (keygen, encrypt, decrypt, verify, migrate, rekey): runs the
+    /// separate pacsgate-storage program with the same arguments (`pacsgate storage --help`,
+    /// pacsgate-storage(1)).
+    #[command(disable_help_flag = true)]
+    Storage {
+        /// Passed to pacsgate-storage unchanged.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// GET an admin listener URL (`--url http://127.0.0.1:9090/readyz`); exit 0 on 2xx, 1
+    /// otherwise. For container health checks in images without a shell or curl.
+    Healthcheck(HealthcheckArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -80,6 +89,16 @@ pub struct DoctorArgs {
     /// (default: /etc/orthanc when it exists).
     #[arg(long)]
     pub orthanc_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// Plain-HTTP URL of an admin endpoint, e.g. http://127.0.0.1:9090/healthz.
+    #[arg(long)]
+    pub url: String,
+    /// Give up after this long (connect, request and answer together).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

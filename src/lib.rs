@@ -7,16 +7,19 @@
 //!   [`docs`] generates shell completions and man pages from it.
 //! - [`notify`]: sd_notify(3) datagrams for systemd's `Type=notify` (ready, reloading,
 //!   stopping).
-//! - [`config`]: TOML -> validated types; every error names the key and the fix (exit 64).
-//!   Values shared by all sections (durations, CIDRs, certificates, rates) are parsed in
-//!   `config::values`.
+//! - [`config`]: the floor. TOML -> validated settings types for every section (HTTP
+//!   policy types in `config::http_policy`, DICOM in `config::dicom_policy`, certificate
+//!   matches, path globs, the built-in deny set); every error names the key and the fix
+//!   (exit 64). It imports no runtime module; runtime modules import it. The source files
+//!   import each other without circles (tests/import_graph.rs).
 //! - [`tls`]: certificates (load, generate self-signed, choose RSA or ECDSA per
 //!   ClientHello), hot reload, client-certificate identity, outbound client configs,
 //!   expiry warnings (`tls::expiry`) and ACME issuance/renewal with its HTTP-01 responder
 //!   (`tls::acme`).
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, per-address budgets for
-//!   connections not yet authenticated (`server::budget`), shutdown, idle tracking.
+//!   connections not yet authenticated (`server::budget`) keyed by client
+//!   (`server::client_key`), shutdown, idle tracking.
 //! - [`http`]: the HTTPS listener, the access policy (`http::policy`: users, the generated
 //!   `admin` account when none are configured (`http::policy::admin`), rules, deny set,
 //!   rate limits, lockouts; applied by `http::guard` on canonical paths from
@@ -28,6 +31,9 @@
 //!   tags, no repeats, checked lengths), modality registry and certificate binding
 //!   (`policy`), command rights and refusal mapping (`access`), the enforcing inspector
 //!   (`enforce`), limits, audit.
+//! - [`limit`]: the one keyed limiter (a bounded sharded table, GCRA rates, failed-login
+//!   lockouts) behind HTTP's per-IP/user/route rates and lockouts and DICOM's association
+//!   rate; pure, the caller passes the time.
 //! - [`check`]: what `pacsgate check` validates and prints.
 //! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations:
 //!   records go to a bounded in-memory queue (`audit::queue`) drained by one writer thread
@@ -36,11 +42,14 @@
 //! - [`app`]: prepare (everything that can fail on config) -> bind -> serve -> drain.
 //! - [`telemetry`]: tracing setup.
 //! - [`metrics`]: lock-free counters every listener records into; [`admin`]: the admin
-//!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes.
+//!   listener serving them (`/metrics`) and the `/healthz`, `/readyz` probes;
+//!   [`healthcheck`]: `pacsgate healthcheck --url`, the client side of those probes for
+//!   images without a shell (deploy/container/).
 //! - [`doctor`]: `pacsgate doctor`, checks of pacsgate's and Orthanc's configuration and
 //!   of the running system.
-//! - [`storage`]: `pacsgate storage ...`, the CLI over the `pacsgate-storage` crate (the
-//!   encrypting storage the Orthanc plugin in `orthanc-plugin/` uses).
+//! - [`storage`]: `pacsgate storage ...` executes the separate `pacsgate-storage` tool
+//!   (`storage-cli/`, over the `storage/` crate the Orthanc plugin in `orthanc-plugin/`
+//!   uses), so this binary links no object-store client.
 //!
 //! # Flows
 //!
@@ -70,7 +79,9 @@ pub mod config;
 pub mod dicom;
 pub mod docs;
 pub mod doctor;
+pub mod healthcheck;
 pub mod http;
+pub mod limit;
 pub mod metrics;
 pub mod notify;
 pub mod privileges;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use pacsgate::app::Gateway;
-use pacsgate::cli::{CertCommand, Cli, Command, DoctorArgs, KeyAlgorithm, RunArgs};
+use pacsgate::cli::{
+    CertCommand, Cli, Command, DoctorArgs, HealthcheckArgs, KeyAlgorithm, RunArgs,
+};
 use pacsgate::config::{Config, ConfigError, KeyPairPaths};
 use pacsgate::{telemetry, tls};
 
@@ -24,7 +26,8 @@ fn main() -> ExitCode {
         Some(Command::Doctor(args)) => return doctor(&args),
         Some(Command::Cert(cmd)) => cert(cmd),
         Some(Command::HashPassword) => hash_password(),
-        Some(Command::Storage(cmd)) => return pacsgate::storage::run(cmd),
+        Some(Command::Storage { args }) => return pacsgate::storage::run(&args),
+        Some(Command::Healthcheck(args)) => return healthcheck(&args),
         Some(Command::Completions { shell }) => emit(&pacsgate::docs::completions(shell)),
         Some(Command::Man { out_dir }) => man(out_dir.as_deref()),
     };
@@ -120,6 +123,25 @@ fn doctor(args: &DoctorArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Exit 0 healthy, 1 unhealthy (what container HEALTHCHECK and exec probes expect), 64 on a
+/// bad --url.
+fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
+    match pacsgate::healthcheck::probe(&args.url, args.timeout) {
+        Ok(status) => {
+            println!("healthy: {} answered {status}", args.url);
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.is_usage() => {
+            eprintln!("pacsgate: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("pacsgate: unhealthy: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -4,10 +4,11 @@
 //! timeouts.
 
 pub mod budget;
+pub mod client_key;
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use budget::{Admission, ClientBudget};
+pub use client_key::{unmap, IpKey};
 
 /// Shutdown has two steps: stop accepting (SIGTERM: in-flight work may finish), then abort
 /// (the grace period is over: drop whatever is left).
@@ -256,31 +258,5 @@ impl<S: AsyncWrite> AsyncWrite for Tracked<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
-    }
-}
-
-// === client keys for per-client limits ===
-
-/// `::ffff:127.0.0.1` (a dual-stack listener's view of an IPv4 client) is 127.0.0.1.
-pub fn unmap(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// IPv4 address, or the /64 of an IPv6 address (one subscriber usually holds a whole /64).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IpKey {
-    V4(u32),
-    V6Net(u64),
-}
-
-impl IpKey {
-    pub fn of(ip: IpAddr) -> Self {
-        match unmap(ip) {
-            IpAddr::V4(v4) => IpKey::V4(u32::from(v4)),
-            IpAddr::V6(v6) => IpKey::V6Net((u128::from(v6) >> 64) as u64),
-        }
     }
 }

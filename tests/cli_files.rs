@@ -155,10 +155,18 @@ fn man_pages_and_completions_cover_every_command() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out) = pacsgate(&["man", "--out-dir", dir.path().to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
+    // The storage commands' pages come from their own binary (build-deb.sh runs both).
+    let tool = Command::new(support::storage::tool())
+        .arg("man")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(tool.success());
     for page in [
         "pacsgate.1",
         "pacsgate-run.1",
         "pacsgate-cert-self-signed.1",
+        "pacsgate-storage.1",
         "pacsgate-storage-migrate.1",
     ] {
         let path = dir.path().join(page);

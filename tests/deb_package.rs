@@ -84,7 +84,12 @@ fn release_dir() -> PathBuf {
     run_ok(
         Command::new(option_env!("CARGO").unwrap_or("cargo"))
             .args(["build", "--release", "--quiet", "-p", "pacsgate"])
-            .args(["-p", "pacsgate-orthanc-storage"])
+            .args([
+                "-p",
+                "pacsgate-storage-cli",
+                "-p",
+                "pacsgate-orthanc-storage",
+            ])
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(env!("CARGO_MANIFEST_DIR")),
     );

@@ -19,6 +19,9 @@ apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps chromi
 apt_packages+=(dpkg-dev logrotate systemd man-db strace)
 # SoftHSM2 (PKCS#11 token for the storage master key).
 apt_packages+=(softhsm2)
+# Container images (tests/containers.rs): podman builds them, mmdebstrap makes Orthanc's
+# Debian root file system; the tests mount images and chroot (util-linux unshare).
+apt_packages+=(podman mmdebstrap)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -65,6 +68,18 @@ if [ ! -x /opt/azurite/node_modules/.bin/azurite-blob ]; then
   (cd /opt/azurite && npm install --silent --no-audit --no-fund 'azurite@3')
 fi
 
+# Offline validation of deploy/compose.yaml and deploy/k8s/ (tests/containers_manifests.rs).
+if [ ! -x /opt/podman-compose-venv/bin/podman-compose ]; then
+  step "pip install podman-compose==1.6.0 (venv /opt/podman-compose-venv)"
+  python3 -m venv /opt/podman-compose-venv
+  /opt/podman-compose-venv/bin/pip install -q 'podman-compose==1.6.0'
+fi
+if [ ! -x /opt/kubernetes-validate-venv/bin/kubernetes-validate ]; then
+  step "pip install kubernetes-validate==1.37.0 (venv /opt/kubernetes-validate-venv)"
+  python3 -m venv /opt/kubernetes-validate-venv
+  /opt/kubernetes-validate-venv/bin/pip install -q 'kubernetes-validate==1.37.0'
+fi
+
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     step "rustup component add $component"
@@ -78,7 +93,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 # The release build the .deb test packages (built here once, so its progress shows).
 step "cargo build --release"
-cargo build --release -p pacsgate -p pacsgate-orthanc-storage
+cargo build --release -p pacsgate -p pacsgate-storage-cli -p pacsgate-orthanc-storage
 step "cargo test"
 cargo test --workspace
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Debian package from this repository: deploy/debian/build-deb.sh [options]
 #   --bin PATH       pacsgate binary (default: cargo build --release, then target/release)
+#   --tool PATH      pacsgate-storage, the storage tool (default: beside --bin)
 #   --plugin PATH    libpacsgate_orthanc_storage.so (default: beside --bin)
 #   --revision N     Debian revision (default 1): version is <Cargo version>-N
 #   --out-dir DIR    where the .deb goes (default: target/debian under CARGO_TARGET_DIR)
@@ -13,6 +14,7 @@
 #
 # Layout (README "Install from the .deb"):
 #   /usr/bin/pacsgate                            the gateway and its CLI
+#   /usr/bin/pacsgate-storage                    storage tools (`pacsgate storage` runs it)
 #   /usr/lib/pacsgate/libpacsgate_orthanc_storage.so, bind_lo.so
 #   /etc/pacsgate/config.toml                    conffile, root:pacsgate 0640
 #   /lib/systemd/system/pacsgate.service         hardened, Type=notify
@@ -22,10 +24,11 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="" PLUGIN="" REVISION=1 OUT=""
+BIN="" TOOL="" PLUGIN="" REVISION=1 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
+    --tool) TOOL=$2; shift 2 ;;
     --plugin) PLUGIN=$2; shift 2 ;;
     --revision) REVISION=$2; shift 2 ;;
     --out-dir) OUT=$2; shift 2 ;;
@@ -33,12 +36,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ -z "$BIN" ]; then
-  (cd "$ROOT" && cargo build --release --quiet -p pacsgate -p pacsgate-orthanc-storage)
+  (cd "$ROOT" && cargo build --release --quiet -p pacsgate -p pacsgate-storage-cli -p pacsgate-orthanc-storage)
   BIN="$CARGO_TARGET_DIR/release/pacsgate"
 fi
+TOOL=${TOOL:-$(dirname "$BIN")/pacsgate-storage}
 PLUGIN=${PLUGIN:-$(dirname "$BIN")/libpacsgate_orthanc_storage.so}
 OUT=${OUT:-$CARGO_TARGET_DIR/debian}
-for f in "$BIN" "$PLUGIN"; do [ -f "$f" ] || { echo "build-deb.sh: $f is missing" >&2; exit 1; }; done
+for f in "$BIN" "$TOOL" "$PLUGIN"; do [ -f "$f" ] || { echo "build-deb.sh: $f is missing" >&2; exit 1; }; done
 
 CRATE_VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -n 1)
 VERSION="$CRATE_VERSION-$REVISION"
@@ -56,6 +60,7 @@ install -d -m 0755 "$DEBIAN" "$PKG/usr/bin" "$PKG/usr/lib/pacsgate" "$PKG/lib/sy
 # No group or world access before postinst gives the group to pacsgate.
 install -d -m 0750 "$PKG/etc/pacsgate"
 install -m 0755 "$BIN" "$PKG/usr/bin/pacsgate"
+install -m 0755 "$TOOL" "$PKG/usr/bin/pacsgate-storage"
 install -m 0644 "$PLUGIN" "$PKG/usr/lib/pacsgate/libpacsgate_orthanc_storage.so"
 gcc -shared -fPIC -O2 -Wall -o "$PKG/usr/lib/pacsgate/bind_lo.so" "$ROOT/deploy/bind_lo.c" -ldl
 strip --strip-unneeded "$PKG/usr/lib/pacsgate/bind_lo.so"
@@ -79,10 +84,16 @@ install -m 0640 "$WORK/config.toml" "$PKG/etc/pacsgate/config.toml"
 
 # Generated from the binary's own command-line definition.
 "$BIN" man --out-dir "$PKG/usr/share/man/man1"
+# After the gateway's: the tool's own pacsgate-storage.1 replaces the page of the
+# pass-through `pacsgate storage` subcommand.
+"$TOOL" man "$PKG/usr/share/man/man1"
 gzip -9n "$PKG"/usr/share/man/man1/*.1
 "$BIN" completions bash > "$PKG/usr/share/bash-completion/completions/pacsgate"
 "$BIN" completions zsh > "$PKG/usr/share/zsh/vendor-completions/_pacsgate"
 "$BIN" completions fish > "$PKG/usr/share/fish/vendor_completions.d/pacsgate.fish"
+"$TOOL" completions bash > "$PKG/usr/share/bash-completion/completions/pacsgate-storage"
+"$TOOL" completions zsh > "$PKG/usr/share/zsh/vendor-completions/_pacsgate-storage"
+"$TOOL" completions fish > "$PKG/usr/share/fish/vendor_completions.d/pacsgate-storage.fish"
 
 install -m 0644 "$ROOT/README.md" "$ROOT/SECURITY.md" "$DOC/"
 gzip -9n -c "$ROOT/CHANGELOG.md" > "$DOC/changelog.gz"
@@ -108,7 +119,7 @@ printf '/etc/pacsgate/config.toml\n/etc/logrotate.d/pacsgate\n' > "$DEBIAN/conff
 # Shared-library dependencies as dpkg-shlibdeps computes them (it wants a debian/control).
 mkdir -p "$WORK/src/debian"
 printf 'Source: pacsgate\n\nPackage: pacsgate\nArchitecture: any\n' > "$WORK/src/debian/control"
-SHLIBS=$(cd "$WORK/src" && dpkg-shlibdeps -O -e"$PKG/usr/bin/pacsgate" \
+SHLIBS=$(cd "$WORK/src" && dpkg-shlibdeps -O -e"$PKG/usr/bin/pacsgate" -e"$PKG/usr/bin/pacsgate-storage" \
   -e"$PKG/usr/lib/pacsgate/libpacsgate_orthanc_storage.so" -e"$PKG/usr/lib/pacsgate/bind_lo.so" 2>/dev/null \
   | sed -n 's/^shlibs:Depends=//p')
 SIZE=$(du -sk --exclude=DEBIAN "$PKG" | cut -f1)

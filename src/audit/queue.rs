@@ -11,11 +11,10 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::metrics::METRICS;
-
-/// Why a record was lost: the label values of `pacsgate_audit_records_lost_total`.
-pub const QUEUE_FULL: &str = "queue_full";
-pub const SHUTDOWN: &str = "shutdown";
-pub const UNSERIALISABLE: &str = "unserialisable";
+pub use crate::metrics::{
+    AUDIT_QUEUE_FULL as QUEUE_FULL, AUDIT_SHUTDOWN as SHUTDOWN,
+    AUDIT_UNSERIALISABLE as UNSERIALISABLE,
+};
 
 /// A batch this large is written without waiting out `flush`.
 const HIGH_WATER: usize = 64 * 1024;

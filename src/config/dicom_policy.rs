@@ -12,10 +12,10 @@
 
 use ipnet::IpNet;
 
+use super::certificate::CertificateMatch;
+use super::error::ConfigError;
 use super::raw::{RawDicom, RawModality};
 use super::values::{certificate, cidr, positive, rate, Rate};
-use super::ConfigError;
-use crate::tls::CertificateMatch;
 
 /// The DICOM services a peer may request (bit set).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

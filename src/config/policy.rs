@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 
+use super::deny_set::DenySet;
+use super::error::ConfigError;
+use super::glob::Glob;
+use super::http_policy::{
+    check_phc, Action, Authentication, LimitsConfig, LockoutPolicy, PolicyConfig, RouteLimit, Rule,
+    User, UserMatch, GENERATED_ADMIN_FILE, GENERATED_ADMIN_USER,
+};
 use super::raw::{RawHttp, RawRule, RawUser};
 use super::values::{certificate, cidr, duration, rate};
-use super::ConfigError;
-use crate::http::policy::dangerous::DenySet;
-use crate::http::policy::identity::{check_phc, User};
-use crate::http::policy::limits::{LimitsConfig, RouteLimit};
-use crate::http::policy::lockout::LockoutPolicy;
-use crate::http::policy::rules::{Action, Glob, Rule, UserMatch};
-use crate::http::policy::{admin, Authentication, PolicyConfig};
 
 /// Headers added to every response unless `[http.response_headers]` overrides them ("" removes).
 const DEFAULT_RESPONSE_HEADERS: &[(&str, &str)] = &[
@@ -40,7 +40,7 @@ pub(super) fn policy(
     let generated_admin = generated_admin(raw, authentication, &users, base, cert)?;
     let mut names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
     if generated_admin.is_some() {
-        names.push(admin::USER);
+        names.push(GENERATED_ADMIN_USER);
     }
     let mut rules = raw
         .rules
@@ -207,7 +207,7 @@ fn generated_admin(
         (None, true) => Ok(Some(
             cert.parent()
                 .unwrap_or(Path::new("."))
-                .join(admin::FILE_NAME),
+                .join(GENERATED_ADMIN_FILE),
         )),
         (None, false) => Ok(None),
     }

@@ -3,15 +3,45 @@
 mod address;
 mod audit;
 mod budget;
+mod paths;
 mod tls_section;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use self::address::{host_of, host_port, http_upstream, require_local, socket_addr};
+use self::paths::{pair_error, readable, resolve};
 use self::tls_section::{listener_client_auth, tls, tls_version};
+use super::error::ConfigError;
 use super::raw::{RawConfig, RawDicom, RawHttp, RawOutbound};
+use super::settings::*;
 use super::values::{at_least, duration, positive};
-use super::*;
+
+impl Config {
+    /// Read and validate the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read the configuration file: {e}"),
+                "pass an existing file with --config",
+            )
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut config = Self::parse(&text, base)?;
+        config.source = path.to_path_buf();
+        Ok(config)
+    }
+
+    /// Validate configuration text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw = deserialize(text)?;
+        validate(raw, base)
+    }
+}
 
 pub(super) fn deserialize(text: &str) -> Result<RawConfig, ConfigError> {
     let de = toml::Deserializer::parse(text).map_err(|e| syntax_error(text, &e))?;
@@ -268,32 +298,6 @@ fn run_as(name: &str) -> Result<RunAs, ConfigError> {
 }
 
 // === shared by the sections ===
-
-fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
-fn readable(key: &str, path: &Path) -> Result<(), ConfigError> {
-    std::fs::File::open(path).map(drop).map_err(|e| {
-        ConfigError::new(
-            key,
-            format!("cannot read {}: {e}", path.display()),
-            "point it at an existing PEM file readable by pacsgate",
-        )
-    })
-}
-
-fn pair_error(missing: &str, present: &str) -> ConfigError {
-    ConfigError::new(
-        missing,
-        format!("is missing while {present} is set"),
-        format!("set both {missing} and {present}, or neither"),
-    )
-}
 
 fn pdu_length(key: &str, value: u32) -> Result<u32, ConfigError> {
     // PS3.8 §9.3.1: P-DATA-TF PDUs of at least a few KiB are needed by every peer; Orthanc

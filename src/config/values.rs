@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::ConfigError;
-use crate::tls::{CertificateMatch, Fingerprint};
+use super::certificate::{CertificateMatch, Fingerprint};
+use super::error::ConfigError;
 
 /// `N/s`, `N/min` or `N/h`, optionally `burst M` (default: N).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Association limits: concurrent associations per source IP and per modality (RAII
 //! guards, released when the association ends) and an association rate per source IP
-//! (GCRA, with the clock passed in). Exceeding one is a transient A-ASSOCIATE-RJ
+//! (`crate::limit::Gcra`, the clock passed in). Exceeding one is a transient A-ASSOCIATE-RJ
 //! (2/3/2, local limit exceeded). Limits are checked after the TLS handshake and the RQ,
 //! because the RJ needs the TLS channel; the accept loop's global bound comes first.
 
@@ -10,22 +10,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::Rate;
+use crate::limit::Gcra;
 use crate::server::IpKey;
 
-/// Rate state is kept for at most this many addresses; full buckets are dropped first.
-const MAX_TRACKED: usize = 4096;
+/// Rate state is kept for at most this many addresses (`crate::limit::Gcra`: full
+/// buckets are dropped first, then new addresses are refused).
+const MAX_TRACKED: usize = 100_000;
 
 #[derive(Default)]
 struct State {
     per_ip: HashMap<IpKey, usize>,
     per_modality: HashMap<String, usize>,
-    /// GCRA theoretical arrival time per IP.
-    tat: HashMap<IpKey, Instant>,
 }
 
 pub struct Limits {
     per_ip: Option<usize>,
-    rate: Option<Rate>,
+    rate: Option<Gcra<IpKey>>,
     state: Mutex<State>,
 }
 
@@ -64,7 +64,7 @@ impl Limits {
     pub fn new(per_ip: Option<usize>, rate: Option<Rate>) -> Arc<Self> {
         Arc::new(Self {
             per_ip,
-            rate,
+            rate: rate.map(|r| Gcra::new(&r, MAX_TRACKED)),
             state: Mutex::new(State::default()),
         })
     }
@@ -80,10 +80,10 @@ impl Limits {
     /// one's own network does not buy more associations.
     pub fn admit_ip(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Guard, LimitExceeded> {
         let ip = IpKey::of(ip);
-        let mut state = self.lock();
-        if let Some(rate) = self.rate {
-            gcra(&mut state.tat, ip, rate, now)?;
+        if let Some(rate) = &self.rate {
+            rate.check(&ip, now).map_err(|_| LimitExceeded::Rate)?;
         }
+        let mut state = self.lock();
         let n = state.per_ip.entry(ip).or_insert(0);
         if self.per_ip.is_some_and(|max| *n >= max) {
             return Err(LimitExceeded::PerIp);
@@ -113,33 +113,6 @@ impl Limits {
             key: Key::Modality(modality.to_string()),
         }))
     }
-}
-
-/// Generic cell rate algorithm: one association per `period / count`, bursts of `burst`.
-fn gcra(
-    tat: &mut HashMap<IpKey, Instant>,
-    ip: IpKey,
-    rate: Rate,
-    now: Instant,
-) -> Result<(), LimitExceeded> {
-    let interval = rate.interval();
-    let burst = interval * rate.burst.get();
-    let current = tat.get(&ip).copied().unwrap_or(now).max(now);
-    if current.saturating_duration_since(now) + interval > burst {
-        return Err(LimitExceeded::Rate);
-    }
-    if tat.len() >= MAX_TRACKED && !tat.contains_key(&ip) {
-        tat.retain(|_, t| *t > now);
-        if tat.len() >= MAX_TRACKED {
-            // Every tracked address is mid-burst: forget the oldest half rather than grow.
-            let mut times: Vec<Instant> = tat.values().copied().collect();
-            times.sort();
-            let cut = times[times.len() / 2];
-            tat.retain(|_, t| *t > cut);
-        }
-    }
-    tat.insert(ip, current + interval);
-    Ok(())
 }
 
 impl Drop for Guard {

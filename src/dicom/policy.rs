@@ -119,7 +119,7 @@ fn cert_matches(m: &Modality, identity: Option<&PeerIdentity>) -> Option<bool> {
     let Some(id) = identity else {
         return Some(false);
     };
-    Some(wanted.matches(id))
+    Some(id.matches(wanted))
 }
 
 #[cfg(test)]

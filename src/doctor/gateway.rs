@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::Finding;
+use super::finding::Finding;
 use crate::config::{Config, KeyPairPaths};
 use crate::http::policy::Authentication;
 use crate::tls::expiry::{self, Validity};

@@ -6,9 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use base64::Engine;
 use serde_json::Value;
 
+use super::finding::Finding;
 use super::gateway::secret_file;
 use super::orthanc_json::OrthancConfig;
-use super::{probe, Finding};
+use super::probe;
 use crate::config::Config;
 
 pub fn checks(orthanc: Option<&OrthancConfig>, gateway: Option<&Config>) -> Vec<Finding> {

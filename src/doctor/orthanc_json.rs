@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pacsgate_storage::config::strip_json_comments as strip_comments;
+use pacsgate_orthanc_json::strip_comments;
 use serde_json::{Map, Value};
 
 /// Orthanc's merged configuration (top-level keys).

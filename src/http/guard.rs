@@ -48,7 +48,10 @@ pub async fn admit<B>(
         req.headers_mut().remove(h);
     }
     let ip = conn.peer.ip();
-    policy.limits.check_ip(ip).map_err(throttled)?;
+    policy
+        .limits
+        .check_ip(ip, Instant::now())
+        .map_err(throttled)?;
     let caller = authenticate(req.headers(), policy, handle, conn).await?;
     record.user = caller.name().map(str::to_string);
     record.auth = caller.method();
@@ -57,7 +60,10 @@ pub async fn admit<B>(
         return Err(Refusal::Dangerous(id));
     }
     if let Caller::User { name, .. } = &caller {
-        policy.limits.check_user(name).map_err(throttled)?;
+        policy
+            .limits
+            .check_user(name, Instant::now())
+            .map_err(throttled)?;
     }
     if policy.csrf && is_cross_site(req) {
         return Err(Refusal::CrossSite);
@@ -78,7 +84,7 @@ pub async fn admit<B>(
     // Only admitted requests spend a route's shared budget.
     policy
         .limits
-        .check_route(req.method(), &segments)
+        .check_route(req.method(), &segments, Instant::now())
         .map_err(throttled)?;
     rewrite(req, &path, &caller, policy)
 }

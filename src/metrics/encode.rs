@@ -8,7 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::{Metrics, METRICS};
+use super::registry::{Metrics, METRICS};
 
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -185,7 +185,7 @@ fn audit(enc: &mut DescriptorEncoder, m: &Metrics) -> Result<(), Error> {
         enc,
         "audit_records_lost",
         "Audit records lost, by reason (queue_full: the writer could not keep up or the disk is full; shutdown: not written by the end of the drain; unserialisable)",
-        crate::audit::LOST_REASONS
+        super::registry::AUDIT_LOST_REASONS
             .iter()
             .map(|r| (vec![("reason", r.to_string())], m.audit_lost.value(*r))),
     )?;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
-use super::IpKey;
+use super::client_key::IpKey;
 use crate::config::ConnectionBudget;
 
 /// Why a new connection was closed at accept.

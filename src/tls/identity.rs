@@ -2,80 +2,18 @@
 //! subject CN, subject alternative names and the SHA-256 fingerprint of the leaf (DER).
 //! Policy (HTTP users, DICOM modalities) matches on these; they travel with the connection.
 
-use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
-use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-/// SHA-256 over a certificate's DER encoding: what `openssl x509 -fingerprint -sha256` shows.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint(pub [u8; 32]);
+pub use crate::config::{CertificateMatch, Fingerprint};
 
-impl Fingerprint {
-    pub fn of(der: &[u8]) -> Self {
-        Self(Sha256::digest(der).into())
-    }
-
-    /// Parse `sha256:` + 64 hex digits; colons optional, any case (the config's format).
-    pub fn parse(text: &str) -> Option<Self> {
-        let hex: String = text
-            .trim()
-            .strip_prefix("sha256:")
-            .or_else(|| text.trim().strip_prefix("SHA256:"))?
-            .chars()
-            .filter(|c| *c != ':')
-            .collect();
-        if hex.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Self(out))
-    }
-
-    /// Colon-separated upper-case hex, as openssl prints it.
-    pub fn colon_hex(&self) -> String {
-        self.0
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    }
-}
-
-/// `sha256:` + 64 lower-case hex digits: the form to paste into the configuration.
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sha256:")?;
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// How the configuration names a certificate (HTTP users, DICOM modalities).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertificateMatch {
-    Fingerprint(Fingerprint),
-    /// The subject CN or one of the subject alternative names.
-    Name(String),
-}
-
-impl CertificateMatch {
-    pub fn matches(&self, id: &PeerIdentity) -> bool {
-        match self {
-            CertificateMatch::Fingerprint(fp) => id.fingerprint == *fp,
-            CertificateMatch::Name(name) => id.has_name(name),
-        }
-    }
+/// The identity of the verified client certificate, if the client presented one.
+pub fn peer_identity(conn: &rustls::CommonState) -> Option<Arc<PeerIdentity>> {
+    let leaf: &CertificateDer<'_> = conn.peer_certificates()?.first()?;
+    PeerIdentity::from_leaf(leaf).map(Arc::new)
 }
 
 /// The verified identity of a TLS client (or server, for outbound tunnels).
@@ -89,6 +27,14 @@ pub struct PeerIdentity {
 }
 
 impl PeerIdentity {
+    /// Whether this peer is the certificate a configuration entry names.
+    pub fn matches(&self, wanted: &CertificateMatch) -> bool {
+        match wanted {
+            CertificateMatch::Fingerprint(fp) => self.fingerprint == *fp,
+            CertificateMatch::Name(name) => self.has_name(name),
+        }
+    }
+
     /// Identity of the leaf certificate; `None` if it cannot be parsed (rustls has verified
     /// it already, so this only happens for exotic encodings x509-parser refuses).
     pub fn from_leaf(der: &CertificateDer<'_>) -> Option<Self> {

@@ -15,18 +15,8 @@ pub mod reload;
 pub mod self_signed;
 pub mod server;
 
-use std::sync::Arc;
-
-use rustls::pki_types::CertificateDer;
-
-pub use identity::{CertificateMatch, Fingerprint, PeerIdentity};
+pub use identity::{peer_identity, CertificateMatch, Fingerprint, PeerIdentity};
 pub use server::{Profile, ReloadableServer};
-
-/// The identity of the verified client certificate, if the client presented one.
-pub fn peer_identity(conn: &rustls::CommonState) -> Option<Arc<PeerIdentity>> {
-    let leaf: &CertificateDer<'_> = conn.peer_certificates()?.first()?;
-    PeerIdentity::from_leaf(leaf).map(Arc::new)
-}
 
 /// Put the identity on the connection's span, so every later log line carries it.
 pub fn record_identity(span: &tracing::Span, identity: Option<&PeerIdentity>) {

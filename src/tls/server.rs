@@ -157,7 +157,7 @@ impl ReloadableServer {
             changes,
             Arc::new(move || current.load().verifier.clone()),
         );
-        let identity = super::peer_identity(conn);
+        let identity = super::identity::peer_identity(conn);
         Ok(Accepted {
             stream,
             identity,

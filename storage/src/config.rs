@@ -302,51 +302,9 @@ fn location(v: &Value) -> Result<Location, ConfigError> {
     }
 }
 
-/// Orthanc accepts `//` and `/* */` comments in its configuration files; strip them (outside
-/// strings) so the CLI can read the same file.
-pub fn strip_json_comments(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    let mut in_string = false;
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            match c {
-                '\\' => out.extend(chars.next()),
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match (c, chars.peek()) {
-            ('"', _) => {
-                in_string = true;
-                out.push(c);
-            }
-            ('/', Some('/')) => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        out.push('\n');
-                        break;
-                    }
-                }
-            }
-            ('/', Some('*')) => {
-                chars.next();
-                let mut prev = ' ';
-                for c in chars.by_ref() {
-                    if prev == '*' && c == '/' {
-                        break;
-                    }
-                    prev = c;
-                }
-                out.push(' ');
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
+/// Orthanc accepts `//` and `/* */` comments in its configuration files; the stripper is
+/// shared with the gateway (`doctor`) through a crate without dependencies.
+pub use pacsgate_orthanc_json::strip_comments as strip_json_comments;
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,8 @@
 //! (`backend`), DICOM clients (`dicom`), a systemd notification socket (`notify`), the
 //! encrypting storage plugin (`storage`) and its key services (`kms`: moto's KMS, OpenBao,
 //! SoftHSM2), a systemd unit run without systemd (`unit`) and
-//! `deploy/quickstart.sh` (`quickstart`), and for the oracles a seeded PRNG (`rng`),
+//! `deploy/quickstart.sh` (`quickstart`), the deploy/container/ images run from a chroot
+//! (`container`), and for the oracles a seeded PRNG (`rng`),
 //! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`, judged by
 //! `http_oracle`) and DIMSE
 //! mutations (`mutate`). Every integration test file includes this with
@@ -11,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod container;
 pub mod dicom;
 pub mod gateway;
 pub mod http_oracle;

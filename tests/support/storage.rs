@@ -117,16 +117,45 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Run `pacsgate storage ARGS...`.
+/// Run `pacsgate storage ARGS...` (the gateway executes the `pacsgate-storage` tool beside it).
 pub fn cli(args: &[&str]) -> (std::process::ExitStatus, String) {
     cli_env(args, &[])
 }
 
 /// [`cli`] with extra environment variables (AWS credentials, SOFTHSM2_CONF).
 pub fn cli_env(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    tool();
     let mut cmd = Command::new(super::gateway::binary());
     cmd.arg("storage").args(args).envs(env.iter().copied());
     run(cmd, Duration::from_secs(300))
+}
+
+/// The `pacsgate-storage` tool beside the gateway binary, which `pacsgate storage` runs.
+/// Another package's binary: cargo builds it for these tests only when its package is
+/// built too (`cargo test --workspace`, as tests/run.sh does). Missing or older than its
+/// sources, the tests would exercise nothing or stale code: fail and say how to build it.
+pub fn tool() -> PathBuf {
+    let gateway = Path::new(super::gateway::binary());
+    let tool = gateway.with_file_name("pacsgate-storage");
+    let built = std::fs::metadata(&tool).and_then(|m| m.modified());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest_source = ["storage-cli", "storage", "orthanc-json"]
+        .iter()
+        .flat_map(|dir| {
+            let mut files = files_under(&root.join(dir).join("src"));
+            files.push(root.join(dir).join("Cargo.toml"));
+            files
+        })
+        .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .max();
+    match (built, newest_source) {
+        (Ok(built), Some(source)) if built >= source => tool,
+        _ => panic!(
+            "{} is missing or older than its sources: run `cargo build -p pacsgate-storage-cli` \
+             (or `cargo test --workspace`) with the same CARGO_TARGET_DIR first",
+            tool.display()
+        ),
+    }
 }
 
 /// Orthanc REST on loopback with curl: (HTTP status, body bytes).

@@ -3,7 +3,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::super::{ConfigError, HttpUpstream};
+use super::super::error::ConfigError;
+use super::super::settings::HttpUpstream;
 
 pub(super) fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {

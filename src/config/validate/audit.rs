@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::super::error::ConfigError;
 use super::super::raw::RawAudit;
+use super::super::settings::{AuditConfig, AuditOnFull};
 use super::super::values::duration;
-use super::super::{AuditConfig, AuditOnFull, ConfigError};
-use super::resolve;
+use super::paths::resolve;
 
 /// 8192 records of ~350 bytes: a few MiB, and at the bench's 25k requests/s a third of a
 /// second of a stalled disk before records are lost.
@@ -60,7 +61,7 @@ pub(super) fn audit(raw: RawAudit, base: &Path) -> Result<AuditConfig, ConfigErr
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::Config;
+    use super::super::super::settings::Config;
 
     fn parse(text: &str) -> Result<Config, super::ConfigError> {
         Config::parse(text, std::path::Path::new("/etc/pacsgate"))

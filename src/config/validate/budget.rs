@@ -3,8 +3,9 @@
 //! cannot be filled from one address: a quarter of it per address in all, a sixteenth
 //! per address before authenticating (at least 1 each).
 
+use super::super::error::ConfigError;
+use super::super::settings::ConnectionBudget;
 use super::super::values::{duration, positive};
-use super::super::{ConfigError, ConnectionBudget};
 
 pub(super) fn budget(
     section: &str,

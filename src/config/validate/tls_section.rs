@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::super::error::ConfigError;
 use super::super::raw::RawTls;
-use super::super::{ClientAuth, ConfigError, KeyPairPaths, TlsConfig, TlsVersion};
-use super::{pair_error, readable, resolve};
+use super::super::settings::{AcmeConfig, ClientAuth, KeyPairPaths, TlsConfig, TlsVersion};
+use super::paths::{pair_error, readable, resolve};
 
 pub(super) fn tls(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
     let primary = KeyPairPaths {
@@ -134,7 +135,7 @@ fn acme(
     raw: super::super::raw::RawAcme,
     base: &Path,
     cert: &Path,
-) -> Result<super::super::AcmeConfig, ConfigError> {
+) -> Result<AcmeConfig, ConfigError> {
     use super::super::values::duration;
     if !raw.directory.starts_with("https://") {
         return Err(ConfigError::new(
@@ -159,7 +160,7 @@ fn acme(
             .unwrap_or(Path::new("."))
             .join("acme-account.json")
     });
-    Ok(super::super::AcmeConfig {
+    Ok(AcmeConfig {
         directory: raw.directory,
         contact: raw.contact,
         domains: raw.domains,

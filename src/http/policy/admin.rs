@@ -24,13 +24,10 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use super::identity::{hash_password, User};
-use crate::config::ConfigError;
+use super::identity::{hash_password, random_bytes};
+use crate::config::{ConfigError, User};
 
-/// The generated account's name.
-pub const USER: &str = "admin";
-/// Its password file's name beside `tls.cert`.
-pub const FILE_NAME: &str = "admin.password";
+pub use crate::config::{GENERATED_ADMIN_FILE as FILE_NAME, GENERATED_ADMIN_USER as USER};
 const KEY: &str = "http.admin_password_file";
 /// 18 bytes = 144 bits of entropy, exactly 24 base64url characters (no padding, no ':').
 const GENERATED_BYTES: usize = 18;
@@ -69,7 +66,7 @@ pub fn start(path: &Path, hint: &Hint<'_>) -> Result<Loaded, ConfigError> {
 /// Read and hash the password file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let password = read(path)?;
-    let salt = super::random_bytes::<16>()?;
+    let salt = random_bytes::<16>()?;
     let hash = hash_password(&password, &salt)
         .map_err(|e| ConfigError::new(KEY, format!("cannot hash the password: {e}"), ""))?;
     Ok(Loaded {
@@ -134,7 +131,7 @@ fn create(path: &Path) -> Result<Option<Zeroizing<String>>, ConfigError> {
     // Before writing: a password that load() would refuse must not be generated either.
     check_directory(path)?;
     let password = generate()?;
-    let nonce = super::random_bytes::<8>()?;
+    let nonce = random_bytes::<8>()?;
     let tmp = dir.join(format!(
         ".{FILE_NAME}.{}.{}",
         std::process::id(),
@@ -171,7 +168,7 @@ fn write_new(tmp: &Path, password: &str) -> std::io::Result<()> {
 }
 
 fn generate() -> Result<Zeroizing<String>, ConfigError> {
-    let bytes = Zeroizing::new(super::random_bytes::<GENERATED_BYTES>()?);
+    let bytes = Zeroizing::new(random_bytes::<GENERATED_BYTES>()?);
     Ok(Zeroizing::new(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_slice()),
     ))

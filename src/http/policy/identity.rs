@@ -15,31 +15,12 @@ use http::HeaderValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::rules::UserMatch;
-use crate::tls::{CertificateMatch, Fingerprint, PeerIdentity};
+pub use crate::config::{check_phc, User};
+use crate::config::{CertificateMatch, ConfigError, Fingerprint, UserMatch};
+use crate::tls::PeerIdentity;
 
 /// How long a verified password is trusted without hashing again.
 const VERIFIED_TTL: Duration = Duration::from_secs(60);
-
-/// A `[users.NAME]` entry, validated.
-#[derive(Clone)]
-pub struct User {
-    pub name: String,
-    /// PHC string of an argon2id hash (checked at load).
-    pub password_hash: Option<String>,
-    pub certificate: Option<CertificateMatch>,
-}
-
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the hash: it is an offline brute-force target.
-        f.debug_struct("User")
-            .field("name", &self.name)
-            .field("password", &self.password_hash.is_some())
-            .field("certificate", &self.certificate)
-            .finish()
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -231,14 +212,14 @@ pub fn hash_password(password: &str, salt: &[u8; 16]) -> Result<String, String> 
         .map_err(|e| e.to_string())
 }
 
-/// Check that `phc` is an argon2id PHC string (`$argon2id$v=19$m=...`).
-pub fn check_phc(phc: &str) -> Result<(), String> {
-    let hash = PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
-    if hash.algorithm.as_str() != "argon2id" {
-        return Err(format!("algorithm {} is not argon2id", hash.algorithm));
-    }
-    argon2::Params::try_from(&hash).map_err(|e| format!("bad argon2 parameters: {e}"))?;
-    Ok(())
+/// Key material for the password cache and the generated account.
+pub(super) fn random_bytes<const N: usize>() -> Result<[u8; N], ConfigError> {
+    let mut out = [0u8; N];
+    crate::tls::server::provider()
+        .secure_random
+        .fill(&mut out)
+        .map_err(|_| ConfigError::new("users", "no system randomness", "check /dev/urandom"))?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,43 +1,20 @@
-//! Request rate limits (GCRA, via governor): per client network, per user, and per route
-//! (e.g. `/tools/find`, which can keep Orthanc busy). Keyed state is swept of idle keys
-//! regularly and capped, so a flood of distinct addresses cannot grow memory without bound.
+//! Request rate limits: per client network, per user, and per route (e.g. `/tools/find`,
+//! which can keep Orthanc busy), each a `crate::limit::Gcra` (the same limiter DICOM's
+//! association rate uses). Keyed state is capped and full buckets are dropped first, so a
+//! flood of distinct addresses cannot grow memory without bound.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use http::Method;
 
-use super::rules::Glob;
-use crate::config::Rate;
+pub use crate::config::{LimitsConfig, Rate, RouteLimit};
+use crate::limit::Gcra;
 pub use crate::server::IpKey;
 
 /// Keys kept per limiter at most; beyond that (after a sweep) new keys are throttled.
 const MAX_KEYS: usize = 100_000;
-/// Sweep idle keys every this many checks.
-const SWEEP_EVERY: u64 = 4096;
-
-fn quota(rate: &Rate) -> Option<Quota> {
-    Quota::with_period(rate.interval()).map(|q| q.allow_burst(rate.burst))
-}
-
-/// A `[[http.rate_limits.routes]]` entry: one shared budget for matching requests.
-#[derive(Debug, Clone)]
-pub struct RouteLimit {
-    pub methods: Vec<Method>,
-    pub paths: Vec<Glob>,
-    pub rate: Rate,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct LimitsConfig {
-    pub per_ip: Option<Rate>,
-    pub per_user: Option<Rate>,
-    pub routes: Vec<RouteLimit>,
-}
 
 /// Which limit refused a request, and when to come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,84 +23,59 @@ pub struct Throttled {
     pub retry_after: Duration,
 }
 
+/// The request-rate limits of one policy (`crate::limit::Gcra` each).
 pub struct RateLimits {
-    clock: DefaultClock,
-    per_ip: Option<DefaultKeyedRateLimiter<IpKey>>,
-    per_user: Option<DefaultKeyedRateLimiter<Arc<str>>>,
-    routes: Vec<(RouteLimit, DefaultDirectRateLimiter)>,
-    checks: AtomicU64,
+    per_ip: Option<Gcra<IpKey>>,
+    /// Users are bounded by the configuration.
+    per_user: Option<Gcra<Arc<str>>>,
+    /// One shared budget per route entry.
+    routes: Vec<(RouteLimit, Gcra<()>)>,
 }
 
 impl RateLimits {
     pub fn new(config: &LimitsConfig) -> Self {
         Self {
-            clock: DefaultClock::default(),
-            per_ip: config
-                .per_ip
-                .and_then(|r| quota(&r))
-                .map(governor::RateLimiter::keyed),
-            per_user: config
-                .per_user
-                .and_then(|r| quota(&r))
-                .map(governor::RateLimiter::keyed),
+            per_ip: config.per_ip.map(|r| Gcra::new(&r, MAX_KEYS)),
+            per_user: config.per_user.map(|r| Gcra::new(&r, MAX_KEYS)),
             routes: config
                 .routes
                 .iter()
-                .filter_map(|r| Some((r.clone(), governor::RateLimiter::direct(quota(&r.rate)?))))
+                .map(|r| (r.clone(), Gcra::new(&r.rate, 1)))
                 .collect(),
-            checks: AtomicU64::new(0),
         }
     }
 
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Throttled> {
+    /// IPv6 clients count per /64 (`IpKey`).
+    pub fn check_ip(&self, ip: IpAddr, now: Instant) -> Result<(), Throttled> {
         let Some(l) = &self.per_ip else { return Ok(()) };
-        self.maybe_sweep();
-        if l.len() >= MAX_KEYS {
-            l.retain_recent();
-            if l.len() >= MAX_KEYS {
-                return Err(self.throttled("per_ip", Duration::from_secs(1)));
-            }
-        }
-        l.check_key(&IpKey::of(ip))
-            .map_err(|n| self.throttled("per_ip", n.wait_time_from(self.clock.now())))
+        l.check(&IpKey::of(ip), now).map_err(throttled("per_ip"))
     }
 
-    /// Users are bounded by the configuration, so this map needs no cap.
-    pub fn check_user(&self, user: &Arc<str>) -> Result<(), Throttled> {
+    pub fn check_user(&self, user: &Arc<str>, now: Instant) -> Result<(), Throttled> {
         let Some(l) = &self.per_user else {
             return Ok(());
         };
-        l.check_key(user)
-            .map_err(|n| self.throttled("per_user", n.wait_time_from(self.clock.now())))
+        l.check(user, now).map_err(throttled("per_user"))
     }
 
-    pub fn check_route(&self, method: &Method, segments: &[&str]) -> Result<(), Throttled> {
+    pub fn check_route(
+        &self,
+        method: &Method,
+        segments: &[&str],
+        now: Instant,
+    ) -> Result<(), Throttled> {
         for (route, limiter) in &self.routes {
             let method_ok = route.methods.is_empty() || route.methods.contains(method);
             if method_ok && route.paths.iter().any(|g| g.matches(segments)) {
-                limiter
-                    .check()
-                    .map_err(|n| self.throttled("route", n.wait_time_from(self.clock.now())))?;
+                limiter.check(&(), now).map_err(throttled("route"))?;
             }
         }
         Ok(())
     }
+}
 
-    fn throttled(&self, limit: &'static str, wait: Duration) -> Throttled {
-        Throttled {
-            limit,
-            retry_after: wait,
-        }
-    }
-
-    fn maybe_sweep(&self) {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            if let Some(l) = &self.per_ip {
-                l.retain_recent();
-                l.shrink_to_fit();
-            }
-        }
-    }
+fn throttled(limit: &'static str) -> impl Fn(Duration) -> Throttled {
+    move |retry_after| Throttled { limit, retry_after }
 }
 
 #[cfg(test)]
@@ -136,14 +88,16 @@ mod tests {
             per_ip: Rate::parse("1/h burst 2"),
             ..Default::default()
         });
+        let now = Instant::now();
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
         let other: IpAddr = "2001:db8:0:1::1".parse().unwrap();
-        assert!(limits.check_ip(a).is_ok());
-        assert!(limits.check_ip(b).is_ok());
-        let t = limits.check_ip(a).unwrap_err();
+        assert!(limits.check_ip(a, now).is_ok());
+        assert!(limits.check_ip(b, now).is_ok());
+        let t = limits.check_ip(a, now).unwrap_err();
         assert!(t.retry_after > Duration::from_secs(60), "{t:?}");
-        assert!(limits.check_ip(other).is_ok());
+        assert_eq!(t.limit, "per_ip");
+        assert!(limits.check_ip(other, now).is_ok());
     }
 
     #[test]
@@ -152,8 +106,9 @@ mod tests {
             per_ip: Rate::parse("1000/s"),
             ..Default::default()
         });
+        let now = Instant::now();
         for i in 0..(MAX_KEYS as u32 + 5000) {
-            let _ = limits.check_ip(IpAddr::from(i.to_be_bytes()));
+            let _ = limits.check_ip(IpAddr::from(i.to_be_bytes()), now);
         }
         let len = limits.per_ip.as_ref().map_or(0, |l| l.len());
         assert!(len <= MAX_KEYS, "{len}");

@@ -4,60 +4,28 @@
 //! reload; lockout state lives beside it so a reload does not unlock an attacker.
 
 pub mod admin;
-pub mod dangerous;
 pub mod hash_cli;
 pub mod identity;
 pub mod limits;
-pub mod lockout;
 pub mod rules;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 
-use self::dangerous::DenySet;
-use self::identity::{User, Users};
-use self::limits::{IpKey, LimitsConfig, RateLimits};
-use self::lockout::{LockoutPolicy, Lockouts};
+use self::identity::{random_bytes, Users};
+use self::limits::{IpKey, RateLimits};
 use self::rules::Rule;
-use crate::config::{Config, ConfigError};
+use crate::config::LockoutPolicy;
+pub use crate::config::{Authentication, PolicyConfig};
+use crate::config::{Config, ConfigError, DenySet, DANGEROUS};
+use crate::limit::Lockouts;
 use crate::reload::{Commit, Reloadable};
 
 /// Failed-login keys remembered at most per kind (client networks; user names are bounded
 /// by the configuration plus one shared key for unknown names).
 const MAX_LOCKOUT_KEYS: usize = 100_000;
-
-/// `http.authentication` (DESIGN.md contract name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Authentication {
-    /// No request reaches the PACS without an authenticated user (the default). Without
-    /// `[users]`, an `admin` account is generated (`admin.rs`).
-    Required,
-    /// Anonymous callers are let through: by rules naming "anonymous", or by everything
-    /// outside the deny set when there are no rules (pass-through). Explicit and loud.
-    None,
-}
-
-/// `[users]` plus the policy keys of `[http]`, validated.
-#[derive(Debug, Clone)]
-pub struct PolicyConfig {
-    pub authentication: Authentication,
-    /// The generated admin account's password file, when it applies (authentication
-    /// required, no users configured). The account is added by [`Policy::build`].
-    pub generated_admin: Option<PathBuf>,
-    pub users: Vec<User>,
-    /// Empty: no rules configured; every request the deny set lets through is forwarded.
-    pub rules: Vec<Rule>,
-    pub allow_dangerous: Vec<String>,
-    pub limits: LimitsConfig,
-    pub auth_failures_per_ip: LockoutPolicy,
-    pub auth_failures_per_user: LockoutPolicy,
-    pub csrf: bool,
-    pub upstream_credentials_file: Option<PathBuf>,
-    pub response_headers: Vec<(HeaderName, HeaderValue)>,
-}
 
 /// The compiled policy one request is judged by.
 pub struct Policy {
@@ -136,15 +104,6 @@ fn upstream_authorization(path: &std::path::Path) -> Result<HeaderValue, ConfigE
         .map_err(|_| ConfigError::new(key, "is not a valid header value", ""))?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-fn random_bytes<const N: usize>() -> Result<[u8; N], ConfigError> {
-    let mut out = [0u8; N];
-    crate::tls::server::provider()
-        .secure_random
-        .fill(&mut out)
-        .map_err(|_| ConfigError::new("users", "no system randomness", "check /dev/urandom"))?;
-    Ok(out)
 }
 
 /// The current policy plus state that outlives reloads.
@@ -332,7 +291,7 @@ pub fn describe(config: &PolicyConfig) -> String {
             list(r.paths.iter().map(|g| g.as_str().to_string()).collect()),
         );
     }
-    for d in dangerous::DANGEROUS {
+    for d in DANGEROUS {
         let state = if config.allow_dangerous.iter().any(|o| o == d.id) {
             "OPENED by http.allow_dangerous"
         } else {

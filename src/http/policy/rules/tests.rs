@@ -5,8 +5,8 @@ use http::Method;
 use proptest::prelude::*;
 
 use super::*;
+use crate::config::DenySet;
 use crate::http::canonical::canonicalize;
-use crate::http::policy::dangerous::DenySet;
 use crate::http::policy::identity::AuthMethod;
 
 fn user(name: &str) -> Caller {

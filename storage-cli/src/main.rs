@@ -1,5 +1,7 @@
-//! `pacsgate storage keygen | encrypt | decrypt | verify | migrate | rekey`: operator tools
-//! over the `pacsgate-storage` crate, the same code the Orthanc plugin runs.
+//! `pacsgate-storage keygen | encrypt | decrypt | verify | migrate | rekey`: operator tools
+//! over the `pacsgate-storage` crate, the same code the Orthanc plugin runs. A binary of its
+//! own (and `pacsgate storage ARGS` executes it) so the internet-facing gateway does not
+//! link the object-store and key-service HTTP clients these commands need (issue 11).
 //!
 //! Keys and location come either from Orthanc's JSON configuration (`--orthanc-config`,
 //! the plugin's `PacsgateStorage` section) or from `--key ID:PATH` (first = current) and
@@ -10,145 +12,63 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Subcommand};
+use clap::{CommandFactory, Parser};
 use pacsgate_storage::backend::fs::FsBackend;
 use pacsgate_storage::backend::Backend;
 use pacsgate_storage::config::{strip_json_comments, Location, StorageConfig};
-use pacsgate_storage::keys::location::{KeyLocation, KmsSettings, Remotes, VaultSettings};
+use pacsgate_storage::keys::location::KeyLocation;
 use pacsgate_storage::keys::{KeyRing, MasterKeyProvider};
 use pacsgate_storage::Store;
 
+mod cli;
 mod keygen;
 mod objects;
 
+use self::cli::{Cli, Command, KeyArgs, KmsArgs, StorageCommand, Target};
 use self::keygen::{keygen, keygen_aws_kms, keygen_pkcs11, keygen_vault};
 
-#[derive(Debug, Subcommand)]
-pub enum StorageCommand {
-    /// Create a new master key: a key file (base64 of 32 random bytes, mode 0600), a
-    /// non-extractable AES-256 key in a PKCS#11 token, or an AWS KMS key.
-    Keygen {
-        /// Key file to write; an existing file is never overwritten.
-        #[arg(long, conflicts_with_all = ["pkcs11", "aws_kms"])]
-        out: Option<PathBuf>,
-        /// pkcs11:token=...;object=LABEL?module-path=...&pin-source=file:... (RFC 7512);
-        /// refuses an existing label.
-        #[arg(long, conflicts_with = "aws_kms")]
-        pkcs11: Option<String>,
-        /// Create a symmetric key in AWS KMS (CreateKey) and print its ARN.
-        #[arg(long, conflicts_with = "vault_transit")]
-        aws_kms: bool,
-        /// Create a transit key NAME (aes256-gcm96, not exportable) in Vault / OpenBao.
-        #[arg(long)]
-        vault_transit: Option<String>,
-        #[command(flatten)]
-        kms: KmsArgs,
-    },
-    /// Encrypt one file into the pacsgate format (v3, bound to the output's file name).
-    Encrypt {
-        #[command(flatten)]
-        keys: KeyArgs,
-        /// Content type to bind (Orthanc's attachment type; default 0: none).
-        #[arg(long, default_value_t = 0)]
-        content_type: u32,
-        input: PathBuf,
-        output: PathBuf,
-    },
-    /// Decrypt one file (pacsgate format or A1).
-    Decrypt {
-        #[command(flatten)]
-        keys: KeyArgs,
-        /// The name the object is bound to (its uuid; default: the input's file name).
-        #[arg(long)]
-        name: Option<String>,
-        input: PathBuf,
-        output: PathBuf,
-    },
-    /// Check every object of a storage location; list the unreadable ones (exit 1 if any).
-    Verify(Target),
-    /// Encrypt a plain Orthanc storage directory (or A1 objects) in place. Resumable:
-    /// objects already in the new format are skipped.
-    Migrate {
-        #[command(flatten)]
-        target: Target,
-        /// Only report what would be done.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Rewrap every object's data key under the current master key (segments unchanged;
-    /// v2 objects are re-encrypted as v3). Moves objects between providers, e.g. from a key
-    /// file to KMS or an HSM.
-    Rekey(Target),
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Storage(cmd) => run(cmd),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "pacsgate-storage", &mut out);
+            write_stdout(&out)
+        }
+        Command::Man { out_dir } => match clap_mangen::generate_to(Cli::command(), &out_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pacsgate-storage: man: {}: {e}", out_dir.display());
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct KeyArgs {
-    /// Orthanc's JSON configuration with a PacsgateStorage section (keys and location).
-    #[arg(long)]
-    pub orthanc_config: Option<PathBuf>,
-    /// A master key as ID:LOCATION (a key file, pkcs11:... or aws-kms:...); the first one
-    /// is current, later ones only decrypt.
-    #[arg(long = "key")]
-    pub keys: Vec<String>,
-    #[command(flatten)]
-    pub kms: KmsArgs,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct KmsArgs {
-    /// AWS region of aws-kms: keys (else the configuration's Kms.Region).
-    #[arg(long)]
-    pub kms_region: Option<String>,
-    /// KMS endpoint URL (default https://kms.REGION.amazonaws.com).
-    #[arg(long)]
-    pub kms_endpoint: Option<String>,
-    /// Vault / OpenBao address of vault-transit: keys (else the configuration's
-    /// Vault.Address); the token comes from VAULT_TOKEN.
-    #[arg(long)]
-    pub vault_address: Option<String>,
-    /// Transit mount path.
-    #[arg(long, default_value = "transit")]
-    pub vault_mount: String,
-}
-
-impl KmsArgs {
-    fn remotes(&self) -> Remotes {
-        Remotes {
-            kms: self.settings(),
-            vault: self.vault_address.as_ref().map(|address| VaultSettings {
-                address: address.clone(),
-                mount: self.vault_mount.clone(),
-            }),
+/// Stdout may be a closed pipe (`... | head`): stop quietly rather than panic.
+fn write_stdout(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pacsgate-storage: cannot write to stdout: {e}");
+            ExitCode::FAILURE
         }
     }
-
-    fn settings(&self) -> Option<KmsSettings> {
-        self.kms_region.as_ref().map(|region| KmsSettings {
-            endpoint: self.kms_endpoint.clone(),
-            region: region.clone(),
-        })
-    }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct Target {
-    #[command(flatten)]
-    pub keys: KeyArgs,
-    /// Storage directory (Orthanc's xx/yy/uuid layout); overrides the configuration's.
-    #[arg(long)]
-    pub root: Option<PathBuf>,
 }
 
 /// Run one storage command; errors are printed, exit 1 (64 for usage mistakes).
-pub fn run(cmd: StorageCommand) -> ExitCode {
+fn run(cmd: StorageCommand) -> ExitCode {
     match execute(cmd) {
         Ok(code) => code,
         Err(Failure::Usage(msg)) => {
-            eprintln!("pacsgate storage: {msg}");
+            eprintln!("pacsgate-storage: {msg}");
             ExitCode::from(64)
         }
         Err(Failure::Failed(msg)) => {
-            eprintln!("pacsgate storage: {msg}");
+            eprintln!("pacsgate-storage: {msg}");
             ExitCode::FAILURE
         }
     }

@@ -3,18 +3,11 @@
 //! after `failures` failed attempts within `window`, the key is locked out for `window`,
 //! doubling with each further lockout up to `max_lockout`. Pure: callers pass the time.
 
-use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// `N` failures per window (from `"5/min"`), and the longest lockout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    pub failures: u32,
-    pub window: Duration,
-    pub max_lockout: Duration,
-}
+use super::table::Table;
+pub use crate::config::LockoutPolicy;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -26,93 +19,89 @@ struct Entry {
 
 /// Lockout state for one kind of key, holding at most `capacity` keys.
 pub struct Lockouts<K> {
-    entries: Mutex<HashMap<K, Entry>>,
-    capacity: usize,
+    table: Table<K, Entry>,
 }
 
 impl<K: Hash + Eq + Clone> Lockouts<K> {
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
-            capacity,
+            table: Table::new(capacity),
         }
     }
 
     /// `Err(wait)` while `key` is locked out.
     pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        let entries = lock(&self.entries);
-        match entries.get(key).and_then(|e| e.locked_until) {
-            Some(until) if until > now => Err(until - now),
-            _ => Ok(()),
-        }
+        self.table
+            .get(key, |e| match e.and_then(|e| e.locked_until) {
+                Some(until) if until > now => Err(until - now),
+                _ => Ok(()),
+            })
     }
 
-    /// Record a failed attempt; returns the lockout it started, if any.
+    /// Record a failed attempt; returns the lockout it started, if any. When the table is
+    /// full of keys that are all active, nothing is recorded (memory stays bounded); the
+    /// other key kind (network or user) still throttles the attempt.
     pub fn fail(&self, key: &K, policy: &LockoutPolicy, now: Instant) -> Option<Duration> {
-        let mut entries = lock(&self.entries);
-        if !entries.contains_key(key) && entries.len() >= self.capacity {
-            sweep(&mut entries, policy, now);
-            if entries.len() >= self.capacity {
-                // Full of keys that are all active: refuse to grow (memory stays bounded).
-                // The other key kind (IP or user) still throttles this attempt.
-                return None;
-            }
-        }
-        let e = entries.entry(key.clone()).or_insert(Entry {
+        let fresh = Entry {
             failures: 0,
             window_start: now,
             lockouts: 0,
             locked_until: None,
-        });
-        let quiet = now.saturating_duration_since(e.window_start);
-        if quiet > policy.window {
-            e.failures = 0;
-            e.window_start = now;
-            if quiet > policy.max_lockout.max(policy.window) * 2 {
-                e.lockouts = 0;
-            }
-        }
-        e.failures += 1;
-        if e.failures < policy.failures {
-            return None;
-        }
-        let factor = 1u32.checked_shl(e.lockouts.min(16)).unwrap_or(u32::MAX);
-        let wait = policy.window.saturating_mul(factor).min(policy.max_lockout);
-        e.lockouts = e.lockouts.saturating_add(1);
-        e.failures = 0;
-        e.window_start = now + wait;
-        e.locked_until = Some(now + wait);
-        Some(wait)
+        };
+        self.table
+            .upsert(
+                key,
+                |e| active(e, policy, now),
+                || fresh,
+                |e| count(e, policy, now),
+            )
+            .flatten()
     }
 
     /// A correct password clears the record of this key.
     pub fn succeed(&self, key: &K) {
-        lock(&self.entries).remove(key);
+        self.table.remove(key);
     }
 
     pub fn len(&self) -> usize {
-        lock(&self.entries).len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.table.is_empty()
     }
 
     /// Forget keys that are not locked and have been quiet for two windows.
     pub fn sweep(&self, policy: &LockoutPolicy, now: Instant) {
-        sweep(&mut lock(&self.entries), policy, now);
+        self.table.retain(|e| active(e, policy, now));
     }
 }
 
-fn sweep<K>(entries: &mut HashMap<K, Entry>, policy: &LockoutPolicy, now: Instant) {
-    entries.retain(|_, e| {
-        e.locked_until.is_some_and(|u| u > now)
-            || now.saturating_duration_since(e.window_start) < policy.window * 2
-    });
+fn active(e: &Entry, policy: &LockoutPolicy, now: Instant) -> bool {
+    e.locked_until.is_some_and(|u| u > now)
+        || now.saturating_duration_since(e.window_start) < policy.window * 2
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn count(e: &mut Entry, policy: &LockoutPolicy, now: Instant) -> Option<Duration> {
+    let quiet = now.saturating_duration_since(e.window_start);
+    if quiet > policy.window {
+        e.failures = 0;
+        e.window_start = now;
+        if quiet > policy.max_lockout.max(policy.window) * 2 {
+            e.lockouts = 0;
+        }
+    }
+    e.failures += 1;
+    if e.failures < policy.failures {
+        return None;
+    }
+    let factor = 1u32.checked_shl(e.lockouts.min(16)).unwrap_or(u32::MAX);
+    let wait = policy.window.saturating_mul(factor).min(policy.max_lockout);
+    e.lockouts = e.lockouts.saturating_add(1);
+    e.failures = 0;
+    e.window_start = now + wait;
+    e.locked_until = Some(now + wait);
+    Some(wait)
 }
 
 #[cfg(test)]
@@ -167,7 +156,7 @@ mod tests {
         for i in 0..10_000u32 {
             l.fail(&i, &POLICY, t);
         }
-        assert_eq!(l.len(), 100);
+        assert!(l.len() <= 100 && l.len() >= 90, "{}", l.len());
         l.sweep(&POLICY, t + Duration::from_secs(3600));
         assert!(l.is_empty());
     }

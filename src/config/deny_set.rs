@@ -6,7 +6,7 @@
 //! its id in `http.allow_dangerous`. The README section "HTTPS access policy" lists them
 //! with the reasons; the route list was read from Orthanc 1.10.1's REST API registrations.
 
-use super::rules::Glob;
+use super::glob::Glob;
 
 /// One entry of the built-in deny set. Any method: Orthanc routes a trailing
 /// `X-HTTP-Method-Override`/`_method` to other methods, and no safe use needs them.
