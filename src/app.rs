@@ -26,6 +26,10 @@ use crate::tls::material::Material;
 use crate::tls::reload::TlsReloader;
 use crate::tls::{self, Profile, ReloadableServer};
 
+/// How long shutdown waits for the audit writer to write what is queued (a full disk is
+/// retried until then; what is left is counted as lost).
+const AUDIT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Gateway {
     config: Config,
     audit: Arc<Audit>,
@@ -40,10 +44,15 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn prepare(config: Config) -> Result<Self, ConfigError> {
-        let audit = Arc::new(Audit::open(
-            config.audit_path.as_deref(),
-            config.run_as.as_ref(),
-        )?);
+        let audit = Arc::new(
+            Audit::open(&config.audit, config.run_as.as_ref()).map_err(|e| {
+                ConfigError::new(
+                    "audit.path",
+                    e.to_string(),
+                    "point it at a writable file (its directory must exist)",
+                )
+            })?,
+        );
         let provider = tls::server::provider();
         let mut servers = Vec::new();
         let (mut http, mut dicom) = (None, None);
@@ -394,6 +403,9 @@ impl Bound {
         if let Some(task) = acme {
             task.abort();
         }
+        // Every connection has ended: the records of the last requests are in the queue.
+        let audit = self.gateway.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.close(AUDIT_DRAIN)).await;
         tracing::info!("stopped");
     }
 }

@@ -3,124 +3,227 @@
 //! structs defined next to the code that knows the facts (`http`, `dicom`); they must never
 //! carry passwords, tokens, query strings or patient data.
 //!
+//! Off the hot path: a connection task serialises its record into a reused per-thread
+//! buffer and appends it to a bounded in-memory queue (`queue`), never touching the disk;
+//! one writer thread (`writer`) drains the queue in batches, one write(2) each. When the
+//! queue is full (the disk is slow, full or failing), `audit.on_full` decides: `drop`
+//! counts each lost record (`pacsgate_audit_records_lost_total`, plus a rate-limited error
+//! line), `refuse` makes the listeners refuse new requests and associations
+//! ([`Audit::admits`]) until records can be written again. Shutdown drains the queue.
+//!
 //! With `audit.path` set, records are appended to that file (created 0600, reopened on
 //! SIGHUP so logrotate can move it); otherwise they go to the log stream as info events
-//! with target `audit`. Started as root with `server.user`, the file is opened before the
-//! privilege drop (an unwritable path is still exit 64 before binding) and given to that
-//! user, so the reopen after rotation, made without root, can append to it.
+//! with target `audit`, emitted by the writer thread. Started as root with `server.user`,
+//! the file is opened before the privilege drop (an unwritable path is still exit 64
+//! before binding) and given to that user, so the reopen after rotation, made without
+//! root, can append to it.
 
+mod queue;
+mod writer;
+
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
-use std::io::{LineWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
-use crate::config::{ConfigError, RunAs};
+use self::queue::{Queue, UNSERIALISABLE};
+use self::writer::Sink;
+use crate::config::{AuditConfig, AuditOnFull, RunAs};
+
+/// A per-thread line buffer larger than this (one huge record) is not kept.
+const KEEP_LINE: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the audit writer thread: {0}")]
+    Thread(std::io::Error),
+}
 
 pub struct Audit {
+    queue: Arc<Queue>,
     path: Option<PathBuf>,
     /// `server.user`'s (uid, gid): files this process opens while root are given to it.
     owner: Option<(u32, u32)>,
-    file: Mutex<Option<LineWriter<File>>>,
+    on_full: AuditOnFull,
+    /// Signalled by the writer thread when it has drained and exited.
+    done: Mutex<Option<Receiver<()>>>,
+}
+
+/// Records written and lost so far by this stream (the metrics hold the process's sums).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub written: u64,
+    pub lost: u64,
 }
 
 impl Audit {
-    /// Open the audit file (if any); an unwritable path is a configuration error.
-    pub fn open(path: Option<&Path>, run_as: Option<&RunAs>) -> Result<Self, ConfigError> {
+    /// Open the audit file (if any) and start the writer thread.
+    pub fn open(config: &AuditConfig, run_as: Option<&RunAs>) -> Result<Self, AuditError> {
         let owner = run_as.map(|r| (r.uid, r.gid));
-        let file = path.map(|p| open_file(p, owner)).transpose()?;
+        let sink = match &config.path {
+            Some(p) => Sink::File(open_file(p, owner)?),
+            None => Sink::Log,
+        };
+        let queue = Arc::new(Queue::new(config.queue, config.flush));
+        let (tx, rx) = mpsc::channel();
+        let q = queue.clone();
+        std::thread::Builder::new()
+            .name("pacsgate-audit".into())
+            .spawn(move || {
+                writer::run(q, sink);
+                let _ = tx.send(());
+            })
+            .map_err(AuditError::Thread)?;
         Ok(Self {
-            path: path.map(Path::to_path_buf),
+            queue,
+            path: config.path.clone(),
             owner,
-            file: Mutex::new(file),
+            on_full: config.on_full,
+            done: Mutex::new(Some(rx)),
         })
     }
 
-    /// An audit stream that goes to the log (tests, tools).
-    pub fn to_log() -> Self {
-        Self {
-            path: None,
-            owner: None,
-            file: Mutex::new(None),
-        }
+    /// An audit stream that goes to the log with the default queue (tests, tools).
+    pub fn to_log() -> Result<Self, AuditError> {
+        Self::open(
+            &AuditConfig {
+                path: None,
+                queue: 8192,
+                flush: Duration::from_millis(5),
+                on_full: AuditOnFull::Drop,
+            },
+            None,
+        )
     }
 
-    /// Reopen the file after rotation (SIGHUP). On failure the old handle stays.
+    /// Reopen the file after rotation (SIGHUP): records queued until now still go to the
+    /// old file, later ones to the new. On failure the old handle stays.
     pub fn reopen(&self) {
         let Some(path) = &self.path else { return };
         match open_file(path, self.owner) {
-            Ok(f) => *self.lock() = Some(f),
+            Ok(f) => self.queue.reopen(f),
             Err(e) => {
                 tracing::error!(error = %e, "cannot reopen the audit file; still writing the old one")
             }
         }
     }
 
-    /// Write one record of `kind`.
+    /// Queue one record of `kind`; never blocks on IO. A record that does not fit in the
+    /// queue is counted as lost.
     pub fn record<T: Serialize>(&self, kind: &'static str, record: &T) {
         if self.path.is_none() && !tracing::enabled!(target: "audit", tracing::Level::INFO) {
             // Going to a log that filters it out: skip the serialisation.
             return;
         }
-        let line = match to_line(kind, record) {
-            Ok(line) => line,
-            Err(e) => return tracing::error!(kind, error = %e, "cannot serialise an audit record"),
-        };
-        let mut file = self.lock();
-        match file.as_mut() {
-            Some(f) => {
-                if let Err(e) = f.write_all(line.as_bytes()) {
-                    tracing::error!(error = %e, "cannot write the audit file");
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        let push = |line: &mut Vec<u8>| {
+            line.clear();
+            match encode(line, kind, record) {
+                Ok(()) => self.queue.push(line),
+                Err(e) => {
+                    tracing::error!(kind, error = %e, "cannot serialise an audit record");
+                    self.queue.lose(UNSERIALISABLE, 1);
                 }
             }
-            None => tracing::info!(target: "audit", "{}", line.trim_end()),
+            if line.capacity() > KEEP_LINE {
+                *line = Vec::new();
+            }
+        };
+        // The thread-local is gone while its thread exits (a record from a destructor).
+        if LINE.try_with(|l| push(&mut l.borrow_mut())).is_err() {
+            push(&mut Vec::new());
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LineWriter<File>>> {
-        self.file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Whether a new request or association may start: always with `on_full = "drop"`;
+    /// with `"refuse"`, only while records can be queued and written.
+    pub fn admits(&self) -> bool {
+        self.on_full == AuditOnFull::Drop || self.queue.healthy()
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            written: self.queue.written.load(Relaxed),
+            lost: self.queue.lost.load(Relaxed),
+        }
+    }
+
+    /// Shutdown: stop taking records, let the writer drain the queue for up to `timeout`
+    /// (blocking: call it from a blocking context). Records it cannot write by then are
+    /// counted as lost (`shutdown`); later records too.
+    pub fn close(&self, timeout: Duration) {
+        let Some(done) = crate::sync::lock(&self.done).take() else {
+            return;
+        };
+        self.queue.close(Instant::now() + timeout);
+        // The writer gives up at the deadline unless a write(2) itself hangs (a dead
+        // network file system): then exit anyway, saying so.
+        if done.recv_timeout(timeout + Duration::from_secs(2)).is_err() {
+            tracing::error!("the audit writer did not finish; records still queued are lost");
+        }
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a, T> {
-    time: String,
-    kind: &'static str,
-    #[serde(flatten)]
-    record: &'a T,
+/// `{"time":"…","kind":"…",` then the record's own fields: the record is serialised after
+/// the envelope and its opening brace turned into a comma (no intermediate map, no
+/// allocation once the buffer has grown).
+fn encode<T: Serialize>(out: &mut Vec<u8>, kind: &str, record: &T) -> Result<(), EncodeError> {
+    out.extend_from_slice(b"{\"time\":\"");
+    time::OffsetDateTime::now_utc().format_into(out, &Rfc3339)?;
+    out.extend_from_slice(b"\",\"kind\":");
+    serde_json::to_writer(&mut *out, kind)?;
+    let start = out.len();
+    serde_json::to_writer(&mut *out, record)?;
+    match out.get(start..start + 2) {
+        Some(b"{}") => {
+            out.truncate(start);
+            out.push(b'}');
+        }
+        Some([b'{', _]) => out[start] = b',',
+        _ => return Err(EncodeError::NotAnObject),
+    }
+    out.push(b'\n');
+    Ok(())
 }
 
-fn to_line<T: Serialize>(kind: &'static str, record: &T) -> serde_json::Result<String> {
-    let time = time::OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default();
-    let mut line = serde_json::to_string(&Envelope { time, kind, record })?;
-    line.push('\n');
-    Ok(line)
+#[derive(Debug, thiserror::Error)]
+enum EncodeError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Time(#[from] time::error::Format),
+    #[error("a record must serialise to a JSON object")]
+    NotAnObject,
 }
 
-fn open_file(path: &Path, owner: Option<(u32, u32)>) -> Result<LineWriter<File>, ConfigError> {
+fn open_file(path: &Path, owner: Option<(u32, u32)>) -> Result<File, AuditError> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| {
-            ConfigError::new(
-                "audit.path",
-                format!("cannot open {}: {e}", path.display()),
-                "point it at a writable file (its directory must exist)",
-            )
+        .map_err(|source| AuditError::Open {
+            path: path.to_path_buf(),
+            source,
         })?;
     if let Some(owner) = owner.filter(|_| nix::unistd::geteuid().is_root()) {
         hand_over(&file, path, owner);
     }
-    Ok(LineWriter::new(file))
+    Ok(file)
 }
 
 /// Give the open file to `server.user` (fchown on the descriptor, never the path), but only
@@ -146,48 +249,4 @@ fn hand_over(file: &File, path: &Path, (uid, gid): (u32, u32)) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Serialize)]
-    struct Sample {
-        user: &'static str,
-        status: u16,
-    }
-
-    #[test]
-    fn records_are_one_json_object_per_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let audit = Audit::open(Some(&path), None).unwrap();
-        audit.record(
-            "http",
-            &Sample {
-                user: "alice",
-                status: 200,
-            },
-        );
-        audit.record(
-            "http",
-            &Sample {
-                user: "bob",
-                status: 403,
-            },
-        );
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[1]["kind"], "http");
-        assert_eq!(lines[1]["user"], "bob");
-        assert_eq!(lines[1]["status"], 403);
-        assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-    }
-}
+mod tests;

@@ -41,7 +41,9 @@
 //!   lockouts) behind HTTP's per-IP/user/route rates and lockouts and DICOM's association
 //!   rate; pure, the caller passes the time.
 //! - [`check`]: what `pacsgate check` validates and prints.
-//! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations.
+//! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations:
+//!   records go to a bounded in-memory queue (`audit::queue`) drained by one writer thread
+//!   (`audit::writer`); `audit.on_full` says what a full queue or disk does.
 //! - [`reload`]: SIGHUP and file-change reloads; [`reload::Reloadable`] parts switch atomically.
 //! - [`app`]: prepare (everything that can fail on config) -> bind -> serve -> drain.
 //! - [`telemetry`]: tracing setup.

@@ -10,4 +10,7 @@ mod registry;
 
 pub use self::counters::{Counters, Histogram};
 pub use self::encode::{render, CONTENT_TYPE};
-pub use self::registry::{Metrics, OpenConnection, DICOM, HTTPS, METRICS, OUTBOUND};
+pub use self::registry::{
+    Metrics, OpenConnection, AUDIT_LOST_REASONS, AUDIT_QUEUE_FULL, AUDIT_SHUTDOWN,
+    AUDIT_UNSERIALISABLE, DICOM, HTTPS, METRICS, OUTBOUND,
+};

@@ -72,6 +72,19 @@ fn audit_file_survives_rotation_after_the_privilege_drop() {
         "audit file not given to server.user"
     );
     assert_eq!(meta.mode() & 0o777, 0o600);
+    // The audit writer thread starts before the privilege drop: it must not stay root.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", gw.proc.pid())).unwrap();
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let name = status.lines().next().unwrap_or("").to_string();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uid.split_whitespace()
+                .skip(1)
+                .all(|u| u == NOBODY.to_string()),
+            "{name}: {uid}"
+        );
+    }
     request(https, "/before-rotation");
 
     // logrotate: move, then `create` a new file with the old one's owner and mode.
@@ -90,10 +103,14 @@ fn audit_file_survives_rotation_after_the_privilege_drop() {
     notify.expect("READY=1", WAIT);
     request(https, "/after-rotation");
 
-    let (before, after) = (
-        std::fs::read_to_string(&rotated).unwrap(),
-        std::fs::read_to_string(&audit).unwrap(),
-    );
+    // The writer thread writes records shortly after the response.
+    let mut after = String::new();
+    let waited = std::time::Instant::now();
+    while !after.contains("/after-rotation") && waited.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(5));
+        after = std::fs::read_to_string(&audit).unwrap();
+    }
+    let before = std::fs::read_to_string(&rotated).unwrap();
     assert!(
         after.contains("/after-rotation"),
         "the new file got no record; rotated file:\n{before}\nlog:\n{}",

@@ -224,7 +224,13 @@ fn rotate_audit(proc: &Proc, notify: &NotifySocket, https: u16, dir: &Path) {
         .filter(|n| n.starts_with("audit.jsonl-"))
         .collect();
     assert_eq!(rotated.len(), 1, "rotated files: {rotated:?}");
-    let audit = std::fs::read_to_string("/var/log/pacsgate/audit.jsonl").unwrap();
+    // The audit writer thread writes the record shortly after the response.
+    let mut audit = String::new();
+    let waited = std::time::Instant::now();
+    while !audit.contains("/after-rotation") && waited.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(5));
+        audit = std::fs::read_to_string("/var/log/pacsgate/audit.jsonl").unwrap();
+    }
     assert!(
         audit.contains("/after-rotation"),
         "the reopened audit file got no record:\n{}",

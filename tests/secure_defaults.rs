@@ -119,7 +119,12 @@ fn first_start_generates_an_admin_and_refuses_anonymous_requests() {
         "{log}"
     );
     assert!(!log.contains(&b64));
-    let audit = std::fs::read_to_string(d.join("audit.jsonl")).unwrap();
+    // Written by the audit thread shortly after the responses.
+    let mut audit = String::new();
+    support::process::wait_until("the admin's audit records", Duration::from_secs(10), || {
+        audit = std::fs::read_to_string(d.join("audit.jsonl")).unwrap_or_default();
+        audit.contains("\"rule\":\"authenticated-users\"")
+    });
     assert!(audit.contains("\"user\":\"admin\""), "{audit}");
     assert!(
         audit.contains("\"rule\":\"authenticated-users\""),

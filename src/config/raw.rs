@@ -41,6 +41,12 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     pub path: Option<PathBuf>,
+    /// Records held in memory for the writer (default in `validate/audit.rs`).
+    pub queue: Option<usize>,
+    /// Longest a record waits in memory before its batch is written.
+    pub flush: Option<String>,
+    /// `drop` or `refuse`: what happens while records cannot be written.
+    pub on_full: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

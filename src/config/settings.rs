@@ -22,10 +22,33 @@ pub struct Config {
     pub worker_threads: usize,
     /// Started as root: the account to switch to once the ports are bound.
     pub run_as: Option<RunAs>,
-    /// Audit records go to this JSON-lines file; to the log when unset.
-    pub audit_path: Option<PathBuf>,
+    /// `[audit]`: where records go and what happens when they cannot be written.
+    pub audit: AuditConfig,
     /// `[admin]`: metrics and health probes; `None` when not configured.
     pub admin: Option<AdminConfig>,
+}
+
+/// `[audit]`: records are queued in memory (bounded) and written by one writer thread.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Audit records go to this JSON-lines file; to the log when unset.
+    pub path: Option<PathBuf>,
+    /// At most this many records wait in memory; beyond it `on_full` applies.
+    pub queue: usize,
+    /// The writer gathers records for at most this long before one write(2).
+    pub flush: Duration,
+    pub on_full: AuditOnFull,
+}
+
+/// What happens while a record cannot be queued (the queue is full) or written (the
+/// disk is full or failing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOnFull {
+    /// Keep serving; every record that cannot be queued is counted as lost.
+    Drop,
+    /// Refuse new requests (503) and associations (A-ASSOCIATE-RJ transient) until records
+    /// can be written again.
+    Refuse,
 }
 
 /// The admin listener: `/metrics`, `/healthz`, `/readyz`. Loopback unless

@@ -1,6 +1,7 @@
 //! Raw TOML -> validated [`Config`]. Each check names the key it failed on and the fix.
 
 mod address;
+mod audit;
 mod budget;
 mod paths;
 mod tls_section;
@@ -126,7 +127,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
         worker_threads: raw.server.worker_threads,
         run_as: raw.server.user.as_deref().map(run_as).transpose()?,
-        audit_path: raw.audit.path.map(|p| resolve(base, &p)),
+        audit: audit::audit(raw.audit, base)?,
         admin: admin(&raw.admin, &public)?,
     })
 }

@@ -35,6 +35,8 @@ pub enum AssociationRefusal {
     LimitExceeded(&'static str),
     #[error("the peer behind the gateway is unreachable ({0})")]
     Unreachable(&'static str),
+    #[error("the audit cannot be written (audit.on_full = \"refuse\")")]
+    AuditUnavailable,
 }
 
 impl AssociationRefusal {
@@ -54,7 +56,7 @@ impl AssociationRefusal {
             | Self::CertificateNotForAe(_)
             | Self::HostNotAllowed(_) => Rejection::CALLING_AE_NOT_RECOGNIZED,
             Self::LimitExceeded(_) => Rejection::LOCAL_LIMIT_EXCEEDED,
-            Self::Unreachable(_) => Rejection::TEMPORARY_CONGESTION,
+            Self::Unreachable(_) | Self::AuditUnavailable => Rejection::TEMPORARY_CONGESTION,
         }
     }
 
@@ -69,6 +71,7 @@ impl AssociationRefusal {
             Self::CertificateNotForAe(_) => "certificate_not_for_ae",
             Self::HostNotAllowed(_) => "host_not_allowed",
             Self::LimitExceeded(what) | Self::Unreachable(what) => what,
+            Self::AuditUnavailable => "audit_unavailable",
         }
     }
 }

@@ -3,7 +3,8 @@
 //! association's [`Grant`]. A refused request is dropped, its data set swallowed, and a
 //! failure response (status 0x0124, PS3.7 C.4) goes back on the same presentation context
 //! once the data set has been swallowed; the association goes on. The acceptor's PDVs and
-//! all data-set bytes stream through untouched.
+//! all data-set bytes stream through untouched. The refusal's audit record is only queued
+//! (`audit::Audit::record`: serialise and enqueue, no IO): this runs under the session lock.
 
 use std::sync::{Arc, Mutex};
 
@@ -150,10 +151,7 @@ impl Inspector for Enforcer {
             .map_err(|e| Abort::new(AbortReason::InvalidPduParameterValue, e.to_string()))?;
         if !cmd.is_response() {
             crate::metrics::METRICS.dimse_commands.inc(cmd.name());
-            let mut activity = self
-                .activity
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut activity = crate::sync::lock(&self.activity);
             activity.count(cmd.name(), cmd.sop_class.as_deref());
         }
         self.holding = None;
@@ -166,10 +164,7 @@ impl Inspector for Enforcer {
             }
             Err(why) => {
                 crate::metrics::METRICS.dimse_refusals.inc(cmd.name());
-                self.activity
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .refused += 1;
+                crate::sync::lock(&self.activity).refused += 1;
                 self.refuse(&cmd, pcid, &why, replies);
                 Ok(CommandVerdict::Deny)
             }
@@ -203,7 +198,12 @@ mod tests {
         };
         let activity = Arc::new(Mutex::new(Activity::default()));
         let parties = Arc::new(Parties::new("dicom", [127, 0, 0, 1].into(), None));
-        let enforcer = Enforcer::new(grant, parties, Arc::new(Audit::to_log()), activity.clone());
+        let enforcer = Enforcer::new(
+            grant,
+            parties,
+            Arc::new(Audit::to_log().unwrap()),
+            activity.clone(),
+        );
         let rq = Association::parse_rq(RQ).unwrap();
         let mut s = Session::new(rq, 1 << 20, Box::new(enforcer));
         let mut w = Walker::new(Direction::FromAcceptor);

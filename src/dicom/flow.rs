@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | 1. open the requestor's stream | TLS handshake, `dicom.handshake_timeout` | plain TCP |
 //! | 2. one bounded A-ASSOCIATE-RQ (ARTIM) | `dicom.artim_timeout` | `dicom.artim_timeout` |
-//! | 3. admit (RJ on refusal) | limits, then the policy | AE titles, `remote_aets` |
+//! | 3. admit (RJ on refusal; first, RJ while the audit cannot be written in refuse mode) | limits, then the policy | AE titles, `remote_aets` |
 //! | 4. connect the acceptor (RJ if down) | TCP, `dicom.upstream_connect_timeout` | TCP, `connect_timeout`; TLS, `dicom.handshake_timeout` |
 //! | 5. replay the RQ; the acceptor's answer (ARTIM) | `dicom.artim_timeout` | `dicom.artim_timeout` |
 //! | 6. relay with the enforcer | `dicom.idle_timeout` | `idle_timeout` |
@@ -120,7 +120,14 @@ pub async fn run<E: Ends>(ends: E, tcp: TcpStream) {
     let mut parties = Parties::new(ends.listener(), ends.peer().ip(), identity.as_deref());
     parties.calling_ae = rq.calling_ae.clone();
     parties.called_ae = rq.called_ae.clone();
-    let Admitted { grant, guards } = match ends.admit(&rq, identity.as_deref()) {
+    // `[audit] on_full = "refuse"`: no association while its record could not be written
+    // (checked first, for both directions).
+    let admitted = if ends.audit().admits() {
+        ends.admit(&rq, identity.as_deref())
+    } else {
+        Err(AssociationRefusal::AuditUnavailable)
+    };
+    let Admitted { grant, guards } = match admitted {
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::info!(reason = %refusal, "association rejected");

@@ -27,14 +27,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use self::body::ResponseBody;
+use self::body::{ProxyBody, ResponseBody};
 use self::forward::{ConnInfo, Forwarder};
 use self::metered::{AuditEntry, Metered, RequestRecord};
 use self::policy::identity::AuthMethod;
 use self::policy::PolicyHandle;
 use crate::audit::Audit;
 use crate::config::HttpConfig;
-use crate::metrics::HTTPS;
+use crate::metrics::{HTTPS, METRICS};
 use crate::server::linger::{self, Lingering};
 use crate::server::{self, Activity, Admission, ClientBudget, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
@@ -180,6 +180,15 @@ async fn handle_request(
     // PACS `Authorization` the gateway injects and have the proxy strip them (RFC 9110
     // §7.6.1 applies to the client's hop, not to headers this hop creates).
     headers::strip_hop_by_hop(req.headers_mut());
+    if !ctx.audit.admits() {
+        // `audit.on_full = "refuse"` and records cannot be written now: no unaudited access.
+        entry.record.denied = Some("audit unavailable".into());
+        drain(req.into_body()).await;
+        let mut resp = audit_unavailable();
+        guard::harden(resp.headers_mut(), &policy);
+        entry.record.status = resp.status().as_u16();
+        return resp.map(|b| Metered::with_entry(b, entry));
+    }
     let admitted = guard::admit(&mut req, &policy, &ctx.policy, conn, &mut entry.record).await;
     let mut resp = match admitted {
         Ok(()) => {
@@ -204,6 +213,20 @@ async fn handle_request(
     guard::harden(resp.headers_mut(), &policy);
     entry.record.status = resp.status().as_u16();
     resp.map(|b| Metered::with_entry(b, entry))
+}
+
+/// 503 while the audit cannot be written (RFC 9110 §15.6.4; Retry-After §10.2.3: the
+/// writer retries a failed write every second).
+fn audit_unavailable() -> Response<ProxyBody> {
+    METRICS.http_refusals.inc("audit_unavailable");
+    tracing::warn!("request refused: the audit cannot be written (audit.on_full = \"refuse\")");
+    let mut resp = error::plain(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "503 Service Unavailable: the audit cannot be written; retry later\n",
+    );
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1u32));
+    resp
 }
 
 /// Read (and discard) a small unread request body before refusing: an HTTP/2 stream reset

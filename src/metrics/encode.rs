@@ -157,6 +157,7 @@ impl Collector for Snapshot {
                 .snapshot()
                 .map(|((w, r), v)| (vec![("what", w.into()), ("result", r.into())], v)),
         )?;
+        audit(&mut enc, m)?;
         gauge(
             &mut enc,
             "certificate_not_after_seconds",
@@ -167,6 +168,42 @@ impl Collector for Snapshot {
         )?;
         Ok(())
     }
+}
+
+/// The audit queue's health: every reason is reported (0 included) so an alert on
+/// `pacsgate_audit_records_lost_total > 0` needs no absent-series special case.
+fn audit(enc: &mut DescriptorEncoder, m: &Metrics) -> Result<(), Error> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let one = |v: u64| std::iter::once((Labels::new(), v));
+    counter(
+        enc,
+        "audit_records_written",
+        "Audit records written (to audit.path, or to the log)",
+        one(m.audit_written.load(Relaxed)),
+    )?;
+    counter(
+        enc,
+        "audit_records_lost",
+        "Audit records lost, by reason (queue_full: the writer could not keep up or the disk is full; shutdown: not written by the end of the drain; unserialisable)",
+        super::registry::AUDIT_LOST_REASONS
+            .iter()
+            .map(|r| (vec![("reason", r.to_string())], m.audit_lost.value(*r))),
+    )?;
+    gauge(
+        enc,
+        "audit_queue_records",
+        "Audit records waiting in memory for the writer",
+        std::iter::once((
+            Labels::new(),
+            i64::try_from(m.audit_queued.load(Relaxed)).unwrap_or(i64::MAX),
+        )),
+    )?;
+    counter(
+        enc,
+        "audit_write_errors",
+        "Failed writes to the audit file (the batch is kept and retried)",
+        one(m.audit_write_errors.load(Relaxed)),
+    )
 }
 
 type Labels = Vec<(&'static str, String)>;

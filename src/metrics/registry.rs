@@ -1,5 +1,6 @@
 //! The one static registry of lock-free counters every listener records into.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -9,6 +10,12 @@ use super::counters::{Counters, Histogram};
 pub const HTTPS: &str = "https";
 pub const DICOM: &str = "dicom";
 pub const OUTBOUND: &str = "outbound";
+
+/// Why an audit record was lost: the `reason` of `pacsgate_audit_records_lost_total`.
+pub const AUDIT_QUEUE_FULL: &str = "queue_full";
+pub const AUDIT_SHUTDOWN: &str = "shutdown";
+pub const AUDIT_UNSERIALISABLE: &str = "unserialisable";
+pub const AUDIT_LOST_REASONS: [&str; 3] = [AUDIT_QUEUE_FULL, AUDIT_SHUTDOWN, AUDIT_UNSERIALISABLE];
 
 /// The process's metrics; recorded whether or not `[admin]` is configured (the cost is
 /// one relaxed atomic add per event).
@@ -42,6 +49,14 @@ pub struct Metrics {
     pub upstream_errors: Counters<(&'static str, &'static str), 24>,
     /// (what, result): `tls` or `config`, `ok` or `failed`.
     pub reloads: Counters<(&'static str, &'static str), 4>,
+    /// Audit records written to the file or the log.
+    pub audit_written: AtomicU64,
+    /// Audit records lost, by reason (`AUDIT_LOST_REASONS`).
+    pub audit_lost: Counters<&'static str, 4>,
+    /// Audit records waiting in memory for the writer (a gauge).
+    pub audit_queued: AtomicU64,
+    /// Failed writes to the audit file (each retried until it succeeds).
+    pub audit_write_errors: AtomicU64,
     /// Serving certificates: (path, not-after in unix seconds); replaced on each load.
     certificates: Mutex<Vec<(String, i64)>>,
 }
@@ -63,6 +78,10 @@ impl Metrics {
             lockouts: Counters::new(),
             upstream_errors: Counters::new(),
             reloads: Counters::new(),
+            audit_written: AtomicU64::new(0),
+            audit_lost: Counters::new(),
+            audit_queued: AtomicU64::new(0),
+            audit_write_errors: AtomicU64::new(0),
             certificates: Mutex::new(Vec::new()),
         }
     }

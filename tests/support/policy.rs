@@ -73,6 +73,8 @@ pub struct Site {
     pub ca: Ca,
     pub port: u16,
     pub gateway: Gateway,
+    /// Requests sent through [`Site::status`]: how many audit records to wait for.
+    sent: std::cell::Cell<usize>,
 }
 
 impl Site {
@@ -101,6 +103,7 @@ impl Site {
             ca,
             port,
             gateway,
+            sent: std::cell::Cell::new(0),
         }
     }
 
@@ -114,6 +117,7 @@ impl Site {
         let mut all = vec!["--cacert", &ca];
         all.extend_from_slice(args);
         let (_, out, err) = http_status(&all);
+        self.sent.set(self.sent.get() + 1);
         let code = out.trim().parse().unwrap_or(0);
         if code == 0 {
             eprintln!("curl {args:?} failed: {err}");
@@ -138,11 +142,23 @@ impl Site {
             .collect()
     }
 
+    /// The audit records, once there is one per request sent through [`Site::status`]
+    /// (the writer thread writes them shortly after the response; 10 s at most).
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        let read = || -> Vec<serde_json::Value> {
+            let text =
+                std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default();
+            text.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut records = read();
+        while records.len() < self.sent.get() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            records = read();
+        }
+        records
     }
 
     pub fn dir(&self) -> &Path {
