@@ -31,6 +31,7 @@ STEPS=${PROOF_STEPS:-quickstart service tests}
 LOG=${PROOF_LOG:-$R.log}
 [ "$(id -u)" -eq 0 ] || { echo "chroot-proof: run as root (mmdebstrap, mount, chroot)" >&2; exit 1; }
 command -v mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap; }
+: > "$LOG"
 exec > >(while IFS= read -r line; do printf '%(%H:%M:%S)T %s\n' -1 "$line"; done | tee -a "$LOG") 2>&1
 
 T0=$(date +%s)
@@ -71,12 +72,24 @@ done
 rm -rf --one-file-system "$R"
 trap cleanup EXIT
 
+echo "pacsgate chroot proof: $(git -C "$REPO" rev-parse --short "$REF"), host $(uname -r), $(nproc) cores, load $(cut -d" " -f1-3 /proc/loadavg)"
 stamp "mmdebstrap bookworm (variant important) -> $R"
 mmdebstrap --variant=important bookworm "$R" \
   "deb http://deb.debian.org/debian bookworm main" \
   "deb http://deb.debian.org/debian bookworm-updates main" \
   "deb http://deb.debian.org/debian-security bookworm-security main"
 cp /etc/resolv.conf "$R/etc/resolv.conf"
+# A sandbox that reaches the registries through a TLS-inspecting proxy has its CA in
+# /usr/local/share/ca-certificates: the chroot gets it there too (ca-certificates' postinst
+# adds it to the bundle when the scripts install that package), and the CA variables the
+# host sets for its tools. On an ordinary network neither exists and nothing is copied.
+for crt in /usr/local/share/ca-certificates/*.crt; do
+  [ -e "$crt" ] && install -D -m 0644 "$crt" "$R/usr/local/share/ca-certificates/$(basename "$crt")"
+done
+CA_ENV=()
+for var in SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE GIT_SSL_CAINFO PIP_CERT REQUESTS_CA_BUNDLE NODE_EXTRA_CA_CERTS; do
+  [ -z "${!var:-}" ] || CA_ENV+=("$var=${!var}")
+done
 grep -q localhost "$R/etc/hosts" 2>/dev/null || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$R/etc/hosts"
 
 mount -t proc proc "$R/proc"
@@ -113,7 +126,7 @@ git -C "$R/root/pacsgate" checkout -q --detach "$(git -C "$REPO" rev-parse "$REF
 
 # A login shell as root with a clean environment, in the clone: what a person types.
 in_chroot() {
-  chroot "$R" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash TERM=dumb LANG=C.UTF-8 \
+  chroot "$R" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash TERM=dumb LANG=C.UTF-8 "${CA_ENV[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/bash -lc "cd /root/pacsgate && $1"
 }
 
@@ -125,7 +138,7 @@ orthanc_enabled() { ls "$R"/etc/rc[2-5].d/S*orthanc "$R"/etc/systemd/system/mult
 quickstart() {
   local name=$1 qlog="$R/root/quickstart-$1.log" pid pw
   : > "$qlog"
-  setsid chroot "$R" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash TERM=dumb LANG=C.UTF-8 \
+  setsid chroot "$R" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash TERM=dumb LANG=C.UTF-8 "${CA_ENV[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     /bin/bash -lc 'cd /root/pacsgate && exec deploy/quickstart.sh' > "$qlog" 2>&1 < /dev/null &
   pid=$!

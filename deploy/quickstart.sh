@@ -92,7 +92,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pkg in orthanc dcmtk gcc libc6-dev curl iproute2 procps; do
+# ca-certificates: cargo fetches crates from crates.io over TLS (a minimal Debian lacks it).
+for pkg in orthanc dcmtk gcc libc6-dev curl ca-certificates iproute2 procps; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
