@@ -71,6 +71,7 @@ for m in proc sys dev; do
 done
 rm -rf --one-file-system "$R"
 trap cleanup EXIT
+trap "exit 143" TERM INT
 
 echo "pacsgate chroot proof: $(git -C "$REPO" rev-parse --short "$REF"), host $(uname -r), $(nproc) cores, load $(cut -d" " -f1-3 /proc/loadavg)"
 stamp "mmdebstrap bookworm (variant important) -> $R"

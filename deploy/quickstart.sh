@@ -46,23 +46,34 @@ port_owner() {
 }
 # Debian's Orthanc service: systemd's view when systemd runs, else the init script's pid
 # file, else an Orthanc started from Debian's configuration directory by anything else.
+system_orthanc_pids() {
+  local pid
+  if [ -s /run/orthanc.pid ]; then
+    pid=$(cat /run/orthanc.pid)
+    [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = /usr/sbin/Orthanc ] && echo "$pid"
+  fi
+  command -v pgrep >/dev/null 2>&1 && pgrep -f '^/usr/sbin/Orthanc .*/etc/orthanc' || true
+}
 system_orthanc_running() {
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     systemctl is-active --quiet orthanc.service && return 0
   fi
-  if [ -s /run/orthanc.pid ] && kill -0 "$(cat /run/orthanc.pid)" 2>/dev/null; then
-    return 0
-  fi
-  command -v pgrep >/dev/null 2>&1 && pgrep -f '^/usr/sbin/Orthanc .*/etc/orthanc' >/dev/null
+  [ -n "$(system_orthanc_pids)" ]
 }
+# Without systemd, only the processes found above are signalled: Debian's init script
+# ends with start-stop-daemon --exec /usr/sbin/Orthanc, which would also kill every other
+# Orthanc on the machine (test instances, other users' PACS).
 stop_system_orthanc() {
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     $SUDO systemctl stop orthanc.service || true
-  elif [ -x /etc/init.d/orthanc ]; then
-    $SUDO /etc/init.d/orthanc stop || true
+  else
+    # shellcheck disable=SC2046
+    $SUDO kill -TERM $(system_orthanc_pids | sort -u) 2>/dev/null || true
+    $SUDO rm -f /run/orthanc.pid
   fi
-  # Wait (bounded) for its listeners to go; the port check below names what remains.
-  for _ in $(seq 100); do
+  # Orthanc flushes its index on SIGTERM; wait (bounded) for it, the port check below
+  # names anything that remains.
+  for _ in $(seq 300); do
     system_orthanc_running || break
     sleep 0.1
   done
