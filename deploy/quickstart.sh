@@ -54,6 +54,17 @@ system_orthanc_pids() {
   fi
   command -v pgrep >/dev/null 2>&1 && pgrep -f '^/usr/sbin/Orthanc .*/etc/orthanc' || true
 }
+# Processes listening on this TCP port (ss -p shows other users' sockets only to root).
+port_pids() {
+  command -v ss >/dev/null 2>&1 || return 0
+  $SUDO ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u
+}
+system_orthanc_all_pids() {
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl show -p MainPID --value orthanc.service 2>/dev/null | grep -v '^0$' || true
+  fi
+  system_orthanc_pids
+}
 system_orthanc_running() {
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     systemctl is-active --quiet orthanc.service && return 0
@@ -139,8 +150,11 @@ fi
 # gateway: stop it and keep it from starting at boot, and say how to undo that.
 if system_orthanc_running; then
   conflict=""
+  ours=" $(system_orthanc_all_pids | sort -u | tr '\n' ' ') "
   for port in "$HTTPS_PORT" "$DICOM_PORT" "$ORTHANC_HTTP" "$ORTHANC_DICOM"; do
-    port_in_use "$port" && conflict="$conflict $port"
+    for pid in $(port_pids "$port"); do
+      case "$ours" in *" $pid "*) conflict="$conflict $port"; break ;; esac
+    done
   done
   if [ -n "$conflict" ]; then
     say "Debian's orthanc.service is running (DICOM on all interfaces, outside the gateway) and holds port(s)$conflict: stopping it and disabling it at boot (undo: systemctl enable --now orthanc)"
