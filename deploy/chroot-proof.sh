@@ -15,7 +15,10 @@
 # Usage (root, on a Debian host with network access to Debian's mirror, crates.io, PyPI,
 # npm): deploy/chroot-proof.sh [ROOTFS]   (default /var/tmp/pacsgate-chroot; recreated)
 # Environment: PROOF_REF (commit to clone, default HEAD: commit first), PROOF_STEPS
-# (default "quickstart service tests"), PROOF_KEEP=1 keeps the root file system.
+# (default "quickstart service tests"), PROOF_KEEP=1 keeps the root file system,
+# PROOF_SMALL_DEBUG=1 builds tests without debug info (a disk with < ~20 GB free).
+# Needs ~6 GB for the root file system and packages, ~4 GB for the release build and
+# clippy, and ~12 GB for the test binaries (~3 GB with PROOF_SMALL_DEBUG=1).
 # Rust: the host's active rustup toolchain is bind-mounted read-only at the same path
 # rustup uses (/root/.rustup/toolchains/NAME) with rustup's proxies in /root/.cargo/bin
 # and `. "$HOME/.cargo/env"` in /root/.profile, as rustup-init leaves them (its download
@@ -120,6 +123,12 @@ case ":${PATH}:" in
 esac
 ENV
 for rc in .profile .bashrc; do printf '. "$HOME/.cargo/env"\n' >> "$R/root/$rc"; done
+if [ -n "${PROOF_SMALL_DEBUG:-}" ]; then
+  # For a machine whose disk cannot hold a second full set of test binaries with debug
+  # info (~240 MB each, ~12 GB): the dev profile without debug info or incremental caches.
+  printf '[profile.dev]\ndebug = false\n[build]\nincremental = false\n' > "$R/root/.cargo/config.toml"
+  echo "PROOF_SMALL_DEBUG: /root/.cargo/config.toml sets profile.dev.debug = false, build.incremental = false"
+fi
 
 stamp "git clone $(git -C "$REPO" rev-parse --short "$REF") -> /root/pacsgate"
 git clone -q --no-local "$REPO" "$R/root/pacsgate"
