@@ -185,8 +185,7 @@ fn debians_old_cargo_is_refused_with_the_fix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        err.contains(&format!("cargo 1.65.0 "))
-            && err.contains(&format!("older than Rust {}", rust_min())),
+        err.contains("cargo 1.65.0 ") && err.contains(&format!("older than Rust {}", rust_min())),
         "{}",
         text(&out)
     );
