@@ -119,12 +119,14 @@ for pkg in orthanc dcmtk gcc libc6-dev curl ca-certificates iproute2 procps; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  [ -z "$SUDO" ] || command -v sudo >/dev/null || die "${missing[*]} must be installed: run the quickstart as root (sudo is missing)"
   say "installing ${missing[*]}"
   # Debian's orthanc package starts and enables orthanc.service: Debian's defaults, DICOM
   # on 0.0.0.0:4242 that stores whatever arrives, outside the gateway. The quickstart runs
-  # its own Orthanc on loopback, so the packaged one must not start: policy-rc.d (Debian
-  # Policy 9.3.3.1, honoured by invoke-rc.d and deb-systemd-invoke) denies starts during
-  # this install, unless the administrator has a policy-rc.d of their own.
+  # its own Orthanc on loopback, so the packaged one must not start: policy-rc.d (exit 101
+  # = action forbidden; invoke-rc.d(8), init-system-helpers' README.policy-rc.d; honoured
+  # by deb-systemd-invoke too) denies starts during this install, unless the administrator
+  # has a policy-rc.d of their own.
   POLICY=/usr/sbin/policy-rc.d
   own_policy=""
   if [ ! -e "$POLICY" ]; then
