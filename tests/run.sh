@@ -21,9 +21,10 @@ apt_packages+=(dpkg-dev logrotate systemd man-db strace)
 apt_packages+=(softhsm2)
 # Stock Debian 12 has no pip for the system python3 and PEP 668 refuses installs into it:
 # every Python tool goes into a venv (python3-venv). g++: libfuzzer-sys compiles libFuzzer's
-# C++ sources with the cc crate (c++) for the fuzz step. npm: Azurite. iproute2 (ss) and
-# git for the scripts; ca-certificates for crates.io, PyPI and npm over TLS.
-apt_packages+=(python3 python3-venv g++ npm iproute2 git ca-certificates)
+# C++ sources with the cc crate (c++) for the fuzz step. iproute2 (ss) and git for the
+# scripts; ca-certificates for crates.io, PyPI and npm over TLS. (npm is installed below
+# only when no npm exists: NodeSource's nodejs provides and conflicts with Debian's npm.)
+apt_packages+=(python3 python3-venv g++ iproute2 git ca-certificates)
 RUST_MIN=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # shellcheck source=deploy/require-rust.sh
 . deploy/require-rust.sh
