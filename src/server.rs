@@ -156,12 +156,12 @@ impl Refusals {
 
 /// When a connection last moved a byte, shared between its IO wrapper and its watchdog.
 #[derive(Debug)]
-pub struct Activity {
+pub struct LastIo {
     base: Instant,
     last_ms: AtomicU64,
 }
 
-impl Activity {
+impl LastIo {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             base: Instant::now(),
@@ -192,16 +192,16 @@ impl Activity {
 }
 
 pin_project! {
-    /// An IO stream that records each read and write in an [`Activity`].
+    /// An IO stream that records each read and write in a [`LastIo`].
     pub struct Tracked<S> {
         #[pin]
         inner: S,
-        activity: Arc<Activity>,
+        activity: Arc<LastIo>,
     }
 }
 
 impl<S> Tracked<S> {
-    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
+    pub fn new(inner: S, activity: Arc<LastIo>) -> Self {
         Self { inner, activity }
     }
 }

@@ -68,7 +68,7 @@ impl Activity {
 pub struct AssociationRecord<'a> {
     #[serde(flatten)]
     pub parties: &'a Parties,
-    /// `accepted`, `rejected` (by pacsgate), `rejected_by_pacs`, `aborted`, `failed`.
+    /// `accepted`, `rejected` (by pacsgate), `not_accepted_by_pacs`, `aborted`, `failed`.
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

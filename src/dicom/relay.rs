@@ -17,7 +17,7 @@ use super::inspect::{Abort, Direction};
 use super::pdu::{abort_pdu, AbortReason};
 use super::session::Session;
 use super::walker::{Action, Outbox, Walker};
-use crate::server::{linger, Activity, Tracked};
+use crate::server::{linger, LastIo, Tracked};
 use crate::sync::{into_inner, lock};
 
 /// Read batch sizes: start small (most associations exchange a few small PDUs) and grow
@@ -87,7 +87,7 @@ where
     C: AsyncRead + AsyncWrite + Send,
     U: AsyncRead + AsyncWrite + Send,
 {
-    let activity = Activity::new();
+    let activity = LastIo::new();
     let (mut req_read, req_write) = tokio::io::split(Tracked::new(requestor, activity.clone()));
     let (acc_read, acc_write) = tokio::io::split(Tracked::new(acceptor, activity.clone()));
     let session = Mutex::new(session);
@@ -137,7 +137,7 @@ async fn wait_both(
         impl std::future::Future<Output = u64>,
     ),
     session: &Mutex<Session>,
-    activity: &Activity,
+    activity: &LastIo,
     timeouts: Timeouts,
     stop: &Stop,
 ) -> (u64, u64) {

@@ -36,7 +36,7 @@ use crate::audit::Audit;
 use crate::config::HttpConfig;
 use crate::metrics::{HTTPS, METRICS};
 use crate::server::linger::{self, Lingering};
-use crate::server::{self, Activity, Admission, ClientBudget, Shutdown, Tracked};
+use crate::server::{self, Admission, ClientBudget, LastIo, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
 
 /// Everything a connection task needs, shared by all of them.
@@ -130,7 +130,7 @@ async fn handle_connection(
     tls::record_identity(&tracing::Span::current(), identity.as_deref());
     let conn_info = Arc::new(ConnInfo::new(peer, identity));
     let info = conn_info.clone();
-    let activity = Activity::new();
+    let activity = LastIo::new();
     let io = TokioIo::new(Tracked::new(
         Lingering::new(stream, linger::HTTP),
         activity.clone(),
