@@ -25,4 +25,8 @@ level = "warn"
 [server]
 shutdown_grace = "1s"
 TOML
+# --access-log: audit every request to a file, as the peers then log each one.
+if [ "${BENCH_ACCESS_LOG:-0}" = 1 ]; then
+  printf '[audit]\npath = "%s"\n' "${BENCH_ACCESS_LOG_PATH:?}" >>"$cfg"
+fi
 exec "$BIN" run --config "$cfg"
