@@ -111,7 +111,9 @@ fn ports_free_and_rust_present_reach_the_build_with_progress_shown() {
     // The fake cargo fails the build (exit 3), so the script stops there.
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
-        calls.contains("cargo build --release -p pacsgate -p pacsgate-storage-cli -p pacsgate-orthanc-storage"),
+        calls.contains(
+            "cargo build --release -p pacsgate -p pacsgate-storage-cli -p pacsgate-orthanc-storage"
+        ),
         "{calls}\n{}",
         text(&out)
     );
