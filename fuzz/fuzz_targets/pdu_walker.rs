@@ -3,7 +3,7 @@
 //! more than its bound, and every Forward range lies inside the fed input.
 #![no_main]
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use pacsgate::audit::Audit;
@@ -19,6 +19,14 @@ use pacsgate::dicom::walker::{Action, Outbox, Walker};
 const RQ: &[u8] = include_bytes!("../../tests/fixtures/pdu/pynetdicom-echo-A-ASSOCIATE-RQ.bin");
 const AC: &[u8] = include_bytes!("../../tests/fixtures/pdu/orthanc-A-ASSOCIATE-AC.bin");
 
+/// One audit stream (and its writer thread) for every input, not one per input.
+fn audit() -> Arc<Audit> {
+    static AUDIT: OnceLock<Arc<Audit>> = OnceLock::new();
+    AUDIT
+        .get_or_init(|| Arc::new(Audit::to_log().expect("an audit stream to the log")))
+        .clone()
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&split, data)) = data.split_first() else {
         return;
@@ -33,8 +41,13 @@ fuzz_target!(|data: &[u8]| {
         modality: Some("fuzz".into()),
     };
     let parties = Arc::new(Parties::new("fuzz", [127, 0, 0, 1].into(), None));
-    let audit = Arc::new(Audit::to_log());
-    let enforcer = Enforcer::new(grant, parties, audit, Arc::new(Mutex::new(Activity::default())));
+    let audit = audit();
+    let enforcer = Enforcer::new(
+        grant,
+        parties,
+        audit,
+        Arc::new(Mutex::new(Activity::default())),
+    );
     let mut session = Session::new(rq, 64 * 1024, Box::new(enforcer));
     let mut out = Outbox::default();
     let mut from_acceptor = Walker::new(Direction::FromAcceptor);
@@ -57,6 +70,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         pending.drain(..consumed);
-        assert!(pending.len() < 12, "the walker consumes all but a partial header");
+        assert!(
+            pending.len() < 12,
+            "the walker consumes all but a partial header"
+        );
     }
 });
