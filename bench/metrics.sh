@@ -16,30 +16,9 @@ CONNS=${CONNS:-32}
 : "${BASE_BIN:?set BASE_BIN to a release binary without metrics}"
 : "${NEW_BIN:?set NEW_BIN to a release binary with metrics}"
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-
-backend=$(free_port)
-body=$(head -c 1024 /dev/zero | tr '\0' x)
-cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  server { listen 127.0.0.1:$backend; location / { return 200 "$body"; } }
-}
-NGINX
-taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
-wait_port "$backend"
+# shellcheck source=bench/keepalive-lib.sh
+. bench/keepalive-lib.sh
+start_backend
 "$NEW_BIN" cert self-signed --cert "$work/server.crt" --key "$work/server.key" >/dev/null
 
 config() { # mode port admin-port
@@ -67,7 +46,6 @@ TOML
   return 0
 }
 
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 run() { # mode -> "req/s cpu-us/req"
   local port admin bin; port=$(free_port); admin=$(free_port)

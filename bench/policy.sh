@@ -17,30 +17,9 @@ for tool in wrk nginx curl taskset; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk nginx)" >&2; exit 1; }
 done
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-
-backend=$(free_port)
-body=$(head -c 1024 /dev/zero | tr '\0' x)
-cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  server { listen 127.0.0.1:$backend; location / { return 200 "$body"; } }
-}
-NGINX
-taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
-wait_port "$backend"
+# shellcheck source=bench/keepalive-lib.sh
+. bench/keepalive-lib.sh
+start_backend
 
 "$BIN" cert self-signed --cert "$work/server.crt" --key "$work/server.key" >/dev/null
 hash_user=$(printf 'user-pw\n' | "$BIN" hash-password)
@@ -106,7 +85,6 @@ run() { # mode -> req/s
   echo "$rps $(python3 -c "print(f'{($after-$before)/$(getconf CLK_TCK)/$reqs*1e6:.1f}')")"
 }
 
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 declare -a off on offcpu oncpu
 echo "| round | off req/s | on req/s | on/off req/s | off CPU us/req | on CPU us/req | off/on CPU |"
