@@ -14,26 +14,18 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use base64::Engine;
 use object_store::aws::{AwsAuthorizer, AwsCredential};
-use object_store::client::{
-    ClientOptions, HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector,
-};
+use object_store::client::{HttpClient, HttpRequestBody};
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 use zeroize::Zeroizing;
 
 use super::location::KmsSettings;
+use super::remote::{self, Attempt};
 use super::{DataKey, MasterKeyProvider};
 use crate::{Error, Result};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-const ATTEMPTS: u32 = 3;
-/// KMS answers are small JSON documents; anything larger is refused.
-const MAX_ANSWER: usize = 64 * 1024;
 
 pub struct AwsKms {
     key_id: String,
@@ -53,24 +45,7 @@ impl AwsKms {
             Some(e) => e.trim_end_matches('/').to_string(),
             None => format!("https://kms.{}.amazonaws.com", settings.region),
         };
-        if !endpoint.starts_with("https://") && !super::location::loopback_http(&endpoint) {
-            return Err(Error::Kms(format!(
-                "{endpoint}: KMS must be reached over https:// (http:// only on loopback)"
-            )));
-        }
-        let options = ClientOptions::new()
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_timeout(ATTEMPT_TIMEOUT);
-        let client = ReqwestConnector::default()
-            .connect(&options)
-            .map_err(|e| Error::Kms(format!("HTTP client: {e}")))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("pacsgate-kms")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Kms(format!("cannot start the runtime: {e}")))?;
+        let (client, runtime) = remote::connect(&endpoint, "KMS", "pacsgate-kms")?;
         Ok(AwsKms {
             key_id: key_id.to_string(),
             endpoint,
@@ -103,20 +78,7 @@ impl AwsKms {
     /// One KMS call, retried on network errors, throttling and 5xx only.
     fn call(&self, target: &str, body: Value) -> Result<Value> {
         let body = Zeroizing::new(body.to_string().into_bytes());
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(100 << (2 * attempt)));
-            }
-            match self.runtime.block_on(self.attempt(target, &body)) {
-                Ok(v) => return Ok(v),
-                Err(Attempt::Final(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => last = why,
-            }
-        }
-        Err(Error::Kms(format!(
-            "{target} failed after {ATTEMPTS} attempts: {last}"
-        )))
+        remote::with_retries(&self.runtime, target, || self.attempt(target, &body))
     }
 
     async fn attempt(&self, target: &str, body: &[u8]) -> std::result::Result<Value, Attempt> {
@@ -131,24 +93,7 @@ impl AwsKms {
         AwsAuthorizer::new(&self.credential, "kms", &self.region)
             .try_authorize(&mut request, None)
             .map_err(|e| Attempt::Final(Error::Kms(format!("signing: {e}"))))?;
-        let response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|e| Attempt::Retry(format!("{url}: {e}")))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .bytes()
-            .await
-            .map_err(|e| Attempt::Retry(format!("{url}: {e}")))?;
-        if bytes.len() > MAX_ANSWER {
-            return Err(Attempt::Final(Error::Kms(format!(
-                "{target}: answer of {} bytes",
-                bytes.len()
-            ))));
-        }
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (status, value) = remote::exchange(&self.client, request, target).await?;
         if status.is_success() {
             return Ok(value);
         }
@@ -171,11 +116,6 @@ impl AwsKms {
         }
         Err(Attempt::Final(Error::Kms(why)))
     }
-}
-
-enum Attempt {
-    Retry(String),
-    Final(Error),
 }
 
 impl MasterKeyProvider for AwsKms {

@@ -24,6 +24,8 @@ mod file;
 pub mod location;
 pub mod pkcs11;
 #[cfg(feature = "object-store")]
+mod remote;
+#[cfg(feature = "object-store")]
 pub mod vault_transit;
 
 pub use file::{generate_key_text, parse_key_text, MasterKey};

@@ -7,24 +7,16 @@
 //! Bounded like the KMS client (same HTTP client): 2 s to connect, 5 s per attempt, at
 //! most 3 attempts, retried only on network errors, 429 and 5xx.
 
-use std::time::Duration;
-
 use base64::Engine;
-use object_store::client::{
-    ClientOptions, HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector,
-};
+use object_store::client::{HttpClient, HttpRequestBody};
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 use zeroize::Zeroizing;
 
 use super::location::VaultSettings;
+use super::remote::{self, Attempt};
 use super::{DataKey, MasterKeyProvider, MAX_BLOB_LEN};
 use crate::{Error, Result};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-const ATTEMPTS: u32 = 3;
-const MAX_ANSWER: usize = 64 * 1024;
 
 pub struct VaultTransit {
     key: String,
@@ -46,24 +38,7 @@ impl VaultTransit {
                 "no Vault token: set VAULT_TOKEN in Orthanc's environment",
             ))?;
         let address = settings.address.trim_end_matches('/');
-        if !address.starts_with("https://") && !super::location::loopback_http(address) {
-            return Err(Error::Kms(format!(
-                "{address}: Vault must be reached over https:// (http:// only on loopback)"
-            )));
-        }
-        let options = ClientOptions::new()
-            .with_allow_http(address.starts_with("http://"))
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_timeout(ATTEMPT_TIMEOUT);
-        let client = ReqwestConnector::default()
-            .connect(&options)
-            .map_err(|e| Error::Kms(format!("HTTP client: {e}")))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("pacsgate-vault")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Kms(format!("cannot start the runtime: {e}")))?;
+        let (client, runtime) = remote::connect(address, "Vault", "pacsgate-vault")?;
         Ok(VaultTransit {
             key: key.to_string(),
             base: format!("{address}/v1/{}", settings.mount),
@@ -85,20 +60,8 @@ impl VaultTransit {
 
     fn call(&self, path: &str, body: Value) -> Result<Value> {
         let body = Zeroizing::new(body.to_string().into_bytes());
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(100 << (2 * attempt)));
-            }
-            match self.runtime.block_on(self.attempt(path, &body)) {
-                Ok(v) => return Ok(v),
-                Err(Attempt::Final(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => last = why,
-            }
-        }
-        Err(Error::Kms(format!(
-            "Vault {path} failed after {ATTEMPTS} attempts: {last}"
-        )))
+        let what = format!("Vault {path}");
+        remote::with_retries(&self.runtime, &what, || self.attempt(path, &body))
     }
 
     async fn attempt(&self, path: &str, body: &[u8]) -> std::result::Result<Value, Attempt> {
@@ -110,24 +73,8 @@ impl VaultTransit {
             .header("x-vault-token", self.token.as_str())
             .body(HttpRequestBody::from(body.to_vec()))
             .map_err(|e| Attempt::Final(Error::Kms(format!("{url}: {e}"))))?;
-        let response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|e| Attempt::Retry(format!("{url}: {e}")))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .bytes()
-            .await
-            .map_err(|e| Attempt::Retry(format!("{url}: {e}")))?;
-        if bytes.len() > MAX_ANSWER {
-            return Err(Attempt::Final(Error::Kms(format!(
-                "Vault {path}: answer of {} bytes",
-                bytes.len()
-            ))));
-        }
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (status, value) =
+            remote::exchange(&self.client, request, &format!("Vault {path}")).await?;
         if status.is_success() {
             return Ok(value);
         }
@@ -142,11 +89,6 @@ impl VaultTransit {
         }
         Err(Attempt::Final(Error::Kms(why)))
     }
-}
-
-enum Attempt {
-    Retry(String),
-    Final(Error),
 }
 
 impl MasterKeyProvider for VaultTransit {
