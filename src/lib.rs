@@ -10,8 +10,11 @@
 //! - [`config`]: the floor. TOML -> validated settings types for every section (HTTP
 //!   policy types in `config::http_policy`, DICOM in `config::dicom_policy`, certificate
 //!   matches, path globs, the built-in deny set); every error names the key and the fix
-//!   (exit 64). It imports no runtime module; runtime modules import it. The source files
-//!   import each other without circles (tests/import_graph.rs).
+//!   (exit 64). It imports no runtime module; runtime modules import it. Runtime modules
+//!   keep their own error types with sources (`tls::TlsError`,
+//!   `http::policy::admin::AdminFileError`); they implement `config::Misconfiguration`,
+//!   whose one `From` makes the start-up `ConfigError`. The source files import each other
+//!   without circles (tests/import_graph.rs).
 //! - [`tls`]: certificates (load, generate self-signed, choose RSA or ECDSA per
 //!   ClientHello), hot reload, client-certificate identity, outbound client configs,
 //!   expiry warnings (`tls::expiry`) and ACME issuance/renewal with its HTTP-01 responder

@@ -55,6 +55,12 @@ impl From<ConfigError> for Failure {
     }
 }
 
+impl From<pacsgate::tls::TlsError> for Failure {
+    fn from(e: pacsgate::tls::TlsError) -> Self {
+        Failure::Config(e.into())
+    }
+}
+
 fn run(args: &RunArgs) -> Result<(), Failure> {
     let config = Config::load(&args.config)?;
     telemetry::init(config.log.format, &config.log.level);

@@ -96,6 +96,7 @@ impl Reloader {
             }
             Ok(Err(e)) => {
                 METRICS.reloads.inc(("tls", "failed"));
+                let e = ConfigError::from(e);
                 tracing::error!(error = %e, "TLS reload failed; keeping the current certificates")
             }
             Err(e) => {

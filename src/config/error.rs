@@ -35,3 +35,19 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A runtime module's own error that is, at start-up, a configuration problem: it names
+/// the key to change and the fix. Runtime modules keep their typed errors (with sources)
+/// and implement this; the `From` below is the one place they become a `ConfigError`, the
+/// one-line message that exits 64 before any port is bound. The floor defines the trait,
+/// so it imports nothing from the modules above it.
+pub trait Misconfiguration: std::error::Error {
+    fn key(&self) -> String;
+    fn fix(&self) -> String;
+}
+
+impl<E: Misconfiguration> From<E> for ConfigError {
+    fn from(e: E) -> Self {
+        ConfigError::new(e.key(), e.to_string(), e.fix())
+    }
+}

@@ -25,7 +25,7 @@ mod values;
 pub use certificate::{CertificateMatch, Fingerprint};
 pub use deny_set::{Dangerous, DenySet, DANGEROUS};
 pub use dicom_policy::{DicomPolicy, Modality, Services};
-pub use error::ConfigError;
+pub use error::{ConfigError, Misconfiguration};
 pub use glob::Glob;
 pub use http_policy::{
     check_phc, Action, Authentication, LimitsConfig, LockoutPolicy, PolicyConfig, RouteLimit, Rule,

@@ -5,25 +5,22 @@ use std::path::Path;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::error::{TlsError, TlsErrorKind as K};
 use super::identity::{common_name, subject_alt_names, Fingerprint};
 use super::material::load_chain;
-use crate::config::ConfigError;
 
 /// A human-readable description of every certificate in a PEM file.
-pub fn describe(path: &Path) -> Result<String, ConfigError> {
+pub fn describe(path: &Path) -> Result<String, TlsError> {
     let chain = load_chain("FILE", path)?;
     let mut out = String::new();
     for (i, der) in chain.iter().enumerate() {
         let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| {
-            ConfigError::new(
-                "FILE",
-                format!(
-                    "certificate {} in {} cannot be parsed: {e}",
-                    i + 1,
-                    path.display()
-                ),
-                "check that the file holds X.509 certificates",
-            )
+            let kind = K::Unparsable {
+                path: path.to_path_buf(),
+                index: i + 1,
+                detail: e.to_string(),
+            };
+            TlsError::new("FILE", kind)
         })?;
         describe_one(&mut out, i, &cert, Fingerprint::of(der.as_ref()));
     }

@@ -1,6 +1,6 @@
 //! Certificates and keys from disk: PEM chains and keys (PKCS#8, PKCS#1 RSA, SEC1) through
 //! rustls-pki-types, with the key checked against the certificate, and client CA bundles
-//! and CRLs. Everything returns a [`ConfigError`] naming the key, so a bad file at start
+//! and CRLs. Everything returns a [`TlsError`] naming the key, so a bad file at start
 //! exits 64 and a bad file at reload is logged while the old material keeps serving.
 
 use std::os::unix::fs::PermissionsExt;
@@ -13,8 +13,9 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, SignatureAlgorithm};
 
+use super::error::{TlsError, TlsErrorKind as K};
 use super::identity::Fingerprint;
-use crate::config::{ConfigError, KeyPairPaths, TlsConfig};
+use crate::config::{KeyPairPaths, TlsConfig};
 
 /// One certificate chain with its private key, ready to serve.
 #[derive(Debug, Clone)]
@@ -35,7 +36,7 @@ pub struct Material {
 }
 
 impl Material {
-    pub fn load(config: &TlsConfig, provider: &Arc<CryptoProvider>) -> Result<Self, ConfigError> {
+    pub fn load(config: &TlsConfig, provider: &Arc<CryptoProvider>) -> Result<Self, TlsError> {
         let mut keys = vec![load_pair(&config.primary, provider)?];
         if let Some(rsa) = &config.rsa {
             if rsa.cert.exists() || rsa.key.exists() {
@@ -78,19 +79,16 @@ impl Material {
 pub fn load_pair(
     paths: &KeyPairPaths,
     provider: &Arc<CryptoProvider>,
-) -> Result<ServedKey, ConfigError> {
+) -> Result<ServedKey, TlsError> {
     let chain = load_chain(paths.cert_key, &paths.cert)?;
     let key = load_key(paths.key_key, &paths.key)?;
-    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-        ConfigError::new(
-            paths.key_key,
-            format!(
-                "{} does not match the certificate in {} ({e})",
-                paths.key.display(),
-                paths.cert.display()
-            ),
-            "use the private key that was issued with this certificate",
-        )
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|source| {
+        let kind = K::KeyMismatch {
+            key: paths.key.clone(),
+            cert: paths.cert.clone(),
+            source,
+        };
+        TlsError::new(paths.key_key, kind)
     })?;
     let fingerprint = Fingerprint::of(certified.cert[0].as_ref());
     Ok(ServedKey {
@@ -101,21 +99,22 @@ pub fn load_pair(
     })
 }
 
-pub fn load_chain(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub fn load_chain(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let chain = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| pem_error(key, path, "certificate", e))?;
     if chain.is_empty() {
-        return Err(ConfigError::new(
-            key,
-            format!("{} contains no PEM certificate", path.display()),
-            "use a PEM file with -----BEGIN CERTIFICATE----- blocks, leaf first",
-        ));
+        let kind = K::Empty {
+            path: path.to_path_buf(),
+            block: "certificate",
+            fix: "use a PEM file with -----BEGIN CERTIFICATE----- blocks, leaf first",
+        };
+        return Err(TlsError::new(key, kind));
     }
     Ok(chain)
 }
 
-pub fn load_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
+pub fn load_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     warn_if_readable_by_others(key, path);
     refuse_encrypted(key, path)?;
     PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(key, path, "private key", e))
@@ -125,61 +124,64 @@ pub fn load_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, Config
 /// `Proc-Type: 4,ENCRYPTED` PEM) would otherwise read as "no private key". A passphrase
 /// would have to sit in a file beside it, which protects nothing a 0600 key does not, so
 /// the fix is to decrypt it once.
-fn refuse_encrypted(key: &str, path: &Path) -> Result<(), ConfigError> {
+fn refuse_encrypted(key: &str, path: &Path) -> Result<(), TlsError> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(()); // unreadable or binary: the PEM loader reports it
     };
     if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
         || text.contains("Proc-Type: 4,ENCRYPTED")
     {
-        let p = path.display();
-        return Err(ConfigError::new(
-            key,
-            format!("{p} is an encrypted private key (passphrase-protected)"),
-            format!(
-                "decrypt it once: openssl pkey -in {p} -out {p}.plain && chmod 600 {p}.plain, then point {key} at it"
-            ),
-        ));
+        let kind = K::Encrypted {
+            path: path.to_path_buf(),
+        };
+        return Err(TlsError::new(key, kind));
     }
     Ok(())
 }
 
-pub fn load_roots(key: &str, path: &Path) -> Result<Arc<RootCertStore>, ConfigError> {
+pub fn load_roots(key: &str, path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_chain(key, path)? {
-        roots.add(cert).map_err(|e| {
-            ConfigError::new(
-                key,
-                format!("{}: a certificate is not a usable CA: {e}", path.display()),
-                "list only CA certificates in this bundle",
-            )
+        roots.add(cert).map_err(|source| {
+            let kind = K::NotCa {
+                path: path.to_path_buf(),
+                source,
+            };
+            TlsError::new(key, kind)
         })?;
     }
     Ok(Arc::new(roots))
 }
 
-fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, ConfigError> {
+fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let crls = CertificateRevocationListDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| pem_error("tls.client_crl", path, "CRL", e))?;
     if crls.is_empty() {
-        return Err(ConfigError::new(
-            "tls.client_crl",
-            format!("{} contains no PEM X509 CRL", path.display()),
-            "use a PEM file with -----BEGIN X509 CRL----- blocks",
-        ));
+        let kind = K::Empty {
+            path: path.to_path_buf(),
+            block: "X509 CRL",
+            fix: "use a PEM file with -----BEGIN X509 CRL----- blocks",
+        };
+        return Err(TlsError::new("tls.client_crl", kind));
     }
     Ok(crls)
 }
 
-fn pem_error(key: &str, path: &Path, what: &str, e: rustls::pki_types::pem::Error) -> ConfigError {
+fn pem_error(
+    key: &str,
+    path: &Path,
+    what: &'static str,
+    e: rustls::pki_types::pem::Error,
+) -> TlsError {
     use rustls::pki_types::pem::Error as E;
-    let problem = match e {
-        E::Io(io) => format!("cannot read {}: {io}", path.display()),
-        E::NoItemsFound => format!("{} contains no PEM {what}", path.display()),
-        other => format!("{} is not valid PEM: {other:?}", path.display()),
+    let path = path.to_path_buf();
+    let kind = match e {
+        E::Io(source) => K::Read { path, what, source },
+        E::NoItemsFound => K::NoPem { path, what },
+        source => K::BadPem { path, what, source },
     };
-    ConfigError::new(key, problem, format!("point it at a readable PEM {what}"))
+    TlsError::new(key, kind)
 }
 
 /// DESIGN.md: key files readable by others are warned about (not refused: a container may

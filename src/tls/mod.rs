@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod client;
+pub mod error;
 pub mod expiry;
 pub mod identity;
 pub mod inspect;
@@ -15,6 +16,7 @@ pub mod reload;
 pub mod self_signed;
 pub mod server;
 
+pub use error::{TlsError, TlsErrorKind};
 pub use identity::{peer_identity, CertificateMatch, Fingerprint, PeerIdentity};
 pub use server::{Profile, ReloadableServer};
 

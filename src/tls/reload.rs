@@ -15,9 +15,10 @@ use rustls::crypto::CryptoProvider;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::error::TlsError;
 use super::material::Material;
 use super::server::ReloadableServer;
-use crate::config::{ConfigError, TlsConfig};
+use crate::config::TlsConfig;
 
 /// The server-side TLS state of every listener, reloaded together.
 pub struct TlsReloader {
@@ -43,7 +44,7 @@ impl TlsReloader {
     }
 
     /// Reload if the files changed (or always, if `force`). `Ok(false)`: nothing changed.
-    pub fn reload(&self, force: bool) -> Result<bool, ConfigError> {
+    pub fn reload(&self, force: bool) -> Result<bool, TlsError> {
         let digest = files_digest(&Material::watched_paths(&self.config));
         let mut last = crate::sync::lock(&self.last_digest);
         if !force && *last == digest {

@@ -17,7 +17,8 @@ use rcgen::{
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::{ConfigError, KeyPairPaths, TlsConfig};
+use super::error::{TlsError, TlsErrorKind as K};
+use crate::config::{KeyPairPaths, TlsConfig};
 
 /// Validity of generated certificates. Long on purpose: peers pin the fingerprint, and a
 /// new certificate means re-pinning at every modality.
@@ -49,7 +50,7 @@ impl WriteMode {
 }
 
 /// Generate the configured pairs that do not exist yet. Returns the pairs written.
-pub fn ensure(config: &TlsConfig) -> Result<Vec<KeyPairPaths>, ConfigError> {
+pub fn ensure(config: &TlsConfig) -> Result<Vec<KeyPairPaths>, TlsError> {
     let mut written = Vec::new();
     if state(&config.primary)? == PairState::Absent {
         generate(
@@ -89,7 +90,7 @@ enum PairState {
     Absent,
 }
 
-fn state(paths: &KeyPairPaths) -> Result<PairState, ConfigError> {
+fn state(paths: &KeyPairPaths) -> Result<PairState, TlsError> {
     match (paths.cert.exists(), paths.key.exists()) {
         (true, true) => Ok(PairState::Present),
         (false, false) => Ok(PairState::Absent),
@@ -98,15 +99,12 @@ fn state(paths: &KeyPairPaths) -> Result<PairState, ConfigError> {
     }
 }
 
-fn half_pair(missing_key: &str, missing: &Path, present_key: &str) -> ConfigError {
-    ConfigError::new(
-        missing_key,
-        format!(
-            "{} does not exist but {present_key} does",
-            missing.display()
-        ),
-        format!("restore it, or delete {present_key} too so a new self-signed pair is generated"),
-    )
+fn half_pair(missing_key: &str, missing: &Path, present_key: &str) -> TlsError {
+    let kind = K::HalfPair {
+        path: missing.to_path_buf(),
+        present: present_key.to_string(),
+    };
+    TlsError::new(missing_key, kind)
 }
 
 fn is_self_signed(cert: &Path) -> bool {
@@ -128,60 +126,41 @@ pub fn generate(
     kind: KeyKind,
     hostnames: &[String],
     mode: WriteMode,
-) -> Result<(), ConfigError> {
+) -> Result<(), TlsError> {
     preflight(paths, mode)?;
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        ConfigError::new(
-            paths.cert_key,
-            format!("cannot generate a self-signed certificate ({what}: {e})"),
-            "check that the certificate directory is writable, or bring your own certificate",
-        )
+    let fail = |what: &'static str, source: rcgen::Error| {
+        TlsError::new(paths.cert_key, K::Generate { what, source })
     };
     let key = match kind {
         KeyKind::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
         KeyKind::Rsa2048 => KeyPair::generate_for(&PKCS_RSA_SHA256),
     }
-    .map_err(|e| fail("key generation", &e))?;
+    .map_err(|e| fail("key generation", e))?;
     let cert = params(hostnames, kind)
         .and_then(|p| p.self_signed(&key))
-        .map_err(|e| fail("certificate", &e))?;
-    write_file(&paths.key, key.serialize_pem().as_bytes(), 0o600, mode).map_err(|e| {
-        ConfigError::new(
-            paths.key_key,
-            format!("cannot write {}: {e}", paths.key.display()),
-            "make the directory writable by pacsgate",
-        )
-    })?;
-    write_file(&paths.cert, cert.pem().as_bytes(), 0o644, mode).map_err(|e| {
-        ConfigError::new(
-            paths.cert_key,
-            format!("cannot write {}: {e}", paths.cert.display()),
-            "make the directory writable by pacsgate",
-        )
-    })
+        .map_err(|e| fail("certificate", e))?;
+    let unwritable = |key: &str, path: &Path, source| {
+        let path = path.to_path_buf();
+        TlsError::new(key, K::Write { path, source })
+    };
+    write_file(&paths.key, key.serialize_pem().as_bytes(), 0o600, mode)
+        .map_err(|e| unwritable(paths.key_key, &paths.key, e))?;
+    write_file(&paths.cert, cert.pem().as_bytes(), 0o644, mode)
+        .map_err(|e| unwritable(paths.cert_key, &paths.cert, e))
 }
 
 /// Refuse before generating anything: existing files without `overwrite`, missing
 /// directories without `create_dirs`.
-fn preflight(paths: &KeyPairPaths, mode: WriteMode) -> Result<(), ConfigError> {
+fn preflight(paths: &KeyPairPaths, mode: WriteMode) -> Result<(), TlsError> {
     for (key, path) in [(paths.cert_key, &paths.cert), (paths.key_key, &paths.key)] {
         if !mode.overwrite && path.symlink_metadata().is_ok() {
-            return Err(ConfigError::new(
-                key,
-                format!("{} exists", path.display()),
-                "pass --force to replace it (a new key: peers that pinned the old fingerprint must re-pin), or choose another path",
-            ));
+            let path = path.clone();
+            return Err(TlsError::new(key, K::Exists { path }));
         }
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         if let Some(dir) = dir.filter(|d| !mode.create_dirs && !d.is_dir()) {
-            return Err(ConfigError::new(
-                key,
-                format!("directory {} does not exist", dir.display()),
-                format!(
-                    "create it first (e.g. install -d -m 0750 {})",
-                    dir.display()
-                ),
-            ));
+            let dir = dir.to_path_buf();
+            return Err(TlsError::new(key, K::NoDirectory { dir }));
         }
     }
     Ok(())

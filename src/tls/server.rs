@@ -19,10 +19,11 @@ use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::error::{TlsError, TlsErrorKind as K};
 use super::identity::PeerIdentity;
 use super::material::{Material, ServedKey};
 use super::recheck::{Rechecked, Revocation};
-use crate::config::{ClientAuth, ConfigError, TlsVersion};
+use crate::config::{ClientAuth, TlsVersion};
 
 /// What differs between listeners sharing the same certificates.
 #[derive(Debug, Clone)]
@@ -77,9 +78,9 @@ struct Sessions {
 }
 
 impl Sessions {
-    fn new() -> Result<Self, ConfigError> {
+    fn new() -> Result<Self, TlsError> {
         let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| ConfigError::new("tls", format!("cannot create a ticket key: {e}"), ""))?;
+            .map_err(|source| TlsError::new("tls", K::Tickets { source }))?;
         Ok(Self {
             cache: ServerSessionMemoryCache::new(4096),
             ticketer,
@@ -92,7 +93,7 @@ impl ReloadableServer {
         profile: Profile,
         provider: Arc<CryptoProvider>,
         material: &Material,
-    ) -> Result<Arc<Self>, ConfigError> {
+    ) -> Result<Arc<Self>, TlsError> {
         let current = build(&profile, &provider, material, Sessions::new()?)?;
         Ok(Arc::new(Self {
             profile,
@@ -106,7 +107,7 @@ impl ReloadableServer {
     /// Build a configuration from new material and swap it in; the old one keeps serving
     /// if this fails. New client trust (a reloaded CRL, another CA bundle) also means new
     /// session stores: sessions resumed from before would skip the new checks otherwise.
-    pub fn reload(&self, material: &Material) -> Result<(), ConfigError> {
+    pub fn reload(&self, material: &Material) -> Result<(), TlsError> {
         let _serial = crate::sync::lock(&self.reloading);
         let old = self.current.load_full();
         let trust_changed = trust_digest(material) != old.trust;
@@ -187,10 +188,10 @@ fn build(
     provider: &Arc<CryptoProvider>,
     material: &Material,
     sessions: Sessions,
-) -> Result<Current, ConfigError> {
+) -> Result<Current, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions(profile.min_version))
-        .map_err(|e| ConfigError::new("tls.min_version", e.to_string(), ""))?;
+        .map_err(|source| TlsError::new("tls.min_version", K::Versions { source }))?;
     let verifier = match (profile.client_auth, &material.client_roots) {
         (ClientAuth::None, _) | (_, None) => WebPkiClientVerifier::no_client_auth(),
         (auth, Some(roots)) => {
@@ -200,13 +201,8 @@ fn build(
             if auth == ClientAuth::Optional {
                 b = b.allow_unauthenticated();
             }
-            b.build().map_err(|e| {
-                ConfigError::new(
-                    "tls.client_ca",
-                    format!("cannot build the client certificate verifier: {e}"),
-                    "check the CA bundle and CRLs",
-                )
-            })?
+            b.build()
+                .map_err(|source| TlsError::new("tls.client_ca", K::Verifier { source }))?
         }
     };
     let mut config = builder

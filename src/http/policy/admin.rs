@@ -25,7 +25,10 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 use super::identity::{hash_password, random_bytes};
-use crate::config::{ConfigError, User};
+use crate::config::User;
+
+mod error;
+pub use error::AdminFileError;
 
 pub use crate::config::{GENERATED_ADMIN_FILE as FILE_NAME, GENERATED_ADMIN_USER as USER};
 const KEY: &str = "http.admin_password_file";
@@ -50,7 +53,7 @@ pub struct Hint<'a> {
 }
 
 /// Create the file if it does not exist (printing the new password once), then load it.
-pub fn start(path: &Path, hint: &Hint<'_>) -> Result<Loaded, ConfigError> {
+pub fn start(path: &Path, hint: &Hint<'_>) -> Result<Loaded, AdminFileError> {
     let created = create(path)?;
     let loaded = load(path)?;
     match created {
@@ -64,11 +67,10 @@ pub fn start(path: &Path, hint: &Hint<'_>) -> Result<Loaded, ConfigError> {
 }
 
 /// Read and hash the password file.
-pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+pub fn load(path: &Path) -> Result<Loaded, AdminFileError> {
     let password = read(path)?;
-    let salt = random_bytes::<16>()?;
-    let hash = hash_password(&password, &salt)
-        .map_err(|e| ConfigError::new(KEY, format!("cannot hash the password: {e}"), ""))?;
+    let salt = random_bytes::<16>().ok_or(AdminFileError::NoRandomness)?;
+    let hash = hash_password(&password, &salt).map_err(AdminFileError::Hash)?;
     Ok(Loaded {
         path: path.to_path_buf(),
         user: User {
@@ -80,22 +82,17 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 }
 
 /// The generated user for a (re)built policy: only the one loaded at start.
-pub fn matching(loaded: Option<&Loaded>, path: &Path) -> Result<User, ConfigError> {
+pub fn matching(loaded: Option<&Loaded>, path: &Path) -> Result<User, AdminFileError> {
     match loaded {
         Some(l) if l.path == path => Ok(l.user.clone()),
-        _ => Err(ConfigError::new(
-            KEY,
-            format!(
-                "the generated account ({}) is created and read at start only",
-                path.display()
-            ),
-            "restart pacsgate to apply this change",
-        )),
+        _ => Err(AdminFileError::StartOnly {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
 /// For `pacsgate check`: validate an existing file without writing anything.
-pub fn inspect(path: &Path) -> Result<String, ConfigError> {
+pub fn inspect(path: &Path) -> Result<String, AdminFileError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(format!(
             "admin password file {}: does not exist yet; generated and printed once on first start",
@@ -113,11 +110,11 @@ pub fn inspect(path: &Path) -> Result<String, ConfigError> {
 
 /// Write a new password file unless one exists. `Some(password)` only for the process
 /// whose file was linked into place.
-fn create(path: &Path) -> Result<Option<Zeroizing<String>>, ConfigError> {
+fn create(path: &Path) -> Result<Option<Zeroizing<String>>, AdminFileError> {
     match std::fs::symlink_metadata(path) {
         Ok(_) => return Ok(None),
         Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(path, "cannot inspect", &e)),
+        Err(e) => return Err(io_error(path, "cannot inspect", e)),
     }
     let dir = path
         .parent()
@@ -127,11 +124,11 @@ fn create(path: &Path) -> Result<Option<Zeroizing<String>>, ConfigError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| io_error(dir, "cannot create the directory", &e))?;
+        .map_err(|e| io_error(dir, "cannot create the directory", e))?;
     // Before writing: a password that load() would refuse must not be generated either.
     check_directory(path)?;
     let password = generate()?;
-    let nonce = random_bytes::<8>()?;
+    let nonce = random_bytes::<8>().ok_or(AdminFileError::NoRandomness)?;
     let tmp = dir.join(format!(
         ".{FILE_NAME}.{}.{}",
         std::process::id(),
@@ -151,7 +148,7 @@ fn create(path: &Path) -> Result<Option<Zeroizing<String>>, ConfigError> {
             Ok(Some(password))
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
-        Err(e) => Err(io_error(path, "cannot write", &e)),
+        Err(e) => Err(io_error(path, "cannot write", e)),
     }
 }
 
@@ -167,8 +164,9 @@ fn write_new(tmp: &Path, password: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-fn generate() -> Result<Zeroizing<String>, ConfigError> {
-    let bytes = Zeroizing::new(random_bytes::<GENERATED_BYTES>()?);
+fn generate() -> Result<Zeroizing<String>, AdminFileError> {
+    let bytes =
+        Zeroizing::new(random_bytes::<GENERATED_BYTES>().ok_or(AdminFileError::NoRandomness)?);
     Ok(Zeroizing::new(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_slice()),
     ))
@@ -176,52 +174,40 @@ fn generate() -> Result<Zeroizing<String>, ConfigError> {
 
 /// Open without following symlinks and without blocking on a FIFO; the file must be
 /// regular, private (no group/other bits), ours or root's, small, and hold `admin:<pw>`.
-fn read(path: &Path) -> Result<Zeroizing<String>, ConfigError> {
+fn read(path: &Path) -> Result<Zeroizing<String>, AdminFileError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(nix::libc::ELOOP) => refused(path, "is a symbolic link"),
-            _ => io_error(path, "cannot read", &e),
+            _ => io_error(path, "cannot read", e),
         })?;
     let meta = file
         .metadata()
-        .map_err(|e| io_error(path, "cannot inspect", &e))?;
+        .map_err(|e| io_error(path, "cannot inspect", e))?;
     if !meta.is_file() {
         return Err(refused(path, "is not a regular file"));
     }
     if meta.mode() & 0o077 != 0 {
-        return Err(ConfigError::new(
-            KEY,
-            format!(
-                "{} is accessible by group or others (mode {:o})",
-                path.display(),
-                meta.mode() & 0o777
-            ),
-            format!(
-                "chmod 600 {} (and treat the password as leaked: delete the file to generate a new one)",
-                path.display()
-            ),
-        ));
+        return Err(AdminFileError::Shared {
+            path: path.to_path_buf(),
+            mode: meta.mode() & 0o777,
+        });
     }
     let euid = nix::unistd::geteuid().as_raw();
     if meta.uid() != euid && meta.uid() != 0 {
-        return Err(ConfigError::new(
-            KEY,
-            format!(
-                "{} is owned by uid {}, not by uid {euid} or root",
-                path.display(),
-                meta.uid()
-            ),
-            "chown it to the account pacsgate starts as, or delete it to generate a new one",
-        ));
+        return Err(AdminFileError::Owner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            euid,
+        });
     }
     check_directory(path)?;
     let mut raw = Zeroizing::new(Vec::new());
     file.take(MAX_FILE + 1)
         .read_to_end(&mut raw)
-        .map_err(|e| io_error(path, "cannot read", &e))?;
+        .map_err(|e| io_error(path, "cannot read", e))?;
     if raw.len() as u64 > MAX_FILE {
         return Err(corrupt(path, "is larger than 4 KiB"));
     }
@@ -230,26 +216,18 @@ fn read(path: &Path) -> Result<Zeroizing<String>, ConfigError> {
 
 /// Others who can write the directory can swap the file for one whose password they
 /// know (unless the sticky bit stops them, as in /tmp): refuse, like OpenSSH's StrictModes.
-fn check_directory(path: &Path) -> Result<(), ConfigError> {
+fn check_directory(path: &Path) -> Result<(), AdminFileError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let meta = std::fs::metadata(dir).map_err(|e| io_error(dir, "cannot inspect", &e))?;
+    let meta = std::fs::metadata(dir).map_err(|e| io_error(dir, "cannot inspect", e))?;
     if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
-        return Err(ConfigError::new(
-            KEY,
-            format!(
-                "{} is in {}, which group or others can write (mode {:o})",
-                path.display(),
-                dir.display(),
-                meta.mode() & 0o7777
-            ),
-            format!(
-                "chmod go-w {} (and delete the file: its password may be known)",
-                dir.display()
-            ),
-        ));
+        return Err(AdminFileError::WritableDirectory {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            mode: meta.mode() & 0o7777,
+        });
     }
     Ok(())
 }
@@ -277,31 +255,19 @@ fn parse(raw: &[u8]) -> Result<Zeroizing<String>, &'static str> {
     ))
 }
 
-fn refused(path: &Path, problem: &str) -> ConfigError {
-    ConfigError::new(
-        KEY,
-        format!("{} {problem}", path.display()),
-        "replace it with a regular file (mode 0600), or delete it to generate a new password",
-    )
+fn refused(path: &Path, problem: &'static str) -> AdminFileError {
+    let path = path.to_path_buf();
+    AdminFileError::Planted { path, problem }
 }
 
-fn corrupt(path: &Path, problem: &str) -> ConfigError {
-    ConfigError::new(
-        KEY,
-        format!("{} {problem}", path.display()),
-        format!(
-            "delete it to generate a new password on the next start, or write \
-             admin:<password> ({MIN_PASSWORD}+ printable ASCII characters) on its first line"
-        ),
-    )
+fn corrupt(path: &Path, problem: &'static str) -> AdminFileError {
+    let path = path.to_path_buf();
+    AdminFileError::Corrupt { path, problem }
 }
 
-fn io_error(path: &Path, what: &str, e: &std::io::Error) -> ConfigError {
-    ConfigError::new(
-        KEY,
-        format!("{what} {}: {e}", path.display()),
-        "make the directory writable by pacsgate, or set http.admin_password_file",
-    )
+fn io_error(path: &Path, what: &'static str, source: std::io::Error) -> AdminFileError {
+    let path = path.to_path_buf();
+    AdminFileError::Io { path, what, source }
 }
 
 /// Print the new password once, framed, on stderr: not through `tracing`, so it never

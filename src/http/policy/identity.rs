@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use crate::config::{check_phc, User};
-use crate::config::{CertificateMatch, ConfigError, Fingerprint, UserMatch};
+use crate::config::{CertificateMatch, Fingerprint, UserMatch};
 use crate::sync::lock;
 use crate::tls::PeerIdentity;
 
@@ -209,14 +209,15 @@ pub fn hash_password(password: &str, salt: &[u8; 16]) -> Result<String, String> 
         .map_err(|e| e.to_string())
 }
 
-/// Key material for the password cache and the generated account.
-pub(super) fn random_bytes<const N: usize>() -> Result<[u8; N], ConfigError> {
+/// Key material for the password cache and the generated account; `None` only if the
+/// system has no randomness to give.
+pub(super) fn random_bytes<const N: usize>() -> Option<[u8; N]> {
     let mut out = [0u8; N];
     crate::tls::server::provider()
         .secure_random
         .fill(&mut out)
-        .map_err(|_| ConfigError::new("users", "no system randomness", "check /dev/urandom"))?;
-    Ok(out)
+        .ok()?;
+    Some(out)
 }
 
 #[cfg(test)]

@@ -49,8 +49,9 @@ impl Policy {
         config: &PolicyConfig,
         admin: Option<&admin::Loaded>,
     ) -> Result<Self, ConfigError> {
-        let key = random_bytes::<32>()?;
-        let salt = random_bytes::<16>()?;
+        let no_randomness = || admin::AdminFileError::NoRandomness;
+        let key = random_bytes::<32>().ok_or_else(no_randomness)?;
+        let salt = random_bytes::<16>().ok_or_else(no_randomness)?;
         let decoy = identity::hash_password(&crate::tls::Fingerprint::of(&key).to_string(), &salt)
             .map_err(|e| ConfigError::new("users", e, ""))?;
         let mut users = config.users.clone();

@@ -10,8 +10,8 @@ fn file_with(dir: &Path, text: &[u8], mode: u32) -> PathBuf {
     path
 }
 
-fn problem(r: Result<Loaded, ConfigError>) -> String {
-    let e = r.expect_err("refused");
+fn problem(r: Result<Loaded, AdminFileError>) -> String {
+    let e = crate::config::ConfigError::from(r.expect_err("refused"));
     assert_eq!(e.key, KEY);
     e.to_string()
 }
