@@ -29,13 +29,11 @@ use crate::config::User;
 
 mod error;
 pub use error::AdminFileError;
+use error::MIN_PASSWORD;
 
 pub use crate::config::{GENERATED_ADMIN_FILE as FILE_NAME, GENERATED_ADMIN_USER as USER};
-const KEY: &str = "http.admin_password_file";
 /// 18 bytes = 144 bits of entropy, exactly 24 base64url characters (no padding, no ':').
 const GENERATED_BYTES: usize = 18;
-/// A password an operator writes into the file by hand must still resist guessing.
-const MIN_PASSWORD: usize = 16;
 const MAX_PASSWORD: usize = 256;
 const MAX_FILE: u64 = 4096;
 

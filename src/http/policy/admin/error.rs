@@ -8,7 +8,11 @@ use std::path::PathBuf;
 
 use crate::config::Misconfiguration;
 
-use super::{KEY, MIN_PASSWORD};
+/// The key every case is about.
+pub(super) const KEY: &str = "http.admin_password_file";
+/// A password an operator writes into the file by hand must still resist guessing (the
+/// parent's parser enforces it; the fix states it).
+pub(super) const MIN_PASSWORD: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminFileError {

@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 
+use super::error::KEY;
 use super::*;
 
 fn file_with(dir: &Path, text: &[u8], mode: u32) -> PathBuf {
