@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod client_key;
 pub mod linger;
+pub mod read_ahead;
 
 use std::future::Future;
 use std::io;
@@ -26,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 pub use budget::{Admission, ClientBudget};
 pub use client_key::{unmap, IpKey};
+pub use read_ahead::ReadAhead;
 
 /// Shutdown has two steps: stop accepting (SIGTERM: in-flight work may finish), then abort
 /// (the grace period is over: drop whatever is left).

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_util::task::TaskTracker;
@@ -22,7 +21,7 @@ use crate::audit::Audit;
 use crate::config::{Config, ConfigError, DicomConfig};
 use crate::metrics::DICOM;
 use crate::reload::{Commit, Reloadable};
-use crate::server::{self, Admission, ClientBudget, Shutdown};
+use crate::server::{self, Admission, ClientBudget, ReadAhead, Shutdown};
 use crate::tls::recheck::Revocable;
 use crate::tls::{self, PeerIdentity, ReloadableServer};
 
@@ -110,7 +109,7 @@ struct Inbound {
 }
 
 impl Ends for Inbound {
-    type Requestor = Revocable<TlsStream<BufReader<TcpStream>>>;
+    type Requestor = Revocable<TlsStream<ReadAhead<TcpStream>>>;
     type Acceptor = TcpStream;
 
     fn listener(&self) -> &str {
@@ -138,7 +137,7 @@ impl Ends for Inbound {
 
     async fn open(&self, tcp: TcpStream) -> Option<Opened<Self::Requestor>> {
         let timeout = self.ctx.config.handshake_timeout;
-        let handshake = tokio::time::timeout(timeout, self.ctx.tls.accept(tls_reader(tcp)));
+        let handshake = tokio::time::timeout(timeout, self.ctx.tls.accept(ReadAhead::new(tcp)));
         let (stream, identity, revocation) = match tls::observe_handshake(DICOM, handshake.await) {
             Ok(Ok(a)) => (a.stream, a.identity, a.revocation),
             Ok(Err(e)) => {
@@ -218,8 +217,3 @@ fn admit(
     Ok(Admitted { grant, guards })
 }
 
-/// rustls reads ciphertext 4 KiB at a time; a user-space buffer below it turns that into
-/// one syscall per 64 KiB during bulk C-STOREs (measured: 5x fewer reads).
-pub fn tls_reader(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
-    tokio::io::BufReader::with_capacity(64 * 1024, tcp)
-}

@@ -167,8 +167,13 @@ async fn connect_remote(
     let tcp = flow::connect_tcp(&ctx.config.remote, phases.connect).await?;
     let connector = TlsConnector::from(ctx.tls.clone());
     let handshake = connector.connect(ctx.server_name.clone(), tcp);
-    let stream = tokio::time::timeout(phases.handshake, handshake)
+    let mut stream = tokio::time::timeout(phases.handshake, handshake)
         .await
         .map_err(|_| "TLS handshake timed out")??;
+    // The PACS's C-STOREs to the remote peer go out in larger writes (tls::server).
+    stream
+        .get_mut()
+        .1
+        .set_buffer_limit(Some(crate::tls::server::SEND_BUFFER));
     Ok(stream)
 }

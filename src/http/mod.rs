@@ -36,7 +36,7 @@ use crate::audit::Audit;
 use crate::config::HttpConfig;
 use crate::metrics::{HTTPS, METRICS};
 use crate::server::linger::{self, Lingering};
-use crate::server::{self, Admission, ClientBudget, LastIo, Shutdown, Tracked};
+use crate::server::{self, Admission, ClientBudget, LastIo, ReadAhead, Shutdown, Tracked};
 use crate::tls::{self, ReloadableServer};
 
 /// Everything a connection task needs, shared by all of them.
@@ -121,7 +121,7 @@ async fn handle_connection(
     ctx: Arc<HttpContext>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let handshake = tokio::time::timeout(ctx.config.handshake_timeout, ctx.tls.accept(tcp));
+    let handshake = tokio::time::timeout(ctx.config.handshake_timeout, ctx.tls.accept(ReadAhead::new(tcp)));
     let (stream, identity, revocation) = match tls::observe_handshake(HTTPS, handshake.await) {
         Ok(Ok(a)) => (a.stream, a.identity, a.revocation),
         Ok(Err(e)) => return tls::log_handshake_failure(&e),
