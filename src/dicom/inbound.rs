@@ -22,7 +22,7 @@ use crate::audit::Audit;
 use crate::config::{Config, ConfigError, DicomConfig};
 use crate::metrics::DICOM;
 use crate::reload::{Commit, Reloadable};
-use crate::server::{self, Admission, ClientBudget, Shutdown};
+use crate::server::{self, Admission, ClientBudget, ProxyProtocol, Shutdown};
 use crate::tls::recheck::Revocable;
 use crate::tls::{self, PeerIdentity, ReloadableServer};
 
@@ -71,6 +71,10 @@ pub async fn serve(
     let limits = (
         ctx.config.max_associations,
         Some(ClientBudget::new(ctx.config.budget)),
+        Some(Arc::new(ProxyProtocol {
+            trusted: ctx.config.proxy_protocol.clone(),
+            first_byte_timeout: ctx.config.handshake_timeout,
+        })),
     );
     server::accept_loop(
         "dicom",
@@ -82,15 +86,20 @@ pub async fn serve(
             let span = tracing::info_span!(
                 "assoc",
                 listener = "dicom",
-                %peer,
+                peer = %peer.addr,
+                via = tracing::field::Empty,
                 tls.cn = tracing::field::Empty,
                 tls.fp = tracing::field::Empty,
                 calling = tracing::field::Empty,
                 called = tracing::field::Empty
             );
+            if let Some(lb) = peer.via {
+                span.record("via", tracing::field::display(lb));
+            }
             let ends = Inbound {
                 ctx: ctx.clone(),
-                peer,
+                peer: peer.addr,
+                via: peer.via,
                 admission,
             };
             flow::run(ends, tcp).instrument(span)
@@ -105,7 +114,10 @@ pub async fn serve(
 /// `pending_timeout`; an admitted association counts in the per-IP limits.
 struct Inbound {
     ctx: Arc<DicomContext>,
+    /// The client: the TCP peer or the address a trusted LB's PROXY header names; the
+    /// per-IP limits and `check_modality_host` use it.
     peer: SocketAddr,
+    via: Option<SocketAddr>,
     admission: Arc<Admission>,
 }
 
@@ -119,6 +131,10 @@ impl Ends for Inbound {
 
     fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    fn via(&self) -> Option<SocketAddr> {
+        self.via
     }
 
     fn phases(&self) -> Phases {
