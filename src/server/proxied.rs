@@ -190,3 +190,47 @@ fn report(listener: &'static str, peer: SocketAddr, why: &ProxyRefusal) {
             "connections closed by the PROXY protocol check (more at debug; see the metric pacsgate_proxy_protocol_total)");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Header bytes written by a client, read by `read_exact_header`: the outcome and
+    /// what is left unread on the socket afterwards.
+    async fn exchange(bytes: &'static [u8]) -> (Result<Header, ProxyRefusal>, Vec<u8>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(bytes).await.unwrap();
+            c.shutdown().await.unwrap();
+            c
+        });
+        let (mut server, _) = listener.accept().await.unwrap();
+        let res = tokio::time::timeout(HEADER_TIMEOUT, read_exact_header(&mut server))
+            .await
+            .unwrap_or(Err(ProxyRefusal::Timeout));
+        let mut rest = Vec::new();
+        let _ = server.read_to_end(&mut rest).await;
+        drop(client.await);
+        (res, rest)
+    }
+
+    #[tokio::test]
+    async fn exactly_the_header_is_read_and_bad_ones_are_refused_at_once() {
+        let (res, rest) = exchange(b"PROXY TCP4 10.0.0.9 10.0.0.1 5 443\r\n\x16\x03\x01").await;
+        assert_eq!(res.unwrap(), Header::Proxied("10.0.0.9:5".parse().unwrap()));
+        assert_eq!(rest, b"\x16\x03\x01");
+        let started = Instant::now();
+        let (res, _) = exchange(b"\r\n\r\n\0\r\nQUIT\n\x21\x31\x00\x0c").await;
+        assert!(matches!(res, Err(ProxyRefusal::Malformed(_))), "{res:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let (res, _) = exchange(b"\x16\x03\x01\x00\x10").await;
+        assert!(matches!(res, Err(ProxyRefusal::Missing)), "{res:?}");
+        let (res, _) = exchange(b"\r\n\r\n\0\r\nQU").await;
+        assert!(matches!(res, Err(ProxyRefusal::Closed)), "{res:?}");
+    }
+}

@@ -175,31 +175,41 @@ fn v2(buf: &[u8]) -> Result<Parsed, HeaderError> {
         b if b >> 4 != 2 => return Err(HeaderError::V2("version is not 2")),
         _ => return Err(HeaderError::V2("unknown command")),
     };
+    // Byte 13: address family (high nibble) and transport (low nibble), judged before
+    // the payload is read, so an unsupported one is refused at once.
+    let addr_len = match (command, buf[13]) {
+        // LOCAL: "the receiver must accept this connection as valid and must use the
+        // real connection endpoints and discard the protocol block including the family".
+        (Command::Local, _) | (Command::Proxy, 0x00) => 0,
+        // TCP over IPv4: src addr 4, dst addr 4, src port 2, dst port 2.
+        (Command::Proxy, 0x11) => 12,
+        // TCP over IPv6: src addr 16, dst addr 16, src port 2, dst port 2.
+        (Command::Proxy, 0x21) => 36,
+        _ => {
+            return Err(HeaderError::V2(
+                "family/transport is not TCP over IPv4 or IPv6",
+            ))
+        }
+    };
     // Bytes 14-15: length of what follows, network byte order.
     let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
     if len > V2_MAX_PAYLOAD {
         return Err(HeaderError::V2("declared length over 1024 bytes"));
+    }
+    if len < addr_len {
+        return Err(HeaderError::V2(
+            "address block shorter than its family needs",
+        ));
     }
     let total = V2_FIXED + len;
     if buf.len() < total {
         return Ok(Parsed::Incomplete(total - buf.len()));
     }
     let payload = &buf[V2_FIXED..total];
-    // Byte 13: address family (high nibble) and transport (low nibble).
-    let (client, addr_len) = match (command, buf[13]) {
-        // LOCAL: "the receiver must accept this connection as valid and must use the
-        // real connection endpoints and discard the protocol block including the family".
-        (Command::Local, _) => (None, 0),
-        (Command::Proxy, 0x00) => (None, 0),
-        // TCP over IPv4: src addr 4, dst addr 4, src port 2, dst port 2.
-        (Command::Proxy, 0x11) => (inet(payload, 4).map(Some)?, 12),
-        // TCP over IPv6: src addr 16, dst addr 16, src port 2, dst port 2.
-        (Command::Proxy, 0x21) => (inet(payload, 16).map(Some)?, 36),
-        _ => {
-            return Err(HeaderError::V2(
-                "family/transport is not TCP over IPv4 or IPv6",
-            ))
-        }
+    let client = match addr_len {
+        0 => None,
+        12 => Some(inet(payload, 4)?),
+        _ => Some(inet(payload, 16)?),
     };
     if command == Command::Proxy {
         tlvs(buf, total, V2_FIXED + addr_len)?;

@@ -17,6 +17,7 @@ pub mod container;
 pub mod dicom;
 pub mod faulty;
 pub mod gateway;
+pub mod haproxy;
 pub mod http_oracle;
 pub mod kms;
 pub mod mutate;

@@ -269,3 +269,10 @@ fn generated_malformed_headers_never_panic_or_overread() {
         "the mutations also keep some valid: {accepted}"
     );
 }
+
+#[test]
+fn an_unsupported_v2_family_is_refused_before_its_payload() {
+    let h = b"\r\n\r\n\0\r\nQUIT\n\x21\x31\x00\x0c";
+    assert_eq!(parse(&h[..15]), Ok(Parsed::Incomplete(1)));
+    assert!(matches!(parse(h), Err(HeaderError::V2(_))));
+}
