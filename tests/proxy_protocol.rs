@@ -467,3 +467,62 @@ except (OSError, ssl.SSLError) as e:
     cmd.arg("-c").arg(script);
     run(cmd, Duration::from_secs(30)).1
 }
+
+#[test]
+fn a_load_balancer_list_that_trusts_everyone_is_refused_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "Config CA");
+    let server = ca.server(dir.path(), "localhost");
+    let port = free_port();
+    let base = |http: &str, dicom: &str| {
+        format!(
+            "{}[http]\nlisten = \"127.0.0.1:{port}\"\n{http}\n[users.admin]\npassword_hash = \"{}\"\n\
+             [[http.rules]]\nusers = [\"admin\"]\npaths = [\"/**\"]\n\
+             [dicom]\nlisten = \"127.0.0.1:{}\"\n{dicom}\n",
+            tls_section(&server, ""),
+            hash(ADMIN_PW),
+            free_port()
+        )
+    };
+    for (http, dicom, key) in [
+        (
+            "proxy_protocol = [\"10.0.0.5\", \"0.0.0.0/0\"]",
+            "",
+            "http.proxy_protocol",
+        ),
+        ("", "proxy_protocol = [\"::/0\"]", "dicom.proxy_protocol"),
+        (
+            "proxy_protocol = [\"lb.example\"]",
+            "",
+            "http.proxy_protocol",
+        ),
+    ] {
+        for sub in ["check", "run"] {
+            let (code, out) =
+                support::gateway::run_expecting_exit(dir.path(), &base(http, dicom), sub);
+            assert_eq!(code, Some(64), "{sub} {key}: {out}");
+            assert_eq!(out.trim().lines().count(), 1, "{out}");
+            assert!(out.contains(key), "{out}");
+        }
+        assert!(!support::process::port_open(port), "nothing was bound");
+    }
+    let ok = base(
+        "proxy_protocol = [\"10.0.0.5\"]",
+        "proxy_protocol = [\"fd00::/64\"]",
+    );
+    std::fs::write(dir.path().join("ok.toml"), &ok).unwrap();
+    let mut cmd = Command::new(support::gateway::binary());
+    cmd.arg("check")
+        .arg("--config")
+        .arg(dir.path().join("ok.toml"));
+    let (status, out) = run(cmd, Duration::from_secs(30));
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("https: client addresses from PROXY v1/v2 headers of [10.0.0.5/32] only"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dicom: client addresses from PROXY v1/v2 headers of [fd00::/64] only"),
+        "{out}"
+    );
+}
