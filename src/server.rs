@@ -144,8 +144,9 @@ pub async fn accept_loop<F, Fut>(
         let handler = handler.clone();
         let (held, pp) = (admission.clone(), proxy.clone());
         let work = async move {
+            let mut stream = stream;
             if let Some(pp) = pp {
-                if pp.check_direct(name, &stream, peer).await.is_err() {
+                if pp.check_direct(name, &mut stream, peer).await.is_err() {
                     return;
                 }
             }

@@ -325,6 +325,17 @@ fn a_proxy_header_from_anyone_but_the_lb_is_refused_before_tls() {
     }
     assert_eq!(t.proxy_metric(0, "https", "untrusted"), 2);
     assert_eq!(t.proxy_metric(0, "dicom", "untrusted"), 2);
+    // Plain HTTP starting with P is not TLS either: closed, but not counted as a header.
+    {
+        use std::io::{Read, Write};
+        let mut s = connect_from(OTHER, gw);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"POST /tools/execute-script HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = Vec::new();
+        assert!(matches!(s.read_to_end(&mut buf), Ok(0) | Err(_)) && buf.is_empty());
+        assert_eq!(t.proxy_metric(0, "https", "untrusted"), 2);
+    }
     assert!(t.audit(0).iter().all(|r| r["status"] != 200));
     // The LB's address without a header is closed too: it would make clients look like
     // the LB.
