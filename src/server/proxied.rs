@@ -110,6 +110,11 @@ impl ProxyProtocol {
                 addr: lb,
                 via: Some(lb),
             }),
+            // A plain TCP health check (connect, close) ends this way: counted, debug only.
+            Err(e @ ProxyRefusal::Closed) => {
+                tracing::debug!(listener, via = %lb, reason = %e, "connection closed: PROXY protocol");
+                Err(e)
+            }
             Err(e) => {
                 report(listener, lb, &e);
                 Err(e)
