@@ -3,10 +3,10 @@
 //! it; from anyone else, refuse a connection that starts like a PROXY header.
 //!
 //! Abuse considered: a client that is not the LB sends a header naming an address that
-//! `sources` or `check_modality_host` trusts -> refused here, before TLS. The LB (or a
-//! host spoofing nothing but holding the LB's address) sends a malformed, endless or
-//! slow header -> closed at the first wrong byte, at [`HEADER_TIMEOUT`], or at the size
-//! bounds of `proxy`. A listed peer sends no header -> closed: a misconfigured LB would
+//! `sources` or `check_modality_host` trusts -> refused here, before TLS. Whoever holds
+//! the LB's address sends a malformed, endless or slow header -> closed at the first
+//! wrong byte, at [`HEADER_TIMEOUT`], or at the size bounds of `proxy`; until then the
+//! connection holds a permit but no per-address budget. A listed peer sends no header -> closed: a misconfigured LB would
 //! otherwise make every client look like the LB.
 
 use std::net::{IpAddr, SocketAddr};
