@@ -88,6 +88,19 @@ fn per_ip_rate_and_budget_count_the_client_not_the_lb() {
 }
 
 #[test]
+fn failed_logins_lock_out_the_client_not_the_lb() {
+    let t = topology("[http.rate_limits]\nauth_failures_per_ip = \"4/min\"");
+    // One replica (the v1 frontend), so its counters see every attempt.
+    let codes = t.get_as("ghost:wrong", (t.v1, REAL), "/system", 8);
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 4, "{codes:?}");
+    // Another client through the same LB is not locked out: its failure is a 401.
+    assert_eq!(
+        t.get_as("phantom:wrong", (t.v1, OTHER), "/system", 1),
+        [401]
+    );
+}
+
+#[test]
 fn dicom_through_haproxy_checks_the_modality_host_of_the_real_client() {
     let t = topology("");
     let echo = |from: &str| {

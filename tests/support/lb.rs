@@ -135,9 +135,13 @@ impl Topology {
     /// GET `path` as admin through `port` from source address `from`, `n` times, each on
     /// its own connection (so round robin spreads them): the status codes.
     pub fn get(&self, port: u16, from: &str, path: &str, n: usize) -> Vec<u16> {
+        self.get_as(&format!("admin:{ADMIN_PW}"), (port, from), path, n)
+    }
+
+    /// [`Topology::get`] with other credentials (`user:password`).
+    pub fn get_as(&self, creds: &str, (port, from): (u16, &str), path: &str, n: usize) -> Vec<u16> {
         let ca = self.ca.path.display().to_string();
         let url = format!("https://localhost:{port}{path}");
-        let creds = format!("admin:{ADMIN_PW}");
         let mut rc = String::new();
         for i in 0..n {
             if i > 0 {
@@ -148,7 +152,10 @@ impl Topology {
                  ipv4\nheader = \"Connection: close\"\noutput = \"/dev/null\"\nwrite-out = \"%{{http_code}}\\n\"\n"
             ));
         }
-        let file = self.dir.path().join(format!("get-{from}-{n}.curlrc"));
+        let file = self
+            .dir
+            .path()
+            .join(format!("get-{from}-{n}-{}.curlrc", creds.len()));
         std::fs::write(&file, rc).unwrap();
         let (_, out, err) = curl(&["--config", file.to_str().unwrap()]);
         let codes: Vec<u16> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
