@@ -160,6 +160,12 @@ fn a_proxy_header_from_anyone_but_the_lb_is_refused_before_tls() {
     }
     assert_eq!(t.proxy_metric(0, "https", "untrusted"), 2);
     assert_eq!(t.proxy_metric(0, "dicom", "untrusted"), 2);
+    // Through the LB, a client's own header after HAProxy's is only bytes before TLS:
+    // one header is read per connection, never a second.
+    for header in [v2, v1] {
+        let out = spoof(&t, OTHER, t.v2, header);
+        assert!(out.starts_with("REFUSED"), "through the LB: {out}");
+    }
     // Plain HTTP starting with P is not TLS either: closed, but not counted as a header.
     {
         use std::io::{Read, Write};
