@@ -35,6 +35,7 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
             h.upstream.authority,
             auth(h.client_auth)
         );
+        proxy_protocol(&mut out, "https", &h.proxy_protocol);
         let _ = write!(out, "{}", crate::http::policy::describe(&h.policy));
         if let Some(path) = &h.policy.generated_admin {
             let _ = writeln!(out, "{}", crate::http::policy::admin::inspect(path)?);
@@ -48,6 +49,7 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
             d.upstream,
             auth(d.client_auth)
         );
+        proxy_protocol(&mut out, "dicom", &d.proxy_protocol);
         for m in &d.policy.modalities {
             let allow: Vec<&str> = crate::config::Services::NAMES
                 .iter()
@@ -119,5 +121,17 @@ fn auth(a: ClientAuth) -> &'static str {
         ClientAuth::None => "none",
         ClientAuth::Optional => "optional",
         ClientAuth::Required => "required",
+    }
+}
+
+/// The load balancers a listener believes PROXY headers from.
+fn proxy_protocol(out: &mut String, listener: &str, trusted: &[ipnet::IpNet]) {
+    if !trusted.is_empty() {
+        let list: Vec<String> = trusted.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "{listener}: client addresses from PROXY v1/v2 headers of [{}] only",
+            list.join(", ")
+        );
     }
 }

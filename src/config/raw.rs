@@ -123,6 +123,8 @@ pub struct RawHttp {
     pub max_pending_per_ip: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub pending_timeout: String,
+    /// Load balancers whose PROXY v1/v2 header is read (CIDRs); empty: off.
+    pub proxy_protocol: Vec<String>,
     pub max_header_bytes: usize,
     pub handshake_timeout: String,
     pub header_timeout: String,
@@ -154,6 +156,7 @@ impl Default for RawHttp {
             max_pending_per_ip: None,
             max_connections_per_ip: None,
             pending_timeout: "10s".into(),
+            proxy_protocol: Vec::new(),
             max_header_bytes: 64 * 1024,
             handshake_timeout: "10s".into(),
             header_timeout: "30s".into(),
@@ -249,6 +252,8 @@ pub struct RawDicom {
     pub max_pending_per_ip: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub pending_timeout: String,
+    /// Load balancers whose PROXY v1/v2 header is read (CIDRs); empty: off.
+    pub proxy_protocol: Vec<String>,
     pub max_pdu_length: u32,
     pub handshake_timeout: String,
     pub artim_timeout: String,
@@ -283,6 +288,7 @@ impl Default for RawDicom {
             max_pending_per_ip: None,
             max_connections_per_ip: None,
             pending_timeout: "10s".into(),
+            proxy_protocol: Vec::new(),
             max_pdu_length: 1024 * 1024,
             handshake_timeout: "10s".into(),
             artim_timeout: "30s".into(),

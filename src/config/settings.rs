@@ -129,6 +129,8 @@ pub struct HttpConfig {
     pub client_auth: ClientAuth,
     pub max_connections: usize,
     pub budget: ConnectionBudget,
+    /// Load balancers whose PROXY header names the client (`server::proxied`); empty: off.
+    pub proxy_protocol: Vec<ipnet::IpNet>,
     pub max_header_bytes: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
@@ -168,6 +170,8 @@ pub struct DicomConfig {
     pub client_auth: ClientAuth,
     pub max_associations: usize,
     pub budget: ConnectionBudget,
+    /// Load balancers whose PROXY header names the client (`server::proxied`); empty: off.
+    pub proxy_protocol: Vec<ipnet::IpNet>,
     pub max_pdu_length: u32,
     pub handshake_timeout: Duration,
     pub artim_timeout: Duration,

@@ -84,6 +84,10 @@ pub trait Ends: Send + Sync {
     /// `dicom` or the tunnel's name, for the audit record.
     fn listener(&self) -> &str;
     fn peer(&self) -> SocketAddr;
+    /// The load balancer the connection came through (PROXY protocol), for the audit.
+    fn via(&self) -> Option<SocketAddr> {
+        None
+    }
     fn phases(&self) -> Phases;
     fn audit(&self) -> &Arc<Audit>;
 
@@ -118,6 +122,7 @@ pub async fn run<E: Ends>(ends: E, tcp: TcpStream) {
         return;
     };
     let mut parties = Parties::new(ends.listener(), ends.peer().ip(), identity.as_deref());
+    parties.via = ends.via().map(|lb| lb.ip());
     parties.calling_ae = rq.calling_ae.clone();
     parties.called_ae = rq.called_ae.clone();
     // `[audit] on_full = "refuse"`: no association while its record could not be written

@@ -21,7 +21,7 @@ use crate::audit::Audit;
 use crate::config::{Config, ConfigError, DicomConfig};
 use crate::metrics::DICOM;
 use crate::reload::{Commit, Reloadable};
-use crate::server::{self, Admission, ClientBudget, ReadAhead, Shutdown};
+use crate::server::{self, Admission, ClientBudget, ProxyProtocol, ReadAhead, Shutdown};
 use crate::tls::recheck::Revocable;
 use crate::tls::{self, PeerIdentity, ReloadableServer};
 
@@ -70,6 +70,10 @@ pub async fn serve(
     let limits = (
         ctx.config.max_associations,
         Some(ClientBudget::new(ctx.config.budget)),
+        Some(Arc::new(ProxyProtocol {
+            trusted: ctx.config.proxy_protocol.clone(),
+            first_byte_timeout: ctx.config.handshake_timeout,
+        })),
     );
     server::accept_loop(
         "dicom",
@@ -81,15 +85,20 @@ pub async fn serve(
             let span = tracing::info_span!(
                 "assoc",
                 listener = "dicom",
-                %peer,
+                peer = %peer.addr,
+                via = tracing::field::Empty,
                 tls.cn = tracing::field::Empty,
                 tls.fp = tracing::field::Empty,
                 calling = tracing::field::Empty,
                 called = tracing::field::Empty
             );
+            if let Some(lb) = peer.via {
+                span.record("via", tracing::field::display(lb));
+            }
             let ends = Inbound {
                 ctx: ctx.clone(),
-                peer,
+                peer: peer.addr,
+                via: peer.via,
                 admission,
             };
             flow::run(ends, tcp).instrument(span)
@@ -104,7 +113,10 @@ pub async fn serve(
 /// `pending_timeout`; an admitted association counts in the per-IP limits.
 struct Inbound {
     ctx: Arc<DicomContext>,
+    /// The client: the TCP peer or the address a trusted LB's PROXY header names; the
+    /// per-IP limits and `check_modality_host` use it.
     peer: SocketAddr,
+    via: Option<SocketAddr>,
     admission: Arc<Admission>,
 }
 
@@ -118,6 +130,10 @@ impl Ends for Inbound {
 
     fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    fn via(&self) -> Option<SocketAddr> {
+        self.via
     }
 
     fn phases(&self) -> Phases {
@@ -216,4 +232,3 @@ fn admit(
     }
     Ok(Admitted { grant, guards })
 }
-

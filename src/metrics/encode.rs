@@ -88,6 +88,14 @@ impl Collector for Snapshot {
         )?;
         counter(
             &mut enc,
+            "proxy_protocol",
+            "PROXY protocol headers by listener and result (proxy, local; refused: missing, malformed, timeout, closed, untrusted)",
+            m.proxy_protocol.snapshot().map(|((l, r), v)| {
+                (vec![("listener", l.into()), ("result", r.into())], v)
+            }),
+        )?;
+        counter(
+            &mut enc,
             "dicom_associations",
             "DICOM associations by listener, result and reject reason",
             m.associations.snapshot().map(|((l, r, why), v)| {

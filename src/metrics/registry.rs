@@ -33,6 +33,10 @@ pub struct Metrics {
     pub open_connections: Counters<&'static str, 4>,
     /// Connections closed at accept by the per-address budgets, by listener.
     pub budget_refusals: Counters<&'static str, 4>,
+    /// (listener, result): PROXY protocol headers read from load balancers (`proxy`,
+    /// `local`) and connections closed by the check (`missing`, `malformed`, `timeout`,
+    /// `closed`, `untrusted`: a header from a peer not in `proxy_protocol`).
+    pub proxy_protocol: Counters<(&'static str, &'static str), 16>,
     /// (listener, result, reason).
     pub associations: Counters<(&'static str, &'static str, &'static str), 32>,
     /// DIMSE requests seen, by command.
@@ -70,6 +74,7 @@ impl Metrics {
             tls_handshakes: Counters::new(),
             open_connections: Counters::new(),
             budget_refusals: Counters::new(),
+            proxy_protocol: Counters::new(),
             associations: Counters::new(),
             dimse_commands: Counters::new(),
             dimse_refusals: Counters::new(),

@@ -157,7 +157,10 @@ mod tests {
         peer.write_all(b"tail").await.unwrap();
         let n = ra.read(&mut piece).await.unwrap();
         assert_eq!(&piece[..n], b"tail");
-        assert!(ra.buf.is_empty(), "read-ahead memory freed after a quiet read");
+        assert!(
+            ra.buf.is_empty(),
+            "read-ahead memory freed after a quiet read"
+        );
         drop(peer);
         assert_eq!(ra.read(&mut piece).await.unwrap(), 0, "EOF passes through");
     }
