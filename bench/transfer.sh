@@ -114,7 +114,7 @@ for c in "${cases[@]}"; do
     transfer "$c" 1
     kill -INT "$st"; wait "$st" 2>/dev/null || true
     kill "$gw"; wait "$gw" 2>/dev/null || true
-    line+=" $(awk '$NF=="recvfrom"{r=$4} $NF=="writev"||$NF=="sendto"{w+=$4} $NF=="total"{t=$3} END{printf "%d / %d / %d", r, w, t}' "$work/strace.txt") |"
+    line+=" $(awk '$NF=="recvfrom"{r=$4} $NF=="writev"||$NF=="sendto"{w+=$4} $NF=="total"{t=$4} END{printf "%d / %d / %d", r, w, t}' "$work/strace.txt") |"
   done
   echo "$line"
 done
