@@ -60,6 +60,10 @@ cleanup() {
   for m in root/.rustup/toolchains/"$TOOLCHAIN" run dev/shm dev/pts dev sys proc; do
     mountpoint -q "$R/$m" 2>/dev/null && umount -l "$R/$m"
   done
+  # Whatever the tests mounted inside (podman's overlay layers), deepest first, then the
+  # root's bind onto itself.
+  awk -v r="$R" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/mounts | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
   [ -n "${PROOF_KEEP:-}" ] || rm -rf --one-file-system "$R"
   stamp "done"
 }
@@ -114,6 +118,10 @@ for var in SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE GIT_SSL_CAINFO PIP_CERT REQ
 done
 grep -q localhost "$R/etc/hosts" 2>/dev/null || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$R/etc/hosts"
 
+# A real machine's / is a mount point; a bare directory is not, and podman's layer
+# extraction (tests/containers.rs builds images) makes / rprivate, which fails with EINVAL
+# on a non-mount point. A bind of the root file system onto itself gives the chroot that.
+mount --bind "$R" "$R"
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys" && mount --make-rslave "$R/sys"
 mount --rbind /dev "$R/dev" && mount --make-rslave "$R/dev"
