@@ -116,9 +116,15 @@ impl<K: Hash + Eq + Clone> SharedRate<K> {
         let _ = self.leases.upsert(
             key,
             live,
-            || Lease { left, until },
+            || Lease { left: 0, until },
+            // Concurrent refills (requests that all found the lease empty) add up: each
+            // was charged in Redis, so none of it may be dropped while still live.
             |l| {
-                l.left = left;
+                l.left = if live(l) {
+                    l.left.saturating_add(left)
+                } else {
+                    left
+                };
                 l.until = until;
             },
         );
