@@ -40,6 +40,8 @@ pub struct Gateway {
     admin: Option<Arc<AdminContext>>,
     /// Pending HTTP-01 challenges when `[tls.acme]` is configured.
     acme: Option<Challenges>,
+    /// `[cluster]`: the shared limit store, warmed up before "ready".
+    cluster: Option<Arc<crate::limit::cluster::Cluster>>,
 }
 
 impl Gateway {
@@ -157,6 +159,7 @@ impl Gateway {
             outbound,
             admin,
             acme,
+            cluster,
         })
     }
 
@@ -388,6 +391,9 @@ impl Bound {
         }
         let reload = tokio::spawn(self.gateway.reloader().run());
         let acme = self.gateway.acme_task();
+        if let Some(cluster) = &self.gateway.cluster {
+            cluster.warm_up().await;
+        }
         if let Some(admin) = &self.gateway.admin {
             admin.set_listening();
         }

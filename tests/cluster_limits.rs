@@ -17,6 +17,11 @@ fn count(codes: &[u16], code: u16) -> usize {
 #[test]
 fn brute_force_alternating_between_replicas_is_locked_after_the_configured_total() {
     let c = Cluster::start(2, "", "");
+    // Connected and scripts loaded before "ready": the first decision waits on nothing
+    // more than its own round trip.
+    for r in &c.replicas {
+        assert!(r.gateway.log().contains("Redis reachable, scripts loaded"));
+    }
     // Default: 5 failures per minute per user name. Twenty guesses, alternating.
     let codes: Vec<u16> = (0..20)
         .map(|i| c.status(i % 2, Some(&format!("admin:guess-{i}")), "/system"))

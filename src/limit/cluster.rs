@@ -21,6 +21,14 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script};
+
+/// A script's source and SHA-1: sent as `EVALSHA`, or `EVAL` once when Redis does not
+/// have it (`NOSCRIPT`, e.g. after a restart). Not `redis::Script`'s own invocation, which
+/// debug-asserts on the hash Redis returns: a Redis answering garbage must not panic us.
+struct Lua {
+    source: String,
+    sha1: String,
+}
 use sha2::{Digest, Sha256};
 
 use self::health::Health;
@@ -32,6 +40,8 @@ const SERVER_CLOCK: &str =
 const GCRA: &str = include_str!("cluster/gcra.lua");
 const LOCKOUT_CHECK: &str = include_str!("cluster/lockout_check.lua");
 const LOCKOUT_FAIL: &str = include_str!("cluster/lockout_fail.lua");
+/// Longest the start waits for Redis (see [`Cluster::warm_up`]).
+const WARM_UP: Duration = Duration::from_secs(2);
 
 pub struct Cluster {
     config: ClusterConfig,
@@ -39,9 +49,9 @@ pub struct Cluster {
     /// Created on first use: the connection manager needs the runtime, which is started
     /// after the configuration is prepared.
     conn: OnceLock<Option<ConnectionManager>>,
-    gcra: Script,
-    lockout_check: Script,
-    lockout_fail: Script,
+    gcra: Lua,
+    lockout_check: Lua,
+    lockout_fail: Lua,
     health: Health,
 }
 
@@ -91,6 +101,39 @@ impl Cluster {
         )
     }
 
+    /// Connect and load the scripts before the listeners serve, bounded by `WARM_UP`
+    /// rather than `cluster.timeout`: connecting, authenticating and loading three scripts
+    /// take several round trips, more than one decision may wait. A failure only logs and
+    /// counts: decisions then start in degraded mode and probe Redis as usual.
+    pub async fn warm_up(&self) {
+        let Ok(mut conn) = self.connection() else {
+            return;
+        };
+        let load = async {
+            for lua in [&self.gcra, &self.lockout_check, &self.lockout_fail] {
+                let mut cmd = redis::cmd("SCRIPT");
+                cmd.arg("LOAD").arg(&lua.source);
+                let sha1: String = cmd.query_async(&mut conn).await?;
+                if sha1 != lua.sha1 {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "SCRIPT LOAD answered another hash",
+                    )));
+                }
+            }
+            Ok::<_, redis::RedisError>(())
+        };
+        match tokio::time::timeout(WARM_UP, load).await {
+            Ok(Ok(())) => tracing::info!("shared limits: Redis reachable, scripts loaded"),
+            Ok(Err(e)) => {
+                self.health.failed("error", &e.to_string());
+            }
+            Err(_) => {
+                self.health.failed("timeout", "no answer while connecting");
+            }
+        }
+    }
+
     /// True while decisions are taken without Redis.
     pub fn degraded(&self) -> bool {
         self.health.degraded()
@@ -118,12 +161,13 @@ impl Cluster {
         rate: &Rate,
         lease: u32,
     ) -> Result<Result<u32, Duration>, Unavailable> {
-        let mut call = self.gcra.prepare_invoke();
-        call.key(self.key(kind, id))
-            .arg(micros(rate.interval()))
-            .arg(rate.burst.get())
-            .arg(lease.max(1));
-        let reply: Vec<i64> = self.run(call).await?;
+        let keys = [self.key(kind, id)];
+        let args = [
+            micros(rate.interval()),
+            u64::from(rate.burst.get()),
+            u64::from(lease.max(1)),
+        ];
+        let reply: Vec<i64> = self.run(&self.gcra, &keys, &args).await?;
         match reply.as_slice() {
             [0, wait] => Ok(Err(Duration::from_micros((*wait).max(1) as u64))),
             [n, _] if (1..=i64::from(lease.max(1))).contains(n) => Ok(Ok(*n as u32)),
@@ -135,11 +179,8 @@ impl Cluster {
 
     /// The longest lock on any of `keys` (`(kind, id)`), `None` when none is locked.
     pub async fn locked(&self, keys: &[(&str, &[u8])]) -> Result<Option<Duration>, Unavailable> {
-        let mut call = self.lockout_check.prepare_invoke();
-        for (kind, id) in keys {
-            call.key(self.key(kind, id));
-        }
-        let wait: i64 = self.run(call).await?;
+        let keys: Vec<String> = keys.iter().map(|(k, id)| self.key(k, id)).collect();
+        let wait: i64 = self.run(&self.lockout_check, &keys, &[]).await?;
         Ok((wait > 0).then(|| Duration::from_micros(wait as u64)))
     }
 
@@ -148,14 +189,18 @@ impl Cluster {
         &self,
         keys: &[(&str, &[u8], &LockoutPolicy)],
     ) -> Result<Option<Duration>, Unavailable> {
-        let mut call = self.lockout_fail.prepare_invoke();
-        for (kind, id, policy) in keys {
-            call.key(self.key(kind, id))
-                .arg(policy.failures)
-                .arg(micros(policy.window))
-                .arg(micros(policy.max_lockout));
-        }
-        let wait: i64 = self.run(call).await?;
+        let args: Vec<u64> = keys
+            .iter()
+            .flat_map(|(_, _, p)| {
+                [
+                    u64::from(p.failures),
+                    micros(p.window),
+                    micros(p.max_lockout),
+                ]
+            })
+            .collect();
+        let keys: Vec<String> = keys.iter().map(|(k, id, _)| self.key(k, id)).collect();
+        let wait: i64 = self.run(&self.lockout_fail, &keys, &args).await?;
         Ok((wait > 0).then(|| Duration::from_micros(wait as u64)))
     }
 
@@ -170,12 +215,28 @@ impl Cluster {
             .map(|_| ())
     }
 
+    /// `EVALSHA`, and `EVAL` (which caches the script again) on `NOSCRIPT`; both inside
+    /// one `cluster.timeout`.
     async fn run<T: FromRedisValue>(
         &self,
-        call: redis::ScriptInvocation<'_>,
+        lua: &Lua,
+        keys: &[String],
+        args: &[u64],
     ) -> Result<T, Unavailable> {
         let mut conn = self.connection()?;
-        self.bounded(call.invoke_async(&mut conn)).await
+        let call = async {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(&lua.sha1).arg(keys.len()).arg(keys).arg(args);
+            match cmd.query_async::<T>(&mut conn).await {
+                Err(e) if e.code() == Some("NOSCRIPT") => {
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(&lua.source).arg(keys.len()).arg(keys).arg(args);
+                    cmd.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        self.bounded(call).await
     }
 
     /// No lock is held here: the manager is cloned (an `Arc`) and the call owns it.
@@ -201,7 +262,9 @@ impl Cluster {
     fn connection(&self) -> Result<ConnectionManager, Unavailable> {
         let conn = self.conn.get_or_init(|| {
             let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.config.timeout))
+                // Connecting happens in the background (calls stay bounded by
+                // cluster.timeout); a Redis across a network may need more than that.
+                .set_connection_timeout(Some(WARM_UP.max(self.config.timeout)))
                 .set_response_timeout(Some(self.config.timeout))
                 // Reconnect quickly and give up quickly: each call is bounded anyway and
                 // the next call after a failure triggers a new attempt.
@@ -216,8 +279,10 @@ impl Cluster {
     }
 }
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{SERVER_CLOCK}{body}"))
+fn script(body: &str) -> Lua {
+    let source = format!("{SERVER_CLOCK}{body}");
+    let sha1 = Script::new(&source).get_hash().to_string();
+    Lua { source, sha1 }
 }
 
 /// The scripts with the clock taken from the last argument instead of `TIME`, so tests
