@@ -40,6 +40,8 @@ pub struct Gateway {
     admin: Option<Arc<AdminContext>>,
     /// Pending HTTP-01 challenges when `[tls.acme]` is configured.
     acme: Option<Challenges>,
+    /// `[cluster]`: the shared limit store, warmed up before "ready".
+    cluster: Option<Arc<crate::limit::cluster::Cluster>>,
 }
 
 impl Gateway {
@@ -53,6 +55,14 @@ impl Gateway {
                 )
             })?,
         );
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(crate::limit::cluster::Cluster::new)
+            .transpose()?;
+        if let Some(c) = &config.cluster {
+            tracing::info!("{}", crate::limit::cluster::Cluster::describe(c));
+        }
         let provider = tls::server::provider();
         let mut servers = Vec::new();
         let (mut http, mut dicom) = (None, None);
@@ -101,7 +111,7 @@ impl Gateway {
                     server,
                     upstream,
                     audit.clone(),
-                    PolicyHandle::new(policy, admin),
+                    PolicyHandle::new(policy, admin, cluster.clone()),
                 ));
             }
             if let Some(cfg) = &config.dicom {
@@ -113,7 +123,12 @@ impl Gateway {
                 };
                 let server = ReloadableServer::new(profile, provider.clone(), &material)?;
                 servers.push(server.clone());
-                dicom = Some(DicomContext::new(cfg.clone(), server, audit.clone()));
+                dicom = Some(DicomContext::new(
+                    cfg.clone(),
+                    server,
+                    audit.clone(),
+                    cluster.clone(),
+                ));
             }
         }
         let outbound = config
@@ -144,6 +159,7 @@ impl Gateway {
             outbound,
             admin,
             acme,
+            cluster,
         })
     }
 
@@ -375,6 +391,9 @@ impl Bound {
         }
         let reload = tokio::spawn(self.gateway.reloader().run());
         let acme = self.gateway.acme_task();
+        if let Some(cluster) = &self.gateway.cluster {
+            cluster.warm_up().await;
+        }
         if let Some(admin) = &self.gateway.admin {
             admin.set_listening();
         }

@@ -20,6 +20,16 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
             describe_pair(pair, &provider, config.tls.expiry_warning)?
         );
     }
+    match &config.cluster {
+        Some(c) => {
+            // Reads the password file: its mode is checked here as at start.
+            crate::limit::cluster::Cluster::new(c)?;
+            let _ = writeln!(out, "{}", crate::limit::cluster::Cluster::describe(c));
+        }
+        None => {
+            let _ = writeln!(out, "cluster: none (rates and lockouts are per process)");
+        }
+    }
     if let Some(a) = &config.admin {
         let _ = writeln!(out, "admin: {} (/metrics, /healthz, /readyz)", a.listen);
     }

@@ -24,6 +24,8 @@ pub struct RawConfig {
     /// The admin listener (metrics, health); off unless `listen` is set.
     #[serde(default)]
     pub admin: RawAdmin,
+    /// `[cluster]`: limits and lockouts shared with other replicas through Redis.
+    pub cluster: Option<RawCluster>,
     /// HTTPS users (DESIGN.md contract: `[users.NAME]`).
     #[serde(default)]
     pub users: BTreeMap<String, RawUser>,
@@ -35,6 +37,16 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     #[serde(default)]
     pub allow_remote: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis: Option<String>,
+    pub redis_password_file: Option<PathBuf>,
+    /// Longest one shared decision may take before the degraded policy applies.
+    pub timeout: Option<String>,
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,6 +26,24 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[admin]`: metrics and health probes; `None` when not configured.
     pub admin: Option<AdminConfig>,
+    /// `[cluster]`: rates and lockouts shared through Redis; `None`: in-process only.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: where the shared limit state lives. The URL carries no credentials (they
+/// would show in `ps`, logs and `pacsgate check`); the password comes from a 0600 file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://HOST:PORT[/DB]`, credentials refused.
+    pub redis: String,
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub password_file: Option<PathBuf>,
+    /// Per decision: a slower (or absent) Redis means the degraded policy applies.
+    pub timeout: Duration,
+    /// Namespace of every key, so several deployments can share one Redis.
+    pub key_prefix: String,
 }
 
 /// `[audit]`: records are queued in memory (bounded) and written by one writer thread.

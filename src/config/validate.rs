@@ -3,6 +3,7 @@
 mod address;
 mod audit;
 mod budget;
+mod cluster;
 mod paths;
 mod proxy;
 mod tls_section;
@@ -130,6 +131,11 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         run_as: raw.server.user.as_deref().map(run_as).transpose()?,
         audit: audit::audit(raw.audit, base)?,
         admin: admin(&raw.admin, &public)?,
+        cluster: raw
+            .cluster
+            .as_ref()
+            .map(|c| cluster::cluster(c, base))
+            .transpose()?,
     })
 }
 

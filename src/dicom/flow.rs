@@ -94,12 +94,13 @@ pub trait Ends: Send + Sync {
     /// Phase 1; `None` when the connection is already over (logged here).
     fn open(&self, tcp: TcpStream) -> impl Future<Output = Option<Opened<Self::Requestor>>> + Send;
 
-    /// Phase 3: the refusal is answered with its A-ASSOCIATE-RJ by the flow.
+    /// Phase 3: the refusal is answered with its A-ASSOCIATE-RJ by the flow. Async: a
+    /// shared rate (`[cluster]`) asks Redis, bounded by `cluster.timeout`.
     fn admit(
         &self,
         rq: &Association,
         identity: Option<&PeerIdentity>,
-    ) -> Result<Admitted, AssociationRefusal>;
+    ) -> impl Future<Output = Result<Admitted, AssociationRefusal>> + Send;
 
     /// Phase 4; on failure (logged here) the `Unreachable` refusal to answer with.
     fn connect(
@@ -128,7 +129,7 @@ pub async fn run<E: Ends>(ends: E, tcp: TcpStream) {
     // `[audit] on_full = "refuse"`: no association while its record could not be written
     // (checked first, for both directions).
     let admitted = if ends.audit().admits() {
-        ends.admit(&rq, identity.as_deref())
+        ends.admit(&rq, identity.as_deref()).await
     } else {
         Err(AssociationRefusal::AuditUnavailable)
     };

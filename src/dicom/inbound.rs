@@ -36,9 +36,18 @@ pub struct DicomContext {
 }
 
 impl DicomContext {
-    pub fn new(config: DicomConfig, tls: Arc<ReloadableServer>, audit: Arc<Audit>) -> Arc<Self> {
+    pub fn new(
+        config: DicomConfig,
+        tls: Arc<ReloadableServer>,
+        audit: Arc<Audit>,
+        cluster: Option<Arc<crate::limit::cluster::Cluster>>,
+    ) -> Arc<Self> {
         let p = &config.policy;
-        let limits = Limits::new(p.max_associations_per_ip, p.association_rate_per_ip);
+        let limits = Limits::new(
+            p.max_associations_per_ip,
+            p.association_rate_per_ip,
+            cluster,
+        );
         Arc::new(Self {
             policy: Arc::new(ArcSwap::from_pointee(Policy::new(config.policy.clone()))),
             limits,
@@ -172,12 +181,12 @@ impl Ends for Inbound {
         })
     }
 
-    fn admit(
+    async fn admit(
         &self,
         rq: &Association,
         identity: Option<&PeerIdentity>,
     ) -> Result<Admitted, AssociationRefusal> {
-        let admitted = admit(&self.ctx, rq, self.peer, identity)?;
+        let admitted = admit(&self.ctx, rq, self.peer, identity).await?;
         self.admission.authenticated();
         Ok(admitted)
     }
@@ -199,7 +208,7 @@ impl Ends for Inbound {
 
 /// Limits first (cheap, and they bound what a flood costs), then the policy, then the
 /// matched modality's limit. The guards release their slots when the association ends.
-fn admit(
+async fn admit(
     ctx: &DicomContext,
     rq: &Association,
     peer: SocketAddr,
@@ -210,6 +219,7 @@ fn admit(
     guards.push(
         ctx.limits
             .admit_ip(peer.ip(), Instant::now())
+            .await
             .map_err(limit)?,
     );
     let policy = ctx.policy.load();

@@ -123,7 +123,7 @@ impl Ends for Outbound {
 
     /// Outbound associations carry whatever the local PACS asks for (counted, not
     /// filtered); only the called AE is checked against `remote_aets`.
-    fn admit(
+    async fn admit(
         &self,
         rq: &Association,
         _identity: Option<&PeerIdentity>,

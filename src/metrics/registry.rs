@@ -61,6 +61,10 @@ pub struct Metrics {
     pub audit_queued: AtomicU64,
     /// Failed writes to the audit file (each retried until it succeeds).
     pub audit_write_errors: AtomicU64,
+    /// 1 while `[cluster]` decisions are taken without Redis (a gauge).
+    pub cluster_degraded: AtomicU64,
+    /// Failed calls to the shared limit store, by reason (`error`, `timeout`).
+    pub cluster_failures: Counters<&'static str, 2>,
     /// Serving certificates: (path, not-after in unix seconds); replaced on each load.
     certificates: Mutex<Vec<(String, i64)>>,
 }
@@ -87,6 +91,8 @@ impl Metrics {
             audit_lost: Counters::new(),
             audit_queued: AtomicU64::new(0),
             audit_write_errors: AtomicU64::new(0),
+            cluster_degraded: AtomicU64::new(0),
+            cluster_failures: Counters::new(),
             certificates: Mutex::new(Vec::new()),
         }
     }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 pub use crate::config::{LimitsConfig, Rate, RouteLimit};
-use crate::limit::Gcra;
+use crate::limit::cluster::Cluster;
+use crate::limit::shared::SharedRate;
 pub use crate::server::IpKey;
 
 /// Keys kept per limiter at most; beyond that (after a sweep) new keys are throttled.
@@ -25,49 +26,74 @@ pub struct Throttled {
 
 /// The request-rate limits of one policy (`crate::limit::Gcra` each).
 pub struct RateLimits {
-    per_ip: Option<Gcra<IpKey>>,
+    per_ip: Option<SharedRate<IpKey>>,
     /// Users are bounded by the configuration.
-    per_user: Option<Gcra<Arc<str>>>,
+    per_user: Option<SharedRate<Arc<str>>>,
     /// One shared budget per route entry.
-    routes: Vec<(RouteLimit, Gcra<()>)>,
+    routes: Vec<(RouteLimit, SharedRate<()>)>,
 }
 
 impl RateLimits {
     pub fn new(config: &LimitsConfig) -> Self {
         Self {
-            per_ip: config.per_ip.map(|r| Gcra::new(&r, MAX_KEYS)),
-            per_user: config.per_user.map(|r| Gcra::new(&r, MAX_KEYS)),
+            per_ip: config.per_ip.map(|r| SharedRate::new("ip", &r, MAX_KEYS)),
+            per_user: config
+                .per_user
+                .map(|r| SharedRate::new("user", &r, MAX_KEYS)),
             routes: config
                 .routes
                 .iter()
-                .map(|r| (r.clone(), Gcra::new(&r.rate, 1)))
+                .map(|r| (r.clone(), SharedRate::new("route", &r.rate, 1)))
                 .collect(),
         }
     }
 
-    /// IPv6 clients count per /64 (`IpKey`).
-    pub fn check_ip(&self, ip: IpAddr, now: Instant) -> Result<(), Throttled> {
+    /// IPv6 clients count per /64 (`IpKey`). With `cluster`, the shared bucket decides
+    /// (the local one still counts, and decides while Redis is unavailable).
+    pub async fn check_ip(
+        &self,
+        cluster: Option<&Cluster>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(), Throttled> {
         let Some(l) = &self.per_ip else { return Ok(()) };
-        l.check(&IpKey::of(ip), now).map_err(throttled("per_ip"))
+        let key = IpKey::of(ip);
+        l.check(cluster, &key, || key.id_bytes(), now)
+            .await
+            .map_err(throttled("per_ip"))
     }
 
-    pub fn check_user(&self, user: &Arc<str>, now: Instant) -> Result<(), Throttled> {
+    pub async fn check_user(
+        &self,
+        cluster: Option<&Cluster>,
+        user: &Arc<str>,
+        now: Instant,
+    ) -> Result<(), Throttled> {
         let Some(l) = &self.per_user else {
             return Ok(());
         };
-        l.check(user, now).map_err(throttled("per_user"))
+        l.check(cluster, user, || user.as_bytes().to_vec(), now)
+            .await
+            .map_err(throttled("per_user"))
     }
 
-    pub fn check_route(
+    pub async fn check_route(
         &self,
+        cluster: Option<&Cluster>,
         method: &Method,
         segments: &[&str],
         now: Instant,
     ) -> Result<(), Throttled> {
-        for (route, limiter) in &self.routes {
+        for (i, (route, limiter)) in self.routes.iter().enumerate() {
             let method_ok = route.methods.is_empty() || route.methods.contains(method);
             if method_ok && route.paths.iter().any(|g| g.matches(segments)) {
-                limiter.check(&(), now).map_err(throttled("route"))?;
+                // A route is named by its place in `[[http.rate_limits.routes]]`:
+                // replicas share a bucket when they share the configuration.
+                let id = || (i as u64).to_be_bytes().to_vec();
+                limiter
+                    .check(cluster, &(), id, now)
+                    .await
+                    .map_err(throttled("route"))?;
             }
         }
         Ok(())
@@ -92,12 +118,13 @@ mod tests {
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
         let other: IpAddr = "2001:db8:0:1::1".parse().unwrap();
-        assert!(limits.check_ip(a, now).is_ok());
-        assert!(limits.check_ip(b, now).is_ok());
-        let t = limits.check_ip(a, now).unwrap_err();
+        let check = |ip| futures_util::FutureExt::now_or_never(limits.check_ip(None, ip, now));
+        assert!(check(a).unwrap().is_ok());
+        assert!(check(b).unwrap().is_ok());
+        let t = check(a).unwrap().unwrap_err();
         assert!(t.retry_after > Duration::from_secs(60), "{t:?}");
         assert_eq!(t.limit, "per_ip");
-        assert!(limits.check_ip(other, now).is_ok());
+        assert!(check(other).unwrap().is_ok());
     }
 
     #[test]
@@ -108,7 +135,8 @@ mod tests {
         });
         let now = Instant::now();
         for i in 0..(MAX_KEYS as u32 + 5000) {
-            let _ = limits.check_ip(IpAddr::from(i.to_be_bytes()), now);
+            let check = limits.check_ip(None, IpAddr::from(i.to_be_bytes()), now);
+            let _ = futures_util::FutureExt::now_or_never(check);
         }
         let len = limits.per_ip.as_ref().map_or(0, |l| l.len());
         assert!(len <= MAX_KEYS, "{len}");
