@@ -226,21 +226,21 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
         (0..6)
             .map(|i| {
                 let f = dir.path().join(format!("{prefix}-{i}.dcm"));
-                big_dicom(&f, 2);
+                big_dicom(&f, 3);
                 f
             })
             .collect()
     };
     let (dicom_files, http_files) = (make("dicom"), make("http"));
-    let (dicom_acked, http_acked, failures) =
-        (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    let (dicom_acked, http_acked) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let (dicom_failed, http_failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let killed = Mutex::new(false);
     let (gw_a, _, gw_a_dicom) = topo.front("a");
     let gw_a_https = topo.port("GW_HTTPS_PORT");
 
     let (stored, uploaded) = std::thread::scope(|s| {
         let dicom = s.spawn(|| {
-            run_with_retries(&dicom_files, &dicom_acked, &failures, |f| {
+            run_with_retries(&dicom_files, &dicom_acked, &dicom_failed, |f| {
                 match topo.store("lb", &[f.to_path_buf()]) {
                     (true, _) => Ok(sop_uid(f)),
                     (false, out) => Err(out),
@@ -248,20 +248,24 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
             })
         });
         let http = s.spawn(|| {
-            run_with_retries(&http_files, &http_acked, &failures, |f| {
+            run_with_retries(&http_files, &http_acked, &http_failed, |f| {
                 let data = format!("@{}", f.display());
-                match topo.https("lb", &["--data-binary", &data], "/instances") {
+                // Uploads of about 3 s each (rate-limited): one is in flight through
+                // replica A half of the time, so the kill below finds one.
+                let args = ["--limit-rate", "1M", "--data-binary", &data];
+                match topo.https("lb", &args, "/instances") {
                     (200, body) => Ok((f.to_path_buf(), json(&body)["ID"].as_str().unwrap_or_default().to_string())),
                     (code, body) => Err(format!("{code} {}", String::from_utf8_lossy(&body))),
                 }
             })
         });
-        // Both runs under way, and a transfer in flight through replica A: kill it.
+        // Both runs under way, and an association and an upload in flight through
+        // replica A at the same moment: kill it.
         wait_until("both runs to be acknowledged once", Duration::from_secs(120), || {
             dicom_acked.load(Ordering::SeqCst) >= 1 && http_acked.load(Ordering::SeqCst) >= 1
         });
-        wait_until("a transfer through replica A", Duration::from_secs(120), || {
-            established_on(&gw_a, gw_a_dicom) || established_on(&gw_a, gw_a_https)
+        wait_until("a C-STORE and an upload through replica A", Duration::from_secs(120), || {
+            established_on(&gw_a, gw_a_dicom) && established_on(&gw_a, gw_a_https)
         });
         topo.kill9("gateway-a");
         topo.kill9("orthanc-a");
@@ -269,9 +273,12 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
         (dicom.join().unwrap(), http.join().unwrap())
     });
     assert!(*killed.lock().unwrap());
-    let failed = failures.load(Ordering::SeqCst);
-    eprintln!("failed attempts retried: {failed}");
-    assert!(failed >= 1, "the kill interrupted no transfer: nothing was tested");
+    let failed = (dicom_failed.load(Ordering::SeqCst), http_failed.load(Ordering::SeqCst));
+    eprintln!("failed attempts retried (C-STORE, upload): {failed:?}");
+    assert!(
+        failed.0 >= 1 && failed.1 >= 1,
+        "the kill interrupted no transfer in one of the runs: {failed:?}"
+    );
 
     // Node A back (only what is gone is started again), then every acknowledged
     // instance is readable through both replicas, the same bytes.
