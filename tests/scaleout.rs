@@ -254,26 +254,36 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
                 // replica A half of the time, so the kill below finds one.
                 let args = ["--limit-rate", "1M", "--data-binary", &data];
                 match topo.https("lb", &args, "/instances") {
-                    (200, body) => Ok((f.to_path_buf(), json(&body)["ID"].as_str().unwrap_or_default().to_string())),
+                    (200, body) => Ok((
+                        f.to_path_buf(),
+                        json(&body)["ID"].as_str().unwrap_or_default().to_string(),
+                    )),
                     (code, body) => Err(format!("{code} {}", String::from_utf8_lossy(&body))),
                 }
             })
         });
         // Both runs under way, and an association and an upload in flight through
         // replica A at the same moment: kill it.
-        wait_until("both runs to be acknowledged once", Duration::from_secs(120), || {
-            dicom_acked.load(Ordering::SeqCst) >= 1 && http_acked.load(Ordering::SeqCst) >= 1
-        });
-        wait_until("a C-STORE and an upload through replica A", Duration::from_secs(120), || {
-            established_on(&gw_a, gw_a_dicom) && established_on(&gw_a, gw_a_https)
-        });
+        wait_until(
+            "both runs to be acknowledged once",
+            Duration::from_secs(120),
+            || dicom_acked.load(Ordering::SeqCst) >= 1 && http_acked.load(Ordering::SeqCst) >= 1,
+        );
+        wait_until(
+            "a C-STORE and an upload through replica A",
+            Duration::from_secs(120),
+            || established_on(&gw_a, gw_a_dicom) && established_on(&gw_a, gw_a_https),
+        );
         topo.kill9("gateway-a");
         topo.kill9("orthanc-a");
         *killed.lock().unwrap() = true;
         (dicom.join().unwrap(), http.join().unwrap())
     });
     assert!(*killed.lock().unwrap());
-    let failed = (dicom_failed.load(Ordering::SeqCst), http_failed.load(Ordering::SeqCst));
+    let failed = (
+        dicom_failed.load(Ordering::SeqCst),
+        http_failed.load(Ordering::SeqCst),
+    );
     eprintln!("failed attempts retried (C-STORE, upload): {failed:?}");
     assert!(
         failed.0 >= 1 && failed.1 >= 1,
@@ -286,7 +296,9 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
     assert!(out.contains("postgres already running"), "{out}");
     for uid in &stored {
         let ids: Vec<Option<String>> = ["a", "b"].iter().map(|f| lookup(&topo, f, uid)).collect();
-        let id = ids[0].clone().unwrap_or_else(|| panic!("acknowledged {uid} lost"));
+        let id = ids[0]
+            .clone()
+            .unwrap_or_else(|| panic!("acknowledged {uid} lost"));
         assert_eq!(ids[1].as_ref(), Some(&id));
         assert_eq!(file_via(&topo, "a", &id), file_via(&topo, "b", &id));
     }

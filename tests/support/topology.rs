@@ -128,7 +128,8 @@ impl Topology {
                 self.port("DICOM_PORT"),
             ),
             "a" | "b" => (
-                self.get(&format!("GW_{}_ADDR", which.to_uppercase())).into(),
+                self.get(&format!("GW_{}_ADDR", which.to_uppercase()))
+                    .into(),
                 self.port("GW_HTTPS_PORT"),
                 self.port("GW_DICOM_PORT"),
             ),
@@ -144,7 +145,15 @@ impl Topology {
         let user = format!("admin:{}", self.secret("admin.password"));
         let resolve = format!("localhost:{port}:{addr}");
         let out = Command::new("curl")
-            .args(["-sS", "--max-time", "120", "-o", "-", "-w", "\n%{http_code}"])
+            .args([
+                "-sS",
+                "--max-time",
+                "120",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+            ])
             .arg("--cacert")
             .arg(&ca)
             .args(["--resolve", &resolve, "-u", &user])
@@ -225,7 +234,16 @@ impl Topology {
     pub fn orthanc(&self, node: &str, path: &str) -> (u16, Vec<u8>) {
         let port = self.get(&format!("ORTHANC_{}_HTTP", node.to_uppercase()));
         let out = Command::new("curl")
-            .args(["-s", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}", "-K"])
+            .args([
+                "-s",
+                "--max-time",
+                "60",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "-K",
+            ])
             .arg(self.dir.join("secrets/orthanc.curlrc"))
             .arg(format!("http://127.0.0.1:{port}{path}"))
             .output()
