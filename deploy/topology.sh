@@ -236,8 +236,11 @@ start_s3() {
     "$S3_SECRET" > "$S/s3.json"
   spawn s3 "$WEED" server -ip="$S3_ADDR" -ip.bind="$S3_ADDR" -dir="$DIR/s3" -master.telemetry=false \
     -master.port="$WEED_MASTER" -master.volumeSizeLimitMB=64 -volume.port="$WEED_VOLUME" -volume.max=100 \
-    -filer -filer.port="$WEED_FILER" -s3 -s3.port="$S3_PORT" -s3.config="$S/s3.json"
-  # The port opens before the filer is ready (scaleout.md): ready once the bucket exists.
+    -filer -filer.port="$WEED_FILER" -s3 -s3.port="$S3_PORT" -s3.config="$S/s3.json" \
+    -s3.port.iceberg=0 -s3.port.lance=0
+  # Iceberg (8181) and Lance (9101) listeners are off: fixed ports two topologies on one
+  # machine would share. The port opens before the filer is ready (scaleout.md): ready
+  # once the bucket exists.
   wait_for "SeaweedFS S3 (bucket orthanc)" s3 1200 bucket_ready
 }
 
