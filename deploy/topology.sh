@@ -352,7 +352,8 @@ path = "$DIR/gateway-$node/audit.jsonl"
 listen = "$addr:$GW_ADMIN_PORT"
 TOML
   if [ "$CLUSTER" = 1 ]; then
-    printf '\n[cluster]\nredis = "redis://:%s@%s:%s"\n' "$REDIS_PW" "$REDIS_ADDR" "$REDIS_PORT"
+    # The password from a 0600 file, never in the URL (it would show in `pacsgate check`).
+    printf '\n[cluster]\nredis = "redis://%s:%s"\nredis_password_file = "%s"\n' "$REDIS_ADDR" "$REDIS_PORT" "$S/redis.password"
   fi
 }
 gateway_ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1:$GW_ADMIN_PORT/readyz")" = 200 ]; }
