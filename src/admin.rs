@@ -136,7 +136,7 @@ pub async fn serve(
     server::accept_loop(
         "admin",
         listener,
-        (MAX_CONNECTIONS, None),
+        (MAX_CONNECTIONS, None, None),
         shutdown,
         tracker,
         move |tcp, _peer, _admission| connection(tcp, ctx.clone()),

@@ -53,6 +53,14 @@ impl Gateway {
                 )
             })?,
         );
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(crate::limit::cluster::Cluster::new)
+            .transpose()?;
+        if let Some(c) = &config.cluster {
+            tracing::info!("{}", crate::limit::cluster::Cluster::describe(c));
+        }
         let provider = tls::server::provider();
         let mut servers = Vec::new();
         let (mut http, mut dicom) = (None, None);
@@ -101,7 +109,7 @@ impl Gateway {
                     server,
                     upstream,
                     audit.clone(),
-                    PolicyHandle::new(policy, admin),
+                    PolicyHandle::new(policy, admin, cluster.clone()),
                 ));
             }
             if let Some(cfg) = &config.dicom {
@@ -113,7 +121,12 @@ impl Gateway {
                 };
                 let server = ReloadableServer::new(profile, provider.clone(), &material)?;
                 servers.push(server.clone());
-                dicom = Some(DicomContext::new(cfg.clone(), server, audit.clone()));
+                dicom = Some(DicomContext::new(
+                    cfg.clone(),
+                    server,
+                    audit.clone(),
+                    cluster.clone(),
+                ));
             }
         }
         let outbound = config

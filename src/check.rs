@@ -20,6 +20,16 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
             describe_pair(pair, &provider, config.tls.expiry_warning)?
         );
     }
+    match &config.cluster {
+        Some(c) => {
+            // Reads the password file: its mode is checked here as at start.
+            crate::limit::cluster::Cluster::new(c)?;
+            let _ = writeln!(out, "{}", crate::limit::cluster::Cluster::describe(c));
+        }
+        None => {
+            let _ = writeln!(out, "cluster: none (rates and lockouts are per process)");
+        }
+    }
     if let Some(a) = &config.admin {
         let _ = writeln!(out, "admin: {} (/metrics, /healthz, /readyz)", a.listen);
     }
@@ -35,6 +45,7 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
             h.upstream.authority,
             auth(h.client_auth)
         );
+        proxy_protocol(&mut out, "https", &h.proxy_protocol);
         let _ = write!(out, "{}", crate::http::policy::describe(&h.policy));
         if let Some(path) = &h.policy.generated_admin {
             let _ = writeln!(out, "{}", crate::http::policy::admin::inspect(path)?);
@@ -48,6 +59,7 @@ pub fn describe(config: &Config) -> Result<String, ConfigError> {
             d.upstream,
             auth(d.client_auth)
         );
+        proxy_protocol(&mut out, "dicom", &d.proxy_protocol);
         for m in &d.policy.modalities {
             let allow: Vec<&str> = crate::config::Services::NAMES
                 .iter()
@@ -119,5 +131,17 @@ fn auth(a: ClientAuth) -> &'static str {
         ClientAuth::None => "none",
         ClientAuth::Optional => "optional",
         ClientAuth::Required => "required",
+    }
+}
+
+/// The load balancers a listener believes PROXY headers from.
+fn proxy_protocol(out: &mut String, listener: &str, trusted: &[ipnet::IpNet]) {
+    if !trusted.is_empty() {
+        let list: Vec<String> = trusted.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "{listener}: client addresses from PROXY v1/v2 headers of [{}] only",
+            list.join(", ")
+        );
     }
 }

@@ -39,7 +39,10 @@
 //!   (`enforce`), limits, audit.
 //! - [`limit`]: the one keyed limiter (a bounded sharded table, GCRA rates, failed-login
 //!   lockouts) behind HTTP's per-IP/user/route rates and lockouts and DICOM's association
-//!   rate; pure, the caller passes the time.
+//!   rate; pure, the caller passes the time. `limit::cluster` (`[cluster]`) applies the
+//!   same arithmetic in Redis (one Lua script per decision, server clock, TTLs) so
+//!   replicas share them; degraded mode when Redis fails (rates local, password logins
+//!   fail closed: `http::policy::lockouts`).
 //! - [`check`]: what `pacsgate check` validates and prints.
 //! - [`audit`]: the one audit stream (JSON lines) for HTTP requests and DICOM associations:
 //!   records go to a bounded in-memory queue (`audit::queue`) drained by one writer thread

@@ -6,6 +6,8 @@
 pub mod budget;
 pub mod client_key;
 pub mod linger;
+pub mod proxied;
+pub mod proxy;
 
 use std::future::Future;
 use std::io;
@@ -26,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 pub use budget::{Admission, ClientBudget};
 pub use client_key::{unmap, IpKey};
+pub use proxied::{Peer, ProxyProtocol};
 
 /// Shutdown has two steps: stop accepting (SIGTERM: in-flight work may finish), then abort
 /// (the grace period is over: drop whatever is left).
@@ -39,17 +42,25 @@ pub struct Shutdown {
 /// wait in the kernel backlog), each handled on its own task tracked by `tracker`. With a
 /// `budget`, a connection from an address at its per-address cap is closed at once
 /// without taking a slot, and one still pending at its deadline is dropped.
+///
+/// With `proxy` (the HTTPS and DICOM listeners), a connection from a listed load balancer
+/// first gives its PROXY header (`proxied`); the budget then counts the client it names,
+/// not the LB: the LB's address carries every client's connections and must not fill a
+/// cap meant for one of them. Until the header is read such a connection holds only its
+/// permit, for at most `proxied::HEADER_TIMEOUT`, and only the LB can open it. Any other
+/// peer that starts with a PROXY header is refused before TLS.
 pub async fn accept_loop<F, Fut>(
     name: &'static str,
     listener: TcpListener,
-    (max_connections, budget): (usize, Option<Arc<ClientBudget>>),
+    (max_connections, budget, proxy): Limits,
     shutdown: Shutdown,
     tracker: TaskTracker,
     handler: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, Arc<Admission>) -> Fut,
+    F: Fn(TcpStream, Peer, Arc<Admission>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let handler = Arc::new(handler);
     let limit = Arc::new(Semaphore::new(max_connections));
     let mut backoff = Duration::from_millis(10);
     // A permit left over from a connection refused by the budget, reused for the next.
@@ -71,7 +82,7 @@ pub async fn accept_loop<F, Fut>(
             r = listener.accept() => r,
             () = shutdown.stop_accepting.cancelled() => break,
         };
-        let (stream, peer) = match accepted {
+        let (mut stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning (mini-redis does the same).
@@ -83,6 +94,37 @@ pub async fn accept_loop<F, Fut>(
             }
         };
         backoff = Duration::from_millis(10);
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(listener = name, %peer, error = %e, "TCP_NODELAY failed");
+        }
+        let abort = shutdown.abort.clone();
+        let open = crate::metrics::OpenConnection::new(name);
+        if let Some(pp) = proxy.clone().filter(|p| p.trusts(peer.ip())) {
+            let (handler, budget) = (handler.clone(), budget.clone());
+            tracker.spawn(async move {
+                let work = async {
+                    let Ok(client) = pp.read_header(name, &mut stream, peer).await else {
+                        return;
+                    };
+                    let Some(admission) = admit_late(name, budget.as_ref(), client) else {
+                        return;
+                    };
+                    supervise(
+                        name,
+                        client,
+                        handler(stream, client, admission.clone()),
+                        &admission,
+                    )
+                    .await;
+                };
+                tokio::select! {
+                    () = work => {}
+                    () = abort.cancelled() => {}
+                }
+                drop((permit, open));
+            });
+            continue;
+        }
         let admission = match budget.as_ref().map(|b| b.admit(peer.ip())) {
             None => Admission::unlimited(),
             Some(Ok(a)) => a,
@@ -98,28 +140,65 @@ pub async fn accept_loop<F, Fut>(
             }
         };
         let admission = Arc::new(admission);
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(listener = name, %peer, error = %e, "TCP_NODELAY failed");
-        }
-        let work = handler(stream, peer, admission.clone());
-        let abort = shutdown.abort.clone();
-        let open = crate::metrics::OpenConnection::new(name);
+        let client = Peer::direct(peer);
+        let handler = handler.clone();
+        let (held, pp) = (admission.clone(), proxy.clone());
+        let work = async move {
+            if let Some(pp) = pp {
+                if pp.check_direct(name, &stream, peer).await.is_err() {
+                    return;
+                }
+            }
+            handler(stream, client, held).await;
+        };
         tracker.spawn(async move {
             tokio::select! {
-                () = work => {}
-                () = admission.pending_expired() => {
-                    tracing::info!(listener = name, %peer, "closed: not authenticated before the pending_timeout");
-                }
+                () = supervise(name, client, work, &admission) => {}
                 () = abort.cancelled() => {
                     tracing::info!(listener = name, %peer, "connection dropped at the end of the shutdown grace period");
                 }
             }
             drop(admission);
-            drop(permit);
-            drop(open);
+            drop((permit, open));
         });
     }
     tracing::debug!(listener = name, "stopped accepting");
+}
+
+/// What a listener's accept loop is bounded by: its connection limit, its per-address
+/// budget, and its PROXY protocol setting (`None`: the listener never speaks it).
+pub type Limits = (usize, Option<Arc<ClientBudget>>, Option<Arc<ProxyProtocol>>);
+
+/// Run a connection's work until it ends or its admission's pending deadline passes.
+async fn supervise(
+    name: &'static str,
+    client: Peer,
+    work: impl Future<Output = ()>,
+    admission: &Admission,
+) {
+    tokio::select! {
+        () = work => {}
+        () = admission.pending_expired() => {
+            tracing::info!(listener = name, peer = %client.addr, "closed: not authenticated before the pending_timeout");
+        }
+    }
+}
+
+/// The budget for a client named by a PROXY header, counted once the header is read.
+fn admit_late(
+    name: &'static str,
+    budget: Option<&Arc<ClientBudget>>,
+    client: Peer,
+) -> Option<Arc<Admission>> {
+    match budget.map(|b| b.admit(client.addr.ip())) {
+        None => Some(Arc::new(Admission::unlimited())),
+        Some(Ok(a)) => Some(Arc::new(a)),
+        Some(Err(over)) => {
+            tracing::debug!(listener = name, peer = %client.addr, via = ?client.via, reason = %over, "connection refused");
+            crate::metrics::METRICS.budget_refusals.inc(name);
+            None
+        }
+    }
 }
 
 /// How often refusals by the per-address budgets are summarised at info.

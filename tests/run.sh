@@ -19,6 +19,8 @@ apt_packages=(orthanc orthanc-dev dcmtk curl openssl gcc libc6-dev procps chromi
 apt_packages+=(dpkg-dev logrotate systemd man-db strace)
 # SoftHSM2 (PKCS#11 token for the storage master key).
 apt_packages+=(softhsm2)
+# redis-server: the shared limits of [cluster] (tests/cluster_*.rs start their own).
+apt_packages+=(redis-server)
 # Container images (tests/containers.rs): podman builds them, mmdebstrap makes Orthanc's
 # Debian root file system; the tests mount images and chroot (util-linux unshare).
 apt_packages+=(podman mmdebstrap)

@@ -24,6 +24,8 @@ pub struct RawConfig {
     /// The admin listener (metrics, health); off unless `listen` is set.
     #[serde(default)]
     pub admin: RawAdmin,
+    /// `[cluster]`: limits and lockouts shared with other replicas through Redis.
+    pub cluster: Option<RawCluster>,
     /// HTTPS users (DESIGN.md contract: `[users.NAME]`).
     #[serde(default)]
     pub users: BTreeMap<String, RawUser>,
@@ -35,6 +37,16 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     #[serde(default)]
     pub allow_remote: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis: Option<String>,
+    pub redis_password_file: Option<PathBuf>,
+    /// Longest one shared decision may take before the degraded policy applies.
+    pub timeout: Option<String>,
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +135,8 @@ pub struct RawHttp {
     pub max_pending_per_ip: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub pending_timeout: String,
+    /// Load balancers whose PROXY v1/v2 header is read (CIDRs); empty: off.
+    pub proxy_protocol: Vec<String>,
     pub max_header_bytes: usize,
     pub handshake_timeout: String,
     pub header_timeout: String,
@@ -154,6 +168,7 @@ impl Default for RawHttp {
             max_pending_per_ip: None,
             max_connections_per_ip: None,
             pending_timeout: "10s".into(),
+            proxy_protocol: Vec::new(),
             max_header_bytes: 64 * 1024,
             handshake_timeout: "10s".into(),
             header_timeout: "30s".into(),
@@ -249,6 +264,8 @@ pub struct RawDicom {
     pub max_pending_per_ip: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub pending_timeout: String,
+    /// Load balancers whose PROXY v1/v2 header is read (CIDRs); empty: off.
+    pub proxy_protocol: Vec<String>,
     pub max_pdu_length: u32,
     pub handshake_timeout: String,
     pub artim_timeout: String,
@@ -283,6 +300,7 @@ impl Default for RawDicom {
             max_pending_per_ip: None,
             max_connections_per_ip: None,
             pending_timeout: "10s".into(),
+            proxy_protocol: Vec::new(),
             max_pdu_length: 1024 * 1024,
             handshake_timeout: "10s".into(),
             artim_timeout: "30s".into(),

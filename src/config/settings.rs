@@ -26,6 +26,24 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[admin]`: metrics and health probes; `None` when not configured.
     pub admin: Option<AdminConfig>,
+    /// `[cluster]`: rates and lockouts shared through Redis; `None`: in-process only.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: where the shared limit state lives. The URL carries no credentials (they
+/// would show in `ps`, logs and `pacsgate check`); the password comes from a 0600 file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://HOST:PORT[/DB]`, credentials refused.
+    pub redis: String,
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub password_file: Option<PathBuf>,
+    /// Per decision: a slower (or absent) Redis means the degraded policy applies.
+    pub timeout: Duration,
+    /// Namespace of every key, so several deployments can share one Redis.
+    pub key_prefix: String,
 }
 
 /// `[audit]`: records are queued in memory (bounded) and written by one writer thread.
@@ -129,6 +147,8 @@ pub struct HttpConfig {
     pub client_auth: ClientAuth,
     pub max_connections: usize,
     pub budget: ConnectionBudget,
+    /// Load balancers whose PROXY header names the client (`server::proxied`); empty: off.
+    pub proxy_protocol: Vec<ipnet::IpNet>,
     pub max_header_bytes: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
@@ -168,6 +188,8 @@ pub struct DicomConfig {
     pub client_auth: ClientAuth,
     pub max_associations: usize,
     pub budget: ConnectionBudget,
+    /// Load balancers whose PROXY header names the client (`server::proxied`); empty: off.
+    pub proxy_protocol: Vec<ipnet::IpNet>,
     pub max_pdu_length: u32,
     pub handshake_timeout: Duration,
     pub artim_timeout: Duration,

@@ -3,7 +3,9 @@
 mod address;
 mod audit;
 mod budget;
+mod cluster;
 mod paths;
+mod proxy;
 mod tls_section;
 mod upstream;
 
@@ -129,6 +131,11 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         run_as: raw.server.user.as_deref().map(run_as).transpose()?,
         audit: audit::audit(raw.audit, base)?,
         admin: admin(&raw.admin, &public)?,
+        cluster: raw
+            .cluster
+            .as_ref()
+            .map(|c| cluster::cluster(c, base))
+            .transpose()?,
     })
 }
 
@@ -166,6 +173,7 @@ fn http(
             &raw.pending_timeout,
             max_connections,
         )?,
+        proxy_protocol: proxy::proxy_protocol("http", &raw.proxy_protocol)?,
         max_header_bytes: at_least("http.max_header_bytes", raw.max_header_bytes, 8192)?,
         handshake_timeout: duration("http.handshake_timeout", &raw.handshake_timeout)?,
         header_timeout: duration("http.header_timeout", &raw.header_timeout)?,
@@ -202,6 +210,7 @@ fn dicom(raw: RawDicom, tls: &TlsConfig) -> Result<DicomConfig, ConfigError> {
             &raw.pending_timeout,
             max_associations,
         )?,
+        proxy_protocol: proxy::proxy_protocol("dicom", &raw.proxy_protocol)?,
         policy,
         listen,
         upstream,

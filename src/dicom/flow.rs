@@ -84,18 +84,23 @@ pub trait Ends: Send + Sync {
     /// `dicom` or the tunnel's name, for the audit record.
     fn listener(&self) -> &str;
     fn peer(&self) -> SocketAddr;
+    /// The load balancer the connection came through (PROXY protocol), for the audit.
+    fn via(&self) -> Option<SocketAddr> {
+        None
+    }
     fn phases(&self) -> Phases;
     fn audit(&self) -> &Arc<Audit>;
 
     /// Phase 1; `None` when the connection is already over (logged here).
     fn open(&self, tcp: TcpStream) -> impl Future<Output = Option<Opened<Self::Requestor>>> + Send;
 
-    /// Phase 3: the refusal is answered with its A-ASSOCIATE-RJ by the flow.
+    /// Phase 3: the refusal is answered with its A-ASSOCIATE-RJ by the flow. Async: a
+    /// shared rate (`[cluster]`) asks Redis, bounded by `cluster.timeout`.
     fn admit(
         &self,
         rq: &Association,
         identity: Option<&PeerIdentity>,
-    ) -> Result<Admitted, AssociationRefusal>;
+    ) -> impl Future<Output = Result<Admitted, AssociationRefusal>> + Send;
 
     /// Phase 4; on failure (logged here) the `Unreachable` refusal to answer with.
     fn connect(
@@ -118,12 +123,13 @@ pub async fn run<E: Ends>(ends: E, tcp: TcpStream) {
         return;
     };
     let mut parties = Parties::new(ends.listener(), ends.peer().ip(), identity.as_deref());
+    parties.via = ends.via().map(|lb| lb.ip());
     parties.calling_ae = rq.calling_ae.clone();
     parties.called_ae = rq.called_ae.clone();
     // `[audit] on_full = "refuse"`: no association while its record could not be written
     // (checked first, for both directions).
     let admitted = if ends.audit().admits() {
-        ends.admit(&rq, identity.as_deref())
+        ends.admit(&rq, identity.as_deref()).await
     } else {
         Err(AssociationRefusal::AuditUnavailable)
     };

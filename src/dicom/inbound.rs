@@ -22,7 +22,7 @@ use crate::audit::Audit;
 use crate::config::{Config, ConfigError, DicomConfig};
 use crate::metrics::DICOM;
 use crate::reload::{Commit, Reloadable};
-use crate::server::{self, Admission, ClientBudget, Shutdown};
+use crate::server::{self, Admission, ClientBudget, ProxyProtocol, Shutdown};
 use crate::tls::recheck::Revocable;
 use crate::tls::{self, PeerIdentity, ReloadableServer};
 
@@ -37,9 +37,18 @@ pub struct DicomContext {
 }
 
 impl DicomContext {
-    pub fn new(config: DicomConfig, tls: Arc<ReloadableServer>, audit: Arc<Audit>) -> Arc<Self> {
+    pub fn new(
+        config: DicomConfig,
+        tls: Arc<ReloadableServer>,
+        audit: Arc<Audit>,
+        cluster: Option<Arc<crate::limit::cluster::Cluster>>,
+    ) -> Arc<Self> {
         let p = &config.policy;
-        let limits = Limits::new(p.max_associations_per_ip, p.association_rate_per_ip);
+        let limits = Limits::new(
+            p.max_associations_per_ip,
+            p.association_rate_per_ip,
+            cluster,
+        );
         Arc::new(Self {
             policy: Arc::new(ArcSwap::from_pointee(Policy::new(config.policy.clone()))),
             limits,
@@ -71,6 +80,10 @@ pub async fn serve(
     let limits = (
         ctx.config.max_associations,
         Some(ClientBudget::new(ctx.config.budget)),
+        Some(Arc::new(ProxyProtocol {
+            trusted: ctx.config.proxy_protocol.clone(),
+            first_byte_timeout: ctx.config.handshake_timeout,
+        })),
     );
     server::accept_loop(
         "dicom",
@@ -82,15 +95,20 @@ pub async fn serve(
             let span = tracing::info_span!(
                 "assoc",
                 listener = "dicom",
-                %peer,
+                peer = %peer.addr,
+                via = tracing::field::Empty,
                 tls.cn = tracing::field::Empty,
                 tls.fp = tracing::field::Empty,
                 calling = tracing::field::Empty,
                 called = tracing::field::Empty
             );
+            if let Some(lb) = peer.via {
+                span.record("via", tracing::field::display(lb));
+            }
             let ends = Inbound {
                 ctx: ctx.clone(),
-                peer,
+                peer: peer.addr,
+                via: peer.via,
                 admission,
             };
             flow::run(ends, tcp).instrument(span)
@@ -105,7 +123,10 @@ pub async fn serve(
 /// `pending_timeout`; an admitted association counts in the per-IP limits.
 struct Inbound {
     ctx: Arc<DicomContext>,
+    /// The client: the TCP peer or the address a trusted LB's PROXY header names; the
+    /// per-IP limits and `check_modality_host` use it.
     peer: SocketAddr,
+    via: Option<SocketAddr>,
     admission: Arc<Admission>,
 }
 
@@ -119,6 +140,10 @@ impl Ends for Inbound {
 
     fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    fn via(&self) -> Option<SocketAddr> {
+        self.via
     }
 
     fn phases(&self) -> Phases {
@@ -157,12 +182,12 @@ impl Ends for Inbound {
         })
     }
 
-    fn admit(
+    async fn admit(
         &self,
         rq: &Association,
         identity: Option<&PeerIdentity>,
     ) -> Result<Admitted, AssociationRefusal> {
-        let admitted = admit(&self.ctx, rq, self.peer, identity)?;
+        let admitted = admit(&self.ctx, rq, self.peer, identity).await?;
         self.admission.authenticated();
         Ok(admitted)
     }
@@ -184,7 +209,7 @@ impl Ends for Inbound {
 
 /// Limits first (cheap, and they bound what a flood costs), then the policy, then the
 /// matched modality's limit. The guards release their slots when the association ends.
-fn admit(
+async fn admit(
     ctx: &DicomContext,
     rq: &Association,
     peer: SocketAddr,
@@ -195,6 +220,7 @@ fn admit(
     guards.push(
         ctx.limits
             .admit_ip(peer.ip(), Instant::now())
+            .await
             .map_err(limit)?,
     );
     let policy = ctx.policy.load();

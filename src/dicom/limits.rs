@@ -3,6 +3,9 @@
 //! (`crate::limit::Gcra`, the clock passed in). Exceeding one is a transient A-ASSOCIATE-RJ
 //! (2/3/2, local limit exceeded). Limits are checked after the TLS handshake and the RQ,
 //! because the RJ needs the TLS channel; the accept loop's global bound comes first.
+//! With `[cluster]` the association rate is shared by the replicas through Redis
+//! (`crate::limit::cluster`; the local bucket decides while Redis is unavailable); the
+//! concurrent counts stay per process (they are released by this process's guards).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::Rate;
+use crate::limit::cluster::Cluster;
 use crate::limit::Gcra;
 use crate::server::IpKey;
 
@@ -26,6 +30,7 @@ struct State {
 pub struct Limits {
     per_ip: Option<usize>,
     rate: Option<Gcra<IpKey>>,
+    cluster: Option<Arc<Cluster>>,
     state: Mutex<State>,
 }
 
@@ -61,10 +66,15 @@ enum Key {
 }
 
 impl Limits {
-    pub fn new(per_ip: Option<usize>, rate: Option<Rate>) -> Arc<Self> {
+    pub fn new(
+        per_ip: Option<usize>,
+        rate: Option<Rate>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             per_ip,
             rate: rate.map(|r| Gcra::new(&r, MAX_TRACKED)),
+            cluster,
             state: Mutex::new(State::default()),
         })
     }
@@ -76,10 +86,23 @@ impl Limits {
     /// Count one association from `ip` against the rate and the per-IP limit.
     /// IPv6 clients count per /64 (as for the HTTP limits): rotating addresses inside
     /// one's own network does not buy more associations.
-    pub fn admit_ip(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Guard, LimitExceeded> {
+    /// No lock is held across the shared (awaited) rate decision.
+    pub async fn admit_ip(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<Guard, LimitExceeded> {
         let ip = IpKey::of(ip);
         if let Some(rate) = &self.rate {
-            rate.check(&ip, now).map_err(|_| LimitExceeded::Rate)?;
+            let local = rate.check(&ip, now);
+            let decision = match &self.cluster {
+                Some(c) => {
+                    c.rate_or("dicom-assoc", &ip.id_bytes(), rate.rate(), local)
+                        .await
+                }
+                None => local,
+            };
+            decision.map_err(|_| LimitExceeded::Rate)?;
         }
         let mut state = self.lock();
         let n = state.per_ip.entry(ip).or_insert(0);
@@ -140,15 +163,21 @@ mod tests {
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+    /// Without `[cluster]` nothing awaits: the decision is ready at once.
+    fn admit(limits: &Arc<Limits>, ip: IpAddr, now: Instant) -> Result<Guard, LimitExceeded> {
+        futures_util::FutureExt::now_or_never(limits.admit_ip(ip, now))
+            .expect("no shared store, no await")
+    }
+
     #[test]
     fn concurrent_slots_are_released_on_drop() {
-        let limits = Limits::new(Some(2), None);
+        let limits = Limits::new(Some(2), None, None);
         let now = Instant::now();
-        let a = limits.admit_ip(IP, now).unwrap();
-        let _b = limits.admit_ip(IP, now).unwrap();
-        assert_eq!(limits.admit_ip(IP, now).err(), Some(LimitExceeded::PerIp));
+        let a = admit(&limits, IP, now).unwrap();
+        let _b = admit(&limits, IP, now).unwrap();
+        assert_eq!(admit(&limits, IP, now).err(), Some(LimitExceeded::PerIp));
         drop(a);
-        assert!(limits.admit_ip(IP, now).is_ok());
+        assert!(admit(&limits, IP, now).is_ok());
         let m = limits.admit_modality("ct1", Some(1)).unwrap();
         assert_eq!(
             limits.admit_modality("ct1", Some(1)).err(),
@@ -162,38 +191,38 @@ mod tests {
     #[test]
     fn rate_allows_a_burst_then_refills() {
         let rate = Rate::parse("1/s burst 3").unwrap();
-        let limits = Limits::new(None, Some(rate));
+        let limits = Limits::new(None, Some(rate), None);
         let t0 = Instant::now();
         for _ in 0..3 {
-            drop(limits.admit_ip(IP, t0).unwrap());
+            drop(admit(&limits, IP, t0).unwrap());
         }
-        assert_eq!(limits.admit_ip(IP, t0).err(), Some(LimitExceeded::Rate));
+        assert_eq!(admit(&limits, IP, t0).err(), Some(LimitExceeded::Rate));
         let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
-        assert!(limits.admit_ip(other, t0).is_ok());
-        assert!(limits.admit_ip(IP, t0 + Duration::from_secs(1)).is_ok());
+        assert!(admit(&limits, other, t0).is_ok());
+        assert!(admit(&limits, IP, t0 + Duration::from_secs(1)).is_ok());
         assert_eq!(
-            limits.admit_ip(IP, t0 + Duration::from_secs(1)).err(),
+            admit(&limits, IP, t0 + Duration::from_secs(1)).err(),
             Some(LimitExceeded::Rate)
         );
     }
 
     #[test]
     fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
-        let limits = Limits::new(Some(1), None);
+        let limits = Limits::new(Some(1), None, None);
         let now = Instant::now();
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let same_net: IpAddr = "2001:db8:1:2:ffff::7".parse().unwrap();
         let other_net: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        let _held = limits.admit_ip(a, now).unwrap();
+        let _held = admit(&limits, a, now).unwrap();
         assert_eq!(
-            limits.admit_ip(same_net, now).err(),
+            admit(&limits, same_net, now).err(),
             Some(LimitExceeded::PerIp)
         );
-        assert!(limits.admit_ip(other_net, now).is_ok());
-        let _v4 = limits.admit_ip(IP, now).unwrap();
+        assert!(admit(&limits, other_net, now).is_ok());
+        let _v4 = admit(&limits, IP, now).unwrap();
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         assert_eq!(
-            limits.admit_ip(mapped, now).err(),
+            admit(&limits, mapped, now).err(),
             Some(LimitExceeded::PerIp)
         );
     }

@@ -59,21 +59,21 @@ pub async fn serve(
     server::accept_loop(
         "outbound",
         listener,
-        (MAX_TUNNEL_ASSOCIATIONS, None),
+        (MAX_TUNNEL_ASSOCIATIONS, None, None),
         shutdown,
         tracker,
         move |tcp, peer, _admission| {
             let span = tracing::info_span!(
                 "assoc",
                 listener = %ctx.config.name,
-                %peer,
+                peer = %peer.addr,
                 remote = %ctx.config.remote,
                 calling = tracing::field::Empty,
                 called = tracing::field::Empty
             );
             let ends = Outbound {
                 ctx: ctx.clone(),
-                peer,
+                peer: peer.addr,
             };
             flow::run(ends, tcp).instrument(span)
         },
@@ -123,7 +123,7 @@ impl Ends for Outbound {
 
     /// Outbound associations carry whatever the local PACS asks for (counted, not
     /// filtered); only the called AE is checked against `remote_aets`.
-    fn admit(
+    async fn admit(
         &self,
         rq: &Association,
         _identity: Option<&PeerIdentity>,

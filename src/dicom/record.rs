@@ -19,6 +19,9 @@ const MAX_SOP_CLASSES: usize = 32;
 pub struct Parties {
     pub listener: String,
     pub peer_ip: IpAddr,
+    /// The load balancer's address when `peer_ip` came from its PROXY header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,6 +37,7 @@ impl Parties {
         Self {
             listener: listener.to_string(),
             peer_ip,
+            via: None,
             tls_fingerprint: identity.map(|i| i.fingerprint.to_string()),
             tls_cn: identity.and_then(|i| i.common_name.clone()),
             calling_ae: String::new(),

@@ -22,7 +22,11 @@ use crate::tls::PeerIdentity;
 /// What the forwarder knows about the connection a request arrived on.
 #[derive(Debug)]
 pub struct ConnInfo {
+    /// The client: the TCP peer, or the address a trusted load balancer's PROXY header
+    /// names (`server::proxied`). Limits, rules, X-Forwarded-For and the audit use it.
     pub peer: SocketAddr,
+    /// The load balancer the connection came through, if any.
+    pub via: Option<SocketAddr>,
     pub identity: Option<Arc<PeerIdentity>>,
     /// The peer's IP as a header value, built once per connection.
     pub peer_header: HeaderValue,
@@ -37,10 +41,18 @@ impl ConnInfo {
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Self {
             peer,
+            via: None,
             identity,
             peer_header,
             upstream: Sticky::default(),
         }
+    }
+}
+
+impl ConnInfo {
+    pub fn via(mut self, lb: Option<SocketAddr>) -> Self {
+        self.via = lb;
+        self
     }
 }
 

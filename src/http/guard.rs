@@ -48,9 +48,11 @@ pub async fn admit<B>(
         req.headers_mut().remove(h);
     }
     let ip = conn.peer.ip();
+    let cluster = handle.cluster();
     policy
         .limits
-        .check_ip(ip, Instant::now())
+        .check_ip(cluster, ip, Instant::now())
+        .await
         .map_err(throttled)?;
     let caller = authenticate(req.headers(), policy, handle, conn).await?;
     record.user = caller.name().map(str::to_string);
@@ -62,7 +64,8 @@ pub async fn admit<B>(
     if let Caller::User { name, .. } = &caller {
         policy
             .limits
-            .check_user(name, Instant::now())
+            .check_user(cluster, name, Instant::now())
+            .await
             .map_err(throttled)?;
     }
     if policy.csrf && is_cross_site(req) {
@@ -84,7 +87,8 @@ pub async fn admit<B>(
     // Only admitted requests spend a route's shared budget.
     policy
         .limits
-        .check_route(req.method(), &segments, Instant::now())
+        .check_route(cluster, req.method(), &segments, Instant::now())
+        .await
         .map_err(throttled)?;
     rewrite(req, &path, &caller, policy)
 }
@@ -123,19 +127,19 @@ async fn authenticate(
     };
     let creds = identity::parse_basic(value).ok_or(Refusal::BadCredentials)?;
     let ip_key = IpKey::of(conn.peer.ip());
-    let user_key = super::policy::UserKey::of(&creds.user, policy, handle);
-    let locked = |now| {
+    let user_key = super::policy::lockouts::UserKey::of(&creds.user, policy, handle);
+    let (ip_ref, user_ref) = (&ip_key, &user_key);
+    let locked = |now| async move {
         handle
-            .ip_failures
-            .check(&ip_key, now)
-            .and(user_key.check(handle, now))
+            .locked(ip_ref, user_ref, now)
+            .await
             .map_err(Refusal::LockedOut)
     };
     // The lockout comes before the cache of verified passwords: while a key is locked,
     // every attempt gets the same 429, so a locked account is no oracle (a cached right
     // password answering 200 among 429s would allow guessing at full speed).
     let now = Instant::now();
-    locked(now)?;
+    locked(now).await?;
     if let Some(name) = policy.users.cached(&creds, now) {
         return Ok(Caller::User {
             name,
@@ -152,7 +156,7 @@ async fn authenticate(
             retry_after: std::time::Duration::from_secs(1),
         })?;
     // Attempts queued behind the ones that caused a lockout must not hash either.
-    locked(Instant::now())?;
+    locked(Instant::now()).await?;
     let users = policy.users.clone();
     let verified = tokio::task::spawn_blocking(move || users.verify(&creds, Instant::now()))
         .await
@@ -160,16 +164,16 @@ async fn authenticate(
     drop(permit);
     match verified {
         Verification::Cached(name) | Verification::Verified(name) => {
-            user_key.succeed(handle);
+            handle.succeeded(&user_key).await;
             Ok(Caller::User {
                 name,
                 method: AuthMethod::Password,
             })
         }
         Verification::Failed => {
-            let now = Instant::now();
-            handle.ip_failures.fail(&ip_key, &policy.ip_lockout, now);
-            user_key.fail(handle, &policy.user_lockout, now);
+            handle
+                .failed(policy, &ip_key, &user_key, Instant::now())
+                .await;
             Err(Refusal::BadCredentials)
         }
     }

@@ -122,6 +122,9 @@ pub struct RequestRecord {
     pub auth: AuthMethod,
     pub cert_fingerprint: Option<String>,
     pub client: String,
+    /// The load balancer's address when `client` came from its PROXY header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     pub method: String,
     pub path: Option<String>,
     pub rule: Option<String>,

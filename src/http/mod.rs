@@ -14,7 +14,6 @@ pub mod policy;
 pub mod upstream;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,7 +35,9 @@ use crate::audit::Audit;
 use crate::config::HttpConfig;
 use crate::metrics::{HTTPS, METRICS};
 use crate::server::linger::{self, Lingering};
-use crate::server::{self, Admission, ClientBudget, LastIo, Shutdown, Tracked};
+use crate::server::{
+    self, Admission, ClientBudget, LastIo, Peer, ProxyProtocol, Shutdown, Tracked,
+};
 use crate::tls::{self, ReloadableServer};
 
 /// Everything a connection task needs, shared by all of them.
@@ -89,6 +90,10 @@ pub async fn serve(
     let limits = (
         ctx.config.max_connections,
         Some(ClientBudget::new(ctx.config.budget)),
+        Some(Arc::new(ProxyProtocol {
+            trusted: ctx.config.proxy_protocol.clone(),
+            first_byte_timeout: ctx.config.handshake_timeout,
+        })),
     );
     let stop = shutdown.stop_accepting.clone();
     server::accept_loop(
@@ -101,10 +106,14 @@ pub async fn serve(
             let span = tracing::info_span!(
                 "conn",
                 listener = "https",
-                %peer,
+                peer = %peer.addr,
+                via = tracing::field::Empty,
                 tls.cn = tracing::field::Empty,
                 tls.fp = tracing::field::Empty
             );
+            if let Some(lb) = peer.via {
+                span.record("via", tracing::field::display(lb));
+            }
             handle_connection(tcp, (peer, admission), ctx.clone(), stop.clone()).instrument(span)
         },
     )
@@ -117,7 +126,7 @@ pub async fn serve(
 /// listener's `pending_timeout`.
 async fn handle_connection(
     tcp: TcpStream,
-    (peer, admission): (SocketAddr, Arc<Admission>),
+    (peer, admission): (Peer, Arc<Admission>),
     ctx: Arc<HttpContext>,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -128,7 +137,7 @@ async fn handle_connection(
         Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
     tls::record_identity(&tracing::Span::current(), identity.as_deref());
-    let conn_info = Arc::new(ConnInfo::new(peer, identity));
+    let conn_info = Arc::new(ConnInfo::new(peer.addr, identity).via(peer.via));
     let info = conn_info.clone();
     let activity = LastIo::new();
     let io = TokioIo::new(Tracked::new(
@@ -253,6 +262,7 @@ fn new_record(req: &Request<Incoming>, conn: &ConnInfo) -> RequestRecord {
         auth: AuthMethod::None,
         cert_fingerprint: conn.identity.as_ref().map(|id| id.fingerprint.to_string()),
         client: conn.peer.ip().to_string(),
+        via: conn.via.map(|lb| lb.ip().to_string()),
         method: req.method().as_str().to_string(),
         path: None,
         rule: None,

@@ -12,6 +12,7 @@ use super::table::Table;
 use crate::config::Rate;
 
 pub struct Gcra<K> {
+    rate: Rate,
     interval: Duration,
     tolerance: Duration,
     table: Table<K, Instant>,
@@ -22,6 +23,7 @@ impl<K: Hash + Eq + Clone> Gcra<K> {
     pub fn new(rate: &Rate, capacity: usize) -> Self {
         let interval = rate.interval();
         Self {
+            rate: *rate,
             interval,
             tolerance: interval.saturating_mul(rate.burst.get()),
             table: Table::new(capacity),
@@ -48,6 +50,11 @@ impl<K: Hash + Eq + Clone> Gcra<K> {
                 },
             )
             .unwrap_or(Err(interval))
+    }
+
+    /// The configured rate (what a shared store applies to the same key).
+    pub fn rate(&self) -> &Rate {
+        &self.rate
     }
 
     /// Forget keys whose bucket is full again (their state equals no state).

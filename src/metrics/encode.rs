@@ -88,6 +88,14 @@ impl Collector for Snapshot {
         )?;
         counter(
             &mut enc,
+            "proxy_protocol",
+            "PROXY protocol headers by listener and result (proxy, local; refused: missing, malformed, timeout, closed, untrusted)",
+            m.proxy_protocol.snapshot().map(|((l, r), v)| {
+                (vec![("listener", l.into()), ("result", r.into())], v)
+            }),
+        )?;
+        counter(
+            &mut enc,
             "dicom_associations",
             "DICOM associations by listener, result and reject reason",
             m.associations.snapshot().map(|((l, r, why), v)| {
@@ -158,6 +166,7 @@ impl Collector for Snapshot {
                 .map(|((w, r), v)| (vec![("what", w.into()), ("result", r.into())], v)),
         )?;
         audit(&mut enc, m)?;
+        cluster(&mut enc, m)?;
         gauge(
             &mut enc,
             "certificate_not_after_seconds",
@@ -168,6 +177,32 @@ impl Collector for Snapshot {
         )?;
         Ok(())
     }
+}
+
+/// `[cluster]`: both series always present (0 without `[cluster]`), so an alert on them
+/// needs no absent-series case.
+fn cluster(enc: &mut DescriptorEncoder, m: &Metrics) -> Result<(), Error> {
+    use std::sync::atomic::Ordering::Relaxed;
+    gauge(
+        enc,
+        "cluster_degraded",
+        "1 while shared limits are decided without Redis (rates local, password logins refused)",
+        std::iter::once((
+            Labels::new(),
+            i64::from(m.cluster_degraded.load(Relaxed) > 0),
+        )),
+    )?;
+    counter(
+        enc,
+        "cluster_redis_failures",
+        "Calls to the shared limit store (Redis) that failed or timed out, by reason",
+        ["error", "timeout"].iter().map(|r| {
+            (
+                vec![("reason", r.to_string())],
+                m.cluster_failures.value(*r),
+            )
+        }),
+    )
 }
 
 /// The audit queue's health: every reason is reported (0 included) so an alert on

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub open_connections: Counters<&'static str, 4>,
     /// Connections closed at accept by the per-address budgets, by listener.
     pub budget_refusals: Counters<&'static str, 4>,
+    /// (listener, result): PROXY protocol headers read from load balancers (`proxy`,
+    /// `local`) and connections closed by the check (`missing`, `malformed`, `timeout`,
+    /// `closed`, `untrusted`: a header from a peer not in `proxy_protocol`).
+    pub proxy_protocol: Counters<(&'static str, &'static str), 16>,
     /// (listener, result, reason).
     pub associations: Counters<(&'static str, &'static str, &'static str), 32>,
     /// DIMSE requests seen, by command.
@@ -57,6 +61,10 @@ pub struct Metrics {
     pub audit_queued: AtomicU64,
     /// Failed writes to the audit file (each retried until it succeeds).
     pub audit_write_errors: AtomicU64,
+    /// 1 while `[cluster]` decisions are taken without Redis (a gauge).
+    pub cluster_degraded: AtomicU64,
+    /// Failed calls to the shared limit store, by reason (`error`, `timeout`).
+    pub cluster_failures: Counters<&'static str, 2>,
     /// Serving certificates: (path, not-after in unix seconds); replaced on each load.
     certificates: Mutex<Vec<(String, i64)>>,
 }
@@ -70,6 +78,7 @@ impl Metrics {
             tls_handshakes: Counters::new(),
             open_connections: Counters::new(),
             budget_refusals: Counters::new(),
+            proxy_protocol: Counters::new(),
             associations: Counters::new(),
             dimse_commands: Counters::new(),
             dimse_refusals: Counters::new(),
@@ -82,6 +91,8 @@ impl Metrics {
             audit_lost: Counters::new(),
             audit_queued: AtomicU64::new(0),
             audit_write_errors: AtomicU64::new(0),
+            cluster_degraded: AtomicU64::new(0),
+            cluster_failures: Counters::new(),
             certificates: Mutex::new(Vec::new()),
         }
     }

@@ -24,4 +24,13 @@ impl IpKey {
             IpAddr::V6(v6) => IpKey::V6Net((u128::from(v6) >> 64) as u64),
         }
     }
+
+    /// The key as bytes (family tag, then the address or /64 prefix), for stores keyed by
+    /// bytes such as the shared limits in Redis.
+    pub fn id_bytes(&self) -> Vec<u8> {
+        match self {
+            IpKey::V4(a) => [&[4u8][..], &a.to_be_bytes()].concat(),
+            IpKey::V6Net(n) => [&[6u8][..], &n.to_be_bytes()].concat(),
+        }
+    }
 }

@@ -8,15 +8,18 @@
 //! (`container`), and for the oracles a seeded PRNG (`rng`),
 //! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`, judged by
 //! `http_oracle`) and DIMSE
-//! mutations (`mutate`); acceptors that never answer (`silent`). Every integration test
+//! mutations (`mutate`); acceptors that never answer (`silent`); redis-server and a
+//! garbage-answering fake of it (`redis`), replicas sharing one (`cluster`). Every integration test
 //! file includes this with `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod cluster;
 pub mod container;
 pub mod dicom;
 pub mod faulty;
 pub mod gateway;
+pub mod haproxy;
 pub mod http_oracle;
 pub mod kms;
 pub mod mutate;
@@ -28,6 +31,7 @@ pub mod process;
 pub mod quickstart;
 pub mod raw;
 pub mod rawhttp;
+pub mod redis;
 pub mod rng;
 pub mod silent;
 pub mod spelling;

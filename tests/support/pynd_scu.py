@@ -2,6 +2,7 @@
 """pynetdicom SCU for tests: one association over TLS (or plain), one operation.
 
   pynd_scu.py HOST PORT --called AE --calling AE [--ca CA] [--cert C --key K] [--plain]
+              [--bind SOURCE-IP]
               (echo | store FILE... | find | move DEST | get PATIENTID | seq STEP...)
 
 `seq` runs several operations on ONE association; steps are `echo`, `find`,
@@ -44,6 +45,7 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--plain", action="store_true")
+    p.add_argument("--bind", help="local source address (e.g. 127.0.0.2)")
     p.add_argument("op", choices=["echo", "store", "find", "move", "get", "seq"])
     p.add_argument("files", nargs="*")
     a = p.parse_args()
@@ -96,6 +98,7 @@ def main():
             a.port,
             ae_title=a.called,
             tls_args=tls,
+            bind_address=(a.bind, 0) if a.bind else None,
             ext_neg=[build_role(CTImageStorage, scp_role=True)] if a.op == "get" else None,
             evt_handlers=[(evt.EVT_PDU_RECV, on_pdu), (evt.EVT_C_STORE, on_store)],
         )

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 pub use crate::config::{LimitsConfig, Rate, RouteLimit};
+use crate::limit::cluster::Cluster;
 use crate::limit::Gcra;
 pub use crate::server::IpKey;
 
@@ -45,32 +46,69 @@ impl RateLimits {
         }
     }
 
-    /// IPv6 clients count per /64 (`IpKey`).
-    pub fn check_ip(&self, ip: IpAddr, now: Instant) -> Result<(), Throttled> {
+    /// IPv6 clients count per /64 (`IpKey`). With `cluster`, the shared bucket decides
+    /// (the local one still counts, and decides while Redis is unavailable).
+    pub async fn check_ip(
+        &self,
+        cluster: Option<&Cluster>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(), Throttled> {
         let Some(l) = &self.per_ip else { return Ok(()) };
-        l.check(&IpKey::of(ip), now).map_err(throttled("per_ip"))
+        let key = IpKey::of(ip);
+        let local = l.check(&key, now);
+        decide(cluster, "ip", &key.id_bytes(), l, local)
+            .await
+            .map_err(throttled("per_ip"))
     }
 
-    pub fn check_user(&self, user: &Arc<str>, now: Instant) -> Result<(), Throttled> {
+    pub async fn check_user(
+        &self,
+        cluster: Option<&Cluster>,
+        user: &Arc<str>,
+        now: Instant,
+    ) -> Result<(), Throttled> {
         let Some(l) = &self.per_user else {
             return Ok(());
         };
-        l.check(user, now).map_err(throttled("per_user"))
+        let local = l.check(user, now);
+        decide(cluster, "user", user.as_bytes(), l, local)
+            .await
+            .map_err(throttled("per_user"))
     }
 
-    pub fn check_route(
+    pub async fn check_route(
         &self,
+        cluster: Option<&Cluster>,
         method: &Method,
         segments: &[&str],
         now: Instant,
     ) -> Result<(), Throttled> {
-        for (route, limiter) in &self.routes {
+        for (i, (route, limiter)) in self.routes.iter().enumerate() {
             let method_ok = route.methods.is_empty() || route.methods.contains(method);
             if method_ok && route.paths.iter().any(|g| g.matches(segments)) {
-                limiter.check(&(), now).map_err(throttled("route"))?;
+                let local = limiter.check(&(), now);
+                // A route is named by its place in `[[http.rate_limits.routes]]`:
+                // replicas share a bucket when they share the configuration.
+                decide(cluster, "route", &(i as u64).to_be_bytes(), limiter, local)
+                    .await
+                    .map_err(throttled("route"))?;
             }
         }
         Ok(())
+    }
+}
+
+async fn decide<K: std::hash::Hash + Eq + Clone>(
+    cluster: Option<&Cluster>,
+    kind: &str,
+    id: &[u8],
+    local_limiter: &Gcra<K>,
+    local: Result<(), Duration>,
+) -> Result<(), Duration> {
+    match cluster {
+        Some(c) => c.rate_or(kind, id, local_limiter.rate(), local).await,
+        None => local,
     }
 }
 
@@ -92,12 +130,13 @@ mod tests {
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
         let other: IpAddr = "2001:db8:0:1::1".parse().unwrap();
-        assert!(limits.check_ip(a, now).is_ok());
-        assert!(limits.check_ip(b, now).is_ok());
-        let t = limits.check_ip(a, now).unwrap_err();
+        let check = |ip| futures_util::FutureExt::now_or_never(limits.check_ip(None, ip, now));
+        assert!(check(a).unwrap().is_ok());
+        assert!(check(b).unwrap().is_ok());
+        let t = check(a).unwrap().unwrap_err();
         assert!(t.retry_after > Duration::from_secs(60), "{t:?}");
         assert_eq!(t.limit, "per_ip");
-        assert!(limits.check_ip(other, now).is_ok());
+        assert!(check(other).unwrap().is_ok());
     }
 
     #[test]
@@ -108,7 +147,8 @@ mod tests {
         });
         let now = Instant::now();
         for i in 0..(MAX_KEYS as u32 + 5000) {
-            let _ = limits.check_ip(IpAddr::from(i.to_be_bytes()), now);
+            let check = limits.check_ip(None, IpAddr::from(i.to_be_bytes()), now);
+            let _ = futures_util::FutureExt::now_or_never(check);
         }
         let len = limits.per_ip.as_ref().map_or(0, |l| l.len());
         assert!(len <= MAX_KEYS, "{len}");

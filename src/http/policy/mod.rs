@@ -7,6 +7,7 @@ pub mod admin;
 pub mod hash_cli;
 pub mod identity;
 pub mod limits;
+pub mod lockouts;
 pub mod rules;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use self::rules::Rule;
 use crate::config::LockoutPolicy;
 pub use crate::config::{Authentication, PolicyConfig};
 use crate::config::{Config, ConfigError, DenySet, DANGEROUS};
+use crate::limit::cluster::Cluster;
 use crate::limit::Lockouts;
 use crate::reload::{Commit, Reloadable};
 
@@ -124,10 +126,16 @@ pub struct PolicyHandle {
     /// Password hashes computed at once: argon2id takes ~19 MiB and a core each, so
     /// concurrent logins from many addresses must queue, not exhaust memory or threads.
     pub hashing: tokio::sync::Semaphore,
+    /// `[cluster]`: rates and lockouts shared with other replicas (`lockouts.rs`).
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl PolicyHandle {
-    pub fn new(policy: Policy, admin: Option<admin::Loaded>) -> Arc<Self> {
+    pub fn new(
+        policy: Policy,
+        admin: Option<admin::Loaded>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             current: Arc::new(ArcSwap::from_pointee(policy)),
             admin,
@@ -138,53 +146,16 @@ impl PolicyHandle {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            cluster,
         })
     }
 
     pub fn current(&self) -> Arc<Policy> {
         self.current.load_full()
     }
-}
 
-/// The per-name lockout key of a login attempt: a configured user's name, or a hash of
-/// a name nobody has (kept apart, see [`PolicyHandle::unknown_user_failures`]).
-pub enum UserKey {
-    Known(String),
-    Unknown(u64),
-}
-
-impl UserKey {
-    pub fn of(name: &str, policy: &Policy, handle: &PolicyHandle) -> Self {
-        use std::hash::BuildHasher;
-        if policy.users.exists(name) {
-            UserKey::Known(name.to_string())
-        } else {
-            UserKey::Unknown(handle.unknown_names.hash_one(name))
-        }
-    }
-
-    pub fn check(
-        &self,
-        handle: &PolicyHandle,
-        now: std::time::Instant,
-    ) -> Result<(), std::time::Duration> {
-        match self {
-            UserKey::Known(k) => handle.user_failures.check(k, now),
-            UserKey::Unknown(k) => handle.unknown_user_failures.check(k, now),
-        }
-    }
-
-    pub fn fail(&self, handle: &PolicyHandle, policy: &LockoutPolicy, now: std::time::Instant) {
-        match self {
-            UserKey::Known(k) => handle.user_failures.fail(k, policy, now),
-            UserKey::Unknown(k) => handle.unknown_user_failures.fail(k, policy, now),
-        };
-    }
-
-    pub fn succeed(&self, handle: &PolicyHandle) {
-        if let UserKey::Known(k) = self {
-            handle.user_failures.succeed(k);
-        }
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
     }
 }
 

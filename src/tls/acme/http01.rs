@@ -54,7 +54,7 @@ pub async fn serve(
     server::accept_loop(
         "acme-http01",
         listener,
-        (MAX_CONNECTIONS, None),
+        (MAX_CONNECTIONS, None, None),
         shutdown,
         tracker,
         move |tcp, _peer, _admission| connection(tcp, challenges.clone()),

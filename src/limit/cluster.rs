@@ -1,0 +1,286 @@
+//! `[cluster]`: rates and lockouts shared by replicas through Redis. Each decision is one
+//! Lua script (atomic on the server) with Redis's own `TIME` as the clock, so replica
+//! clocks do not matter; keys carry `PX` TTLs so idle ones delete themselves. The
+//! arithmetic is the in-process limiter's (`gcra.rs`, `lockout.rs`), in microseconds.
+//!
+//! One multiplexed connection per process (`redis::aio::ConnectionManager`, which
+//! reconnects on its own). Every call is bounded by `cluster.timeout`; a call that fails or
+//! times out puts the process in degraded mode (`health`): for `PROBE` after that, decisions
+//! do not wait on Redis at all, then the next call probes it again. What degraded means is
+//! the caller's policy (rates: the local limiter; lockouts: fail closed).
+//!
+//! Keys: `PREFIX:KIND:HASH`, HASH the first 128 bits of SHA-256(prefix, kind, id) in hex:
+//! an attacker-chosen user name of any length becomes 32 characters, and the raw names are
+//! not stored in Redis.
+
+mod health;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, Script};
+use sha2::{Digest, Sha256};
+
+use self::health::Health;
+pub use self::health::Unavailable;
+use crate::config::{ClusterConfig, ConfigError, LockoutPolicy, Rate};
+
+const SERVER_CLOCK: &str =
+    "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n";
+const GCRA: &str = include_str!("cluster/gcra.lua");
+const LOCKOUT_CHECK: &str = include_str!("cluster/lockout_check.lua");
+const LOCKOUT_FAIL: &str = include_str!("cluster/lockout_fail.lua");
+
+pub struct Cluster {
+    config: ClusterConfig,
+    client: redis::Client,
+    /// Created on first use: the connection manager needs the runtime, which is started
+    /// after the configuration is prepared.
+    conn: OnceLock<Option<ConnectionManager>>,
+    gcra: Script,
+    lockout_check: Script,
+    lockout_fail: Script,
+    health: Health,
+}
+
+impl Cluster {
+    /// Reads the password file (0600, like every secret) and prepares the client; no
+    /// connection yet, so a Redis that is down at start only means degraded mode.
+    pub fn new(config: &ClusterConfig) -> Result<Arc<Self>, ConfigError> {
+        let mut redis = redis::RedisConnectionInfo::default()
+            .set_db(config.db)
+            // No CLIENT SETINFO round trips on connect: fewer answers to get wrong.
+            .set_skip_set_lib_name();
+        if let Some(path) = &config.password_file {
+            redis = redis.set_password(read_password(path)?);
+        }
+        let info =
+            redis::IntoConnectionInfo::into_connection_info((config.host.as_str(), config.port))
+                .map_err(|e| {
+                    ConfigError::new("cluster.redis", e.to_string(), "write redis://HOST:PORT")
+                })?
+                .set_redis_settings(redis);
+        let client = redis::Client::open(info).map_err(|e| {
+            ConfigError::new("cluster.redis", e.to_string(), "write redis://HOST:PORT")
+        })?;
+        Ok(Arc::new(Self {
+            config: config.clone(),
+            client,
+            conn: OnceLock::new(),
+            gcra: script(GCRA),
+            lockout_check: script(LOCKOUT_CHECK),
+            lockout_fail: script(LOCKOUT_FAIL),
+            health: Health::default(),
+        }))
+    }
+
+    /// One line for `pacsgate check` and the start-up log (no password, ever).
+    pub fn describe(config: &ClusterConfig) -> String {
+        format!(
+            "cluster: limits and lockouts shared through {} (prefix {:?}, timeout {:?}, password {}); \
+             Redis unavailable: rates fall back to this replica's own limiter, password logins are refused (429)",
+            config.redis,
+            config.key_prefix,
+            config.timeout,
+            if config.password_file.is_some() { "from file" } else { "none" },
+        )
+    }
+
+    /// True while decisions are taken without Redis.
+    pub fn degraded(&self) -> bool {
+        self.health.degraded()
+    }
+
+    /// The Redis key of `id` (a client network, a user name, ...) for `kind`.
+    pub fn key(&self, kind: &str, id: &[u8]) -> String {
+        let prefix = &self.config.key_prefix;
+        let mut h = Sha256::new();
+        for part in [prefix.as_bytes(), kind.as_bytes(), id] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let digest = h.finalize();
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{prefix}:{kind}:{hex}")
+    }
+
+    /// One request against the shared bucket `kind`/`id`: `Ok(Ok(()))` admitted,
+    /// `Ok(Err(wait))` refused.
+    pub async fn rate(
+        &self,
+        kind: &str,
+        id: &[u8],
+        rate: &Rate,
+    ) -> Result<Result<(), Duration>, Unavailable> {
+        let mut call = self.gcra.prepare_invoke();
+        call.key(self.key(kind, id))
+            .arg(micros(rate.interval()))
+            .arg(rate.burst.get());
+        let reply: Vec<i64> = self.run(call).await?;
+        match reply.as_slice() {
+            [1, _] => Ok(Ok(())),
+            [0, wait] => Ok(Err(Duration::from_micros((*wait).max(1) as u64))),
+            _ => Err(self
+                .health
+                .failed("error", "the rate script answered an unexpected shape")),
+        }
+    }
+
+    /// The shared decision for one request, or `local` (the in-process limiter's, which
+    /// counts every request so that its state is this replica's own recent traffic) while
+    /// Redis is unavailable.
+    pub async fn rate_or(
+        &self,
+        kind: &str,
+        id: &[u8],
+        rate: &Rate,
+        local: Result<(), Duration>,
+    ) -> Result<(), Duration> {
+        self.rate(kind, id, rate).await.unwrap_or(local)
+    }
+
+    /// The longest lock on any of `keys` (`(kind, id)`), `None` when none is locked.
+    pub async fn locked(&self, keys: &[(&str, &[u8])]) -> Result<Option<Duration>, Unavailable> {
+        let mut call = self.lockout_check.prepare_invoke();
+        for (kind, id) in keys {
+            call.key(self.key(kind, id));
+        }
+        let wait: i64 = self.run(call).await?;
+        Ok((wait > 0).then(|| Duration::from_micros(wait as u64)))
+    }
+
+    /// Count one failed login on each of `keys` under its policy; the longest lock started.
+    pub async fn fail(
+        &self,
+        keys: &[(&str, &[u8], &LockoutPolicy)],
+    ) -> Result<Option<Duration>, Unavailable> {
+        let mut call = self.lockout_fail.prepare_invoke();
+        for (kind, id, policy) in keys {
+            call.key(self.key(kind, id))
+                .arg(policy.failures)
+                .arg(micros(policy.window))
+                .arg(micros(policy.max_lockout));
+        }
+        let wait: i64 = self.run(call).await?;
+        Ok((wait > 0).then(|| Duration::from_micros(wait as u64)))
+    }
+
+    /// A correct password clears the user's record (as `Lockouts::succeed`).
+    pub async fn succeed(&self, kind: &str, id: &[u8]) -> Result<(), Unavailable> {
+        let key = self.key(kind, id);
+        let mut conn = self.connection()?;
+        let mut del = redis::cmd("DEL");
+        del.arg(key);
+        self.bounded(del.query_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
+    async fn run<T: FromRedisValue>(
+        &self,
+        call: redis::ScriptInvocation<'_>,
+    ) -> Result<T, Unavailable> {
+        let mut conn = self.connection()?;
+        self.bounded(call.invoke_async(&mut conn)).await
+    }
+
+    /// No lock is held here: the manager is cloned (an `Arc`) and the call owns it.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Unavailable> {
+        if !self.health.should_try() {
+            return Err(Unavailable);
+        }
+        match tokio::time::timeout(self.config.timeout, call).await {
+            Ok(Ok(v)) => {
+                self.health.succeeded();
+                Ok(v)
+            }
+            Ok(Err(e)) => Err(self.health.failed("error", &e.to_string())),
+            Err(_) => Err(self
+                .health
+                .failed("timeout", "no answer within cluster.timeout")),
+        }
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, Unavailable> {
+        let conn = self.conn.get_or_init(|| {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.config.timeout))
+                .set_response_timeout(Some(self.config.timeout))
+                // Reconnect quickly and give up quickly: each call is bounded anyway and
+                // the next call after a failure triggers a new attempt.
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(100));
+            ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                .map_err(|e| tracing::error!(error = %e, "cannot set up the Redis connection"))
+                .ok()
+        });
+        conn.clone().ok_or(Unavailable)
+    }
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{SERVER_CLOCK}{body}"))
+}
+
+/// The scripts with the clock taken from the last argument instead of `TIME`, so tests
+/// can compare Redis's decisions with the in-process limiter's over the same time line.
+#[doc(hidden)]
+pub fn script_with_clock_argument(which: &str) -> Option<Script> {
+    let body = match which {
+        "gcra" => GCRA,
+        "lockout_check" => LOCKOUT_CHECK,
+        "lockout_fail" => LOCKOUT_FAIL,
+        _ => return None,
+    };
+    Some(Script::new(&format!(
+        "local now = tonumber(ARGV[#ARGV])\n{body}"
+    )))
+}
+
+/// Whole microseconds, rounded up: an interval of 333 333.3 us is 333 334 us in Redis, at
+/// most 1 us stricter per request than the in-process limiter.
+pub fn micros(d: Duration) -> u64 {
+    let us = d.as_nanos().div_ceil(1000);
+    u64::try_from(us).unwrap_or(u64::MAX)
+}
+
+/// The Redis password: first line of a regular file that only its owner can read.
+fn read_password(path: &Path) -> Result<String, ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    const KEY: &str = "cluster.redis_password_file";
+    let meta = std::fs::metadata(path).map_err(|e| {
+        ConfigError::new(
+            KEY,
+            format!("cannot read {}: {e}", path.display()),
+            "point it at a file holding the Redis password (mode 0600)",
+        )
+    })?;
+    if !meta.is_file() || meta.mode() & 0o077 != 0 {
+        return Err(ConfigError::new(
+            KEY,
+            format!(
+                "{} is not a regular file readable only by its owner (mode {:o})",
+                path.display(),
+                meta.mode() & 0o777
+            ),
+            format!("chmod 600 {}", path.display()),
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(KEY, format!("cannot read {}: {e}", path.display()), ""))?;
+    let password = text.lines().next().unwrap_or("").trim_end().to_string();
+    if password.is_empty() {
+        return Err(ConfigError::new(
+            KEY,
+            format!("{} is empty", path.display()),
+            "write the Redis password (requirepass) on its first line",
+        ));
+    }
+    Ok(password)
+}

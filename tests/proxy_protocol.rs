@@ -1,0 +1,469 @@
+//! PROXY protocol behind Debian's HAProxy 2.6 (TCP mode) in front of two pacsgate
+//! replicas in front of Debian's Orthanc: clients connect from 127.0.0.2 and 127.0.0.3 to
+//! HAProxy on 127.0.0.1, so the client is never the LB. The audit, X-Forwarded-For as
+//! Orthanc's Lua sees it, `sources` rules, the per-IP rate, the per-address budget and
+//! `check_modality_host` all see the real client; HAProxy's v2 LOCAL health checks pass;
+//! a PROXY header from anyone but the LB is refused; malformed, truncated and slow
+//! headers from the LB's address are closed within the deadline.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::gateway::{curl, tls_section, Gateway};
+use support::haproxy::Haproxy;
+use support::orthanc::Orthanc;
+use support::pki::Ca;
+use support::policy::{hash, ADMIN_PW};
+use support::process::{free_port, run, wait_until};
+
+const REAL: &str = "127.0.0.2";
+const OTHER: &str = "127.0.0.3";
+
+struct Replica {
+    https: u16,
+    dicom: u16,
+    admin: u16,
+    dir: PathBuf,
+    gateway: Gateway,
+}
+
+/// Orthanc, two replicas trusting PROXY headers from 127.0.0.1 only, and HAProxy with
+/// three frontends: `v2` (round robin over both, send-proxy-v2, v2 LOCAL health checks),
+/// `v1` (replica 1, send-proxy), `dicom` (both DICOM listeners, send-proxy-v2).
+struct Topology {
+    dir: tempfile::TempDir,
+    ca: Ca,
+    orthanc: Orthanc,
+    replicas: Vec<Replica>,
+    v2: u16,
+    v1: u16,
+    dicom: u16,
+    _lb: Haproxy,
+}
+
+fn topology(http_extra: &str) -> Topology {
+    let dir = tempfile::tempdir().unwrap();
+    let lua = dir.path().join("xff.lua");
+    // Orthanc prints the X-Forwarded-For it receives: the PACS is the witness.
+    std::fs::write(
+        &lua,
+        "function IncomingHttpRequestFilter(method, uri, ip, username, headers)\n  \
+         print('XFF=' .. tostring(headers['x-forwarded-for']) .. ' ' .. uri)\n  return true\nend\n",
+    )
+    .unwrap();
+    let orthanc = Orthanc::start(dir.path(), serde_json::json!({ "LuaScripts": [lua] }));
+    let ca = Ca::new(dir.path(), "LB test CA");
+    let server = ca.server(dir.path(), "localhost");
+    let replicas: Vec<Replica> = (1..=2)
+        .map(|n| {
+            let rdir = dir.path().join(format!("replica{n}"));
+            std::fs::create_dir_all(&rdir).unwrap();
+            let (https, dicom, admin) = (free_port(), free_port(), free_port());
+            let toml = format!(
+                r#"{tls}[audit]
+path = {audit:?}
+[admin]
+listen = "127.0.0.1:{admin}"
+[http]
+listen = "127.0.0.1:{https}"
+upstream = "http://127.0.0.1:{oh}"
+proxy_protocol = ["127.0.0.1/32"]
+{http_extra}
+[users.admin]
+password_hash = "{pw}"
+[[http.rules]]
+name = "admin-from-real"
+users = ["admin"]
+sources = ["{REAL}/32"]
+methods = ["GET"]
+paths = ["/**"]
+[dicom]
+listen = "127.0.0.1:{dicom}"
+upstream = "127.0.0.1:{od}"
+proxy_protocol = ["127.0.0.1/32"]
+called_aet = "ORTHANC"
+check_modality_host = true
+[dicom.modalities.ct]
+aet = "CT1"
+hosts = ["{REAL}"]
+allow = ["echo"]
+"#,
+                tls = tls_section(&server, ""),
+                audit = rdir.join("audit.jsonl").display().to_string(),
+                oh = orthanc.http_port,
+                od = orthanc.dicom_port,
+                pw = hash(ADMIN_PW),
+            );
+            let gateway = Gateway::start(&rdir, &toml);
+            Replica {
+                https,
+                dicom,
+                admin,
+                dir: rdir,
+                gateway,
+            }
+        })
+        .collect();
+    let (v2, v1, dicom) = (free_port(), free_port(), free_port());
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let sections = format!(
+        "frontend v2\n    bind 127.0.0.1:{v2}\n    default_backend https_v2\n\
+         backend https_v2\n    balance roundrobin\n\
+         \x20   server gw1 127.0.0.1:{} send-proxy-v2 check check-send-proxy inter 200ms\n\
+         \x20   server gw2 127.0.0.1:{} send-proxy-v2 check check-send-proxy inter 200ms\n\
+         frontend v1\n    bind 127.0.0.1:{v1}\n    default_backend https_v1\n\
+         backend https_v1\n    server gw1 127.0.0.1:{} send-proxy\n\
+         frontend dicom\n    bind 127.0.0.1:{dicom}\n    default_backend dicom_v2\n\
+         backend dicom_v2\n    balance roundrobin\n\
+         \x20   server d1 127.0.0.1:{} send-proxy-v2\n\
+         \x20   server d2 127.0.0.1:{} send-proxy-v2\n",
+        a.https, b.https, a.https, a.dicom, b.dicom
+    );
+    let lb = Haproxy::start(dir.path(), &sections, &[v2, v1, dicom]);
+    Topology {
+        dir,
+        ca,
+        orthanc,
+        replicas,
+        v2,
+        v1,
+        dicom,
+        _lb: lb,
+    }
+}
+
+impl Topology {
+    /// GET `path` as admin through `port` from source address `from`, `n` times, each on
+    /// its own connection (so round robin spreads them): the status codes.
+    fn get(&self, port: u16, from: &str, path: &str, n: usize) -> Vec<u16> {
+        let ca = self.ca.path.display().to_string();
+        let url = format!("https://localhost:{port}{path}");
+        let creds = format!("admin:{ADMIN_PW}");
+        let mut rc = String::new();
+        for i in 0..n {
+            if i > 0 {
+                rc.push_str("next\n");
+            }
+            rc.push_str(&format!(
+                "url = \"{url}\"\ncacert = \"{ca}\"\nuser = \"{creds}\"\ninterface = \"{from}\"\n\
+                 ipv4\nheader = \"Connection: close\"\noutput = \"/dev/null\"\nwrite-out = \"%{{http_code}}\\n\"\n"
+            ));
+        }
+        let file = self.dir.path().join(format!("get-{from}-{n}.curlrc"));
+        std::fs::write(&file, rc).unwrap();
+        let (_, out, err) = curl(&["--config", file.to_str().unwrap()]);
+        let codes: Vec<u16> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        assert_eq!(codes.len(), n, "curl: {err}");
+        codes
+    }
+
+    fn audit(&self, replica: usize) -> Vec<serde_json::Value> {
+        let path = self.replicas[replica].dir.join("audit.jsonl");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// HTTP audit records of both replicas, once there are `n` (the writer is async).
+    fn http_records(&self, n: usize) -> Vec<serde_json::Value> {
+        let all = || -> Vec<serde_json::Value> {
+            (0..2)
+                .flat_map(|r| self.audit(r))
+                .filter(|r| r.get("client").is_some())
+                .collect()
+        };
+        wait_until("audit records", Duration::from_secs(10), || {
+            all().len() >= n
+        });
+        all()
+    }
+
+    /// `pacsgate_proxy_protocol_total{listener, result}` of a replica.
+    fn proxy_metric(&self, replica: usize, listener: &str, result: &str) -> u64 {
+        let (_, body) = support::http_get(self.replicas[replica].admin, "/metrics").unwrap();
+        let needle = format!(
+            "pacsgate_proxy_protocol_total{{listener=\"{listener}\",result=\"{result}\"}} "
+        );
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+}
+
+#[test]
+fn through_haproxy_the_real_client_is_the_client() {
+    let t = topology("");
+    // v2 LOCAL health checks reach both replicas and are accepted as the LB itself.
+    wait_until("HAProxy health checks", Duration::from_secs(20), || {
+        (0..2).all(|r| t.proxy_metric(r, "https", "local") >= 2)
+    });
+    assert_eq!(t.get(t.v2, REAL, "/system", 4), [200; 4]);
+    // `sources` admits 127.0.0.2 only: the LB's 127.0.0.1 and 127.0.0.3 are refused.
+    assert_eq!(t.get(t.v2, OTHER, "/system", 2), [403; 2]);
+    assert_eq!(t.get(t.v1, REAL, "/patients", 1), [200]);
+    assert_eq!(t.get(t.v1, OTHER, "/patients", 1), [403]);
+    let records = t.http_records(8);
+    for r in &records {
+        assert_eq!(r["via"], "127.0.0.1", "{r}");
+        let expected = if r["status"] == 200 { REAL } else { OTHER };
+        assert_eq!(r["client"], expected, "{r}");
+    }
+    assert!(
+        (0..2).all(|n| t.audit(n).iter().any(|r| r["client"] == REAL)),
+        "round robin reached both replicas"
+    );
+    let xff: Vec<String> = t
+        .orthanc
+        .proc
+        .output()
+        .lines()
+        .filter_map(|l| l.split_once("XFF=").map(|(_, v)| v.to_string()))
+        // Orthanc's readiness probe, sent directly, carries none.
+        .filter(|l| !l.starts_with("nil "))
+        .collect();
+    assert_eq!(xff.len(), 5, "{xff:?}");
+    assert!(xff.iter().all(|l| l.starts_with("127.0.0.2 ")), "{xff:?}");
+    for r in 0..2 {
+        for bad in ["missing", "malformed", "timeout", "untrusted"] {
+            assert_eq!(t.proxy_metric(r, "https", bad), 0, "replica {r} {bad}");
+        }
+    }
+    assert!(t.proxy_metric(0, "https", "proxy") >= 3);
+}
+
+#[test]
+fn per_ip_rate_and_budget_count_the_client_not_the_lb() {
+    let t = topology("max_pending_per_ip = 2\n[http.rate_limits]\nper_ip = \"6/min burst 6\"");
+    let codes = t.get(t.v2, REAL, "/system", 30);
+    assert!(
+        codes.iter().filter(|c| **c == 429).count() >= 10,
+        "{codes:?}"
+    );
+    // Keyed by the LB's address, 127.0.0.3 would be throttled too.
+    assert_eq!(t.get(t.v2, OTHER, "/system", 2), [403; 2]);
+    // Idle connections from 127.0.0.3 through the LB fill 127.0.0.3's pending budget, not
+    // the LB's: 127.0.0.2 still gets in on the same replica.
+    let idle: Vec<std::net::TcpStream> = (0..6).map(|_| connect_from(OTHER, t.v1)).collect();
+    wait_until(
+        "pending connections refused",
+        Duration::from_secs(10),
+        || {
+            t.replicas[0]
+                .gateway
+                .log()
+                .contains("too many unauthenticated connections")
+        },
+    );
+    // Any HTTP answer (200, or 429 while its rate recovers): the connection was not closed.
+    assert_ne!(t.get(t.v1, REAL, "/patients", 1), [0]);
+    drop(idle);
+}
+
+#[test]
+fn dicom_through_haproxy_checks_the_modality_host_of_the_real_client() {
+    let t = topology("");
+    let echo = |from: &str| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/pynd_scu.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg("127.0.0.1").arg(t.dicom.to_string());
+        cmd.args([
+            "--called",
+            "ORTHANC",
+            "--calling",
+            "CT1",
+            "--bind",
+            from,
+            "--ca",
+        ]);
+        cmd.arg(&t.ca.path).arg("echo");
+        run(cmd, Duration::from_secs(60))
+    };
+    for _ in 0..2 {
+        let (status, out) = echo(REAL);
+        assert!(status.success() && out.contains("ECHO 0x0000"), "{out}");
+        let (status, out) = echo(OTHER);
+        assert_eq!(status.code(), Some(2), "rejected: {out}");
+    }
+    let records = || -> Vec<serde_json::Value> {
+        (0..2)
+            .flat_map(|r| t.audit(r))
+            .filter(|r| r.get("peer_ip").is_some())
+            .collect()
+    };
+    wait_until("DICOM audit", Duration::from_secs(10), || {
+        records().len() >= 4
+    });
+    for r in records() {
+        assert_eq!(r["via"], "127.0.0.1", "{r}");
+        let expected = if r["outcome"] == "accepted" {
+            REAL
+        } else {
+            OTHER
+        };
+        assert_eq!(r["peer_ip"], expected, "{r}");
+    }
+}
+
+#[test]
+fn a_proxy_header_from_anyone_but_the_lb_is_refused_before_tls() {
+    let t = topology("");
+    let gw = t.replicas[0].https;
+    // 127.0.0.3 claims to relay 127.0.0.2 (whom `sources` admits), then speaks TLS.
+    let v2 = "b'\\r\\n\\r\\n\\x00\\r\\nQUIT\\n\\x21\\x11\\x00\\x0c\\x7f\\x00\\x00\\x02\\x7f\\x00\\x00\\x01\\x9c\\x40\\x01\\xbb'";
+    let v1 = "b'PROXY TCP4 127.0.0.2 127.0.0.1 40000 443\\r\\n'";
+    for header in [v2, v1] {
+        let out = spoof(&t, OTHER, t.replicas[0].dicom, header);
+        assert!(out.starts_with("REFUSED"), "dicom: {out}");
+        let out = spoof(&t, OTHER, gw, header);
+        assert!(out.starts_with("REFUSED"), "https: {out}");
+    }
+    assert_eq!(t.proxy_metric(0, "https", "untrusted"), 2);
+    assert_eq!(t.proxy_metric(0, "dicom", "untrusted"), 2);
+    assert!(t.audit(0).iter().all(|r| r["status"] != 200));
+    // The LB's address without a header is closed too: it would make clients look like
+    // the LB.
+    let url = format!("https://localhost:{gw}/system");
+    let (status, _, _) = curl(&["--cacert", t.ca.path.to_str().unwrap(), "-4", &url]);
+    assert!(!status.success());
+    assert_eq!(t.proxy_metric(0, "https", "missing"), 1);
+}
+
+#[test]
+fn malformed_truncated_and_slow_headers_from_the_lb_are_closed_in_time() {
+    use std::io::{Read, Write};
+    let mut t = topology("");
+    let gw = t.replicas[1].https;
+    let closes = |bytes: &[u8], within: Duration| {
+        let mut s = connect_from("127.0.0.1", gw);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = Instant::now();
+        let _ = s.write_all(bytes);
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "closed without an answer: {bytes:?}");
+        let took = started.elapsed();
+        assert!(took < within, "{bytes:?} took {took:?}");
+        took
+    };
+    let quick = Duration::from_millis(1500);
+    closes(b"PROXY TCP4 127.0.0.2 127.0.0.1 1 2 3\r\n", quick);
+    closes(b"PROXY TCP4 127.0.0.02 127.0.0.1 1 2\r\n", quick);
+    closes(
+        &[b"PROXY UNKNOWN ".as_slice(), &[b'A'; 4096]].concat(),
+        quick,
+    );
+    let mut huge = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xff\xff".to_vec();
+    huge.extend(std::iter::repeat_n(0u8, 8192));
+    closes(&huge, quick);
+    closes(b"\r\n\r\n\0\r\nQUIT\n\x21\x31\x00\x0c", quick);
+    // Truncated and then silent: closed at the 3 s header deadline, not later.
+    let took = closes(b"\r\n\r\n\0\r\nQU", Duration::from_secs(5));
+    assert!(took >= Duration::from_millis(2500), "{took:?}");
+    closes(b"PROXY TCP4 127.0.0.2 ", Duration::from_secs(5));
+    // Generated garbage at volume: nothing hangs or crashes, and the replica still serves.
+    let mut rng = support::rng::Rng::new(0x5eed);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let seeds: Vec<Vec<u8>> = (0..50).map(|_| garbage(&mut rng)).collect();
+            std::thread::spawn(move || {
+                for bytes in seeds {
+                    let mut s = connect_from("127.0.0.1", gw);
+                    s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+                    let _ = s.write_all(&bytes);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    let mut sink = Vec::new();
+                    // Closed (EOF or reset) before the read timeout: a hang fails here.
+                    let r = s.read_to_end(&mut sink);
+                    assert!(
+                        !matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+                        "{bytes:?} hung"
+                    );
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let running = t.replicas[1].gateway.proc.child.try_wait();
+    assert!(
+        matches!(running, Ok(None)),
+        "the replica still runs: {running:?}"
+    );
+    assert_eq!(t.get(t.v2, REAL, "/system", 2), [200; 2]);
+}
+
+/// A mutated PROXY header (v1 or v2 start), cut, flipped or extended at random.
+fn garbage(rng: &mut support::rng::Rng) -> Vec<u8> {
+    let mut b = if rng.below(2) == 0 {
+        b"PROXY TCP4 127.0.0.2 127.0.0.1 40000 443\r\n".to_vec()
+    } else {
+        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x7f\0\0\x02\x7f\0\0\x01\x9c\x40\x01\xbb".to_vec()
+    };
+    for _ in 0..=rng.below(3) {
+        if b.len() < 2 {
+            break;
+        }
+        let at = 1 + rng.below(b.len() - 1);
+        match rng.below(3) {
+            0 => b[at] = rng.below(256) as u8,
+            1 => b.truncate(at),
+            _ => b.extend((0..rng.below(300)).map(|_| rng.below(256) as u8)),
+        }
+    }
+    b
+}
+
+/// A blocking TCP connection to 127.0.0.1:`port` from source address `from` (std cannot
+/// bind before connecting; tokio's `TcpSocket` can).
+fn connect_from(from: &str, port: u16) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect")
+    });
+    let std = stream.into_std().unwrap();
+    std.set_nonblocking(false).unwrap();
+    std
+}
+
+/// From `from`, send `header` (a Python bytes literal) to `port`, then try TLS and an
+/// authenticated GET: `REFUSED <why>` or what came back.
+fn spoof(t: &Topology, from: &str, port: u16, header: &str) -> String {
+    let script = format!(
+        r#"
+import base64, socket, ssl
+s = socket.socket()
+s.bind(("{from}", 0))
+s.settimeout(10)
+s.connect(("127.0.0.1", {port}))
+s.sendall({header})
+ctx = ssl.create_default_context(cafile="{ca}")
+try:
+    t = ctx.wrap_socket(s, server_hostname="localhost")
+    auth = base64.b64encode(b"admin:{pw}").decode()
+    t.sendall(("GET /system HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic " + auth + "\r\nConnection: close\r\n\r\n").encode())
+    print("ANSWERED", t.recv(100))
+except (OSError, ssl.SSLError) as e:
+    print("REFUSED", type(e).__name__, e)
+"#,
+        ca = t.ca.path.display(),
+        pw = ADMIN_PW,
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script);
+    run(cmd, Duration::from_secs(30)).1
+}
