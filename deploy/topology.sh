@@ -30,8 +30,12 @@
 #   TOPOLOGY_S3_ADDR 127.0.0.21, TOPOLOGY_S3_PORT 8333, TOPOLOGY_WEED_MASTER 9333,
 #     TOPOLOGY_WEED_VOLUME 8080, TOPOLOGY_WEED_FILER 8888 (SeaweedFS also uses each + 10000)
 #   TOPOLOGY_REDIS_ADDR 127.0.0.22, TOPOLOGY_REDIS_PORT 6379
-#   TOPOLOGY_CLUSTER=1   gateways share limits through Redis ([cluster] redis = ...)
-#   TOPOLOGY_PROXY=1     HAProxy sends PROXY v2; gateways accept it from TOPOLOGY_LB_ADDR only
+#   TOPOLOGY_CLUSTER=1   gateways share limits through Redis ([cluster] redis = ...); 0: each
+#                        replica keeps its own
+#   TOPOLOGY_PROXY=1     HAProxy sends PROXY v2, gateways accept it from TOPOLOGY_LB_ADDR
+#                        only; 0: the gateways see HAProxy's address as the client
+#   TOPOLOGY_HTTP_RATE_LIMITS   TOML lines for the gateways' [http.rate_limits]
+#                        (e.g. 'per_ip = "20/s burst 20"'); none: the defaults
 #   PACSGATE_BIN, PACSGATE_PLUGIN   use these instead of `cargo build --release`
 #   WEED   the SeaweedFS binary (default /opt/seaweed-venv/bin/weed, else weed on PATH)
 set -euo pipefail
@@ -80,10 +84,19 @@ wait_for() {
 # Start a program in the background in its own session, detached from our stdio (a
 # caller reading our output must not wait for the daemons), and record its pid.
 spawn() {
-  local name=$1; shift
+  local name=$1 pid exe; shift
+  exe=$(readlink -f "$(command -v "$1")")
   setsid "$@" < /dev/null >> "$LOG/$name.log" 2>&1 &
-  echo $! > "$RUN/$name.pid"
-  readlink -f "$(command -v "$1")" > "$RUN/$name.exe"
+  pid=$!
+  echo "$pid" > "$RUN/$name.pid"
+  echo "$exe" > "$RUN/$name.exe"
+  # Until the forked shell has exec'd the program, /proc/PID/exe is still bash: wait for
+  # the exec (or the exit), or alive() would take the pid for someone else's.
+  for _ in $(seq 100); do
+    [ -e "/proc/$pid" ] || break
+    [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && break
+    sleep 0.05
+  done
 }
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -153,9 +166,10 @@ WEED_VOLUME=${TOPOLOGY_WEED_VOLUME:-8080}
 WEED_FILER=${TOPOLOGY_WEED_FILER:-8888}
 REDIS_ADDR=${TOPOLOGY_REDIS_ADDR:-127.0.0.22}
 REDIS_PORT=${TOPOLOGY_REDIS_PORT:-6379}
-CLUSTER=${TOPOLOGY_CLUSTER:-0}
-PROXY=${TOPOLOGY_PROXY:-0}
+CLUSTER=${TOPOLOGY_CLUSTER:-1}
+PROXY=${TOPOLOGY_PROXY:-1}
 ENV
+  printf '%s\n' "${TOPOLOGY_HTTP_RATE_LIMITS:-}" > "$DIR/rate_limits.toml"
 fi
 # shellcheck source=/dev/null
 . "$DIR/topology.env"
@@ -331,6 +345,9 @@ upstream = "http://127.0.0.1:$http"
 upstream_credentials_file = "$S/orthanc.credentials"
 authentication = "required"
 $proxy_line
+
+[http.rate_limits]
+$(cat "$DIR/rate_limits.toml")
 
 [users.admin]
 password_hash = "$(cat "$S/admin.hash")"
