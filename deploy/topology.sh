@@ -347,7 +347,7 @@ authentication = "required"
 $proxy_line
 
 [http.rate_limits]
-$(cat "$DIR/rate_limits.toml")
+$(cat "$DIR/rate_limits.toml" 2>/dev/null)
 
 [users.admin]
 password_hash = "$(cat "$S/admin.hash")"
