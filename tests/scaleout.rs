@@ -23,6 +23,11 @@ use support::process::wait_until;
 use support::storage::{big_dicom, cli, contains};
 use support::topology::Topology;
 
+/// A Part 10 file's magic and what follows it: "DICM" after the 128-byte preamble, then the
+/// File Meta Information, group 0002 first (PS3.10 section 7.1). Six bytes: "DICM" alone
+/// turns up by chance in tens of MiB of ciphertext.
+const DICM: &[u8] = b"DICM\x02\x00";
+
 /// 64 bytes from the middle of a file's pixel data (bigdicom.py repeats CT_small's frame).
 fn pixel_needle(file: &Path) -> Vec<u8> {
     let out = Command::new("python3")
@@ -80,8 +85,15 @@ fn assert_bucket_ciphertext_only(topo: &Topology, needles: &[&[u8]]) -> usize {
         assert!(raw.starts_with(b"\x89PGE"), "{key}: not our format");
         let lower = raw.to_ascii_lowercase();
         for needle in needles {
+            // Names in any case; binary needles exactly (case-folding random ciphertext
+            // makes short needles match by chance).
+            let found = if needle.iter().all(u8::is_ascii_alphabetic) {
+                contains(&lower, &needle.to_ascii_lowercase())
+            } else {
+                contains(raw, needle)
+            };
             assert!(
-                !contains(&lower, &needle.to_ascii_lowercase()),
+                !found,
                 "{key} contains {:?}",
                 String::from_utf8_lossy(needle)
             );
@@ -149,19 +161,30 @@ fn node_b_serves_what_node_a_stored_and_nothing_at_rest_is_plaintext() {
     }
 
     let needles: Vec<Vec<u8>> = vec![
-        b"DICM".to_vec(),
+        DICM.to_vec(),
         b"CompressedSamples".to_vec(),
         pixel_needle(&ct),
         pixel_needle(&mr),
     ];
     let refs: Vec<&[u8]> = needles.iter().map(Vec::as_slice).collect();
+    // The needles are in the plaintext: their absence means something.
+    let plain = std::fs::read(&ct).unwrap();
+    assert!(refs
+        .iter()
+        .all(|n| contains(&plain, n) || n == &pixel_needle(&mr).as_slice()));
     assert_eq!(assert_bucket_ciphertext_only(&topo, &refs), 3);
 
     // The index: no file, no pixel bytes, no DICM; Orthanc's index keeps the main DICOM
     // tags (patient name included) for lookups and C-FIND, in these two tables only.
     let dump = topo.pg_dump();
-    for needle in [b"DICM".as_slice(), &pixel_needle(&ct), &pixel_needle(&mr)] {
+    for needle in [DICM, &pixel_needle(&ct), &pixel_needle(&mr)] {
+        // Raw, or as pg_dump writes bytea and large objects (hex).
+        let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
         assert!(!contains(&dump, needle), "pg_dump contains {needle:?}");
+        assert!(
+            !contains(&dump, hex.as_bytes()),
+            "pg_dump contains {hex} (hex)"
+        );
     }
     let mut tables = tables_containing(&dump, b"CompressedSamples");
     tables.sort();
@@ -311,7 +334,7 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
         }
     }
     let needles: Vec<Vec<u8>> = vec![
-        b"DICM".to_vec(),
+        DICM.to_vec(),
         b"CompressedSamples".to_vec(),
         pixel_needle(&dicom_files[0]),
     ];
