@@ -93,6 +93,7 @@ path = "$DIR/gateway-$node/audit.jsonl"
 [admin]
 listen = "$addr:$GW_ADMIN_PORT"
 TOML
+  cat "$DIR/gateway-extra.toml" 2>/dev/null || true
   if [ "$CLUSTER" = 1 ]; then
     # The password from a 0600 file, never in the URL (it would show in `pacsgate check`).
     printf '\n[cluster]\nredis = "redis://%s:%s"\nredis_password_file = "%s"\n' "$REDIS_ADDR" "$REDIS_PORT" "$S/redis.password"

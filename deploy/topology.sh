@@ -36,6 +36,8 @@
 #                        only; 0: the gateways see HAProxy's address as the client
 #   TOPOLOGY_HTTP_RATE_LIMITS   TOML lines for the gateways' [http.rate_limits]
 #                        (e.g. 'per_ip = "20/s burst 20"'); none: the defaults
+#   TOPOLOGY_GATEWAY_EXTRA   TOML appended to both gateways' configs (more [users.*],
+#                        [[http.rules]] after the admin rule)
 #   PACSGATE_BIN, PACSGATE_PLUGIN   use these instead of `cargo build --release`
 #   WEED   the SeaweedFS binary (default /opt/seaweed-venv/bin/weed, else weed on PATH)
 set -euo pipefail
@@ -173,6 +175,7 @@ CLUSTER=${TOPOLOGY_CLUSTER:-1}
 PROXY=${TOPOLOGY_PROXY:-1}
 ENV
   printf '%s\n' "${TOPOLOGY_HTTP_RATE_LIMITS:-}" > "$DIR/rate_limits.toml"
+  printf '%s\n' "${TOPOLOGY_GATEWAY_EXTRA:-}" > "$DIR/gateway-extra.toml"
 fi
 # shellcheck source=/dev/null
 . "$DIR/topology.env"

@@ -5,7 +5,8 @@
 //!
 //! Attacks written down and tested: spread a password guess run over both replicas (the
 //! balancer alternates them) to get each replica's allowance; spread requests to get
-//! twice the per-IP rate; send a PROXY header naming someone else, directly to a replica
+//! twice the per-IP rate; log in from an address a `sources` rule does not name (the
+//! balancer's address must not stand in for the client); send a PROXY header naming someone else, directly to a replica
 //! and through the balancer; stop Redis to get limits lifted (password logins fail closed
 //! while it is away, and work again when it is back).
 
@@ -17,6 +18,27 @@ use std::time::Duration;
 
 use support::process::wait_until;
 use support::topology::Topology;
+
+/// `pacsgate hash-password` of `password` (read from stdin).
+fn hash(password: &str) -> String {
+    let mut child = std::process::Command::new(support::gateway::binary())
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("pacsgate hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(password.as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("hash-password output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hash = text.lines().last().unwrap_or_default().trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{text}");
+    hash
+}
 
 fn audit(topo: &Topology, node: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(topo.dir.join(format!("gateway-{node}/audit.jsonl")))
@@ -63,12 +85,19 @@ fn send_raw(addr: &str, port: u16, bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn limits_are_shared_and_clients_seen_through_haproxy_and_redis() {
     let dir = tempfile::tempdir().unwrap();
+    // A second account whose rule admits one client address only.
+    let extra = format!(
+        "[users.viewer]\npassword_hash = {:?}\n[[http.rules]]\nusers = [\"viewer\"]\n\
+         sources = [\"127.0.0.90/32\"]\nmethods = [\"GET\"]\npaths = [\"/system\"]\n",
+        hash("viewer-password")
+    );
     let topo = Topology::up(
         dir.path(),
         &[
             ("TOPOLOGY_CLUSTER", "1"),
             ("TOPOLOGY_PROXY", "1"),
             ("TOPOLOGY_HTTP_RATE_LIMITS", "per_ip = \"1/h burst 8\""),
+            ("TOPOLOGY_GATEWAY_EXTRA", &extra),
         ],
     );
     let lb = topo.get("LB_ADDR").to_string();
@@ -90,6 +119,19 @@ fn limits_are_shared_and_clients_seen_through_haproxy_and_redis() {
     let (a, b) = records_from(&topo, "127.0.0.77");
     for r in a.iter().chain(&b) {
         assert!(r.to_string().contains(&lb), "the balancer as via: {r}");
+    }
+
+    // `sources` rules match the real client on both replicas (two requests each: one
+    // per replica), whatever HAProxy's address is.
+    for (ip, want) in [("127.0.0.90", 200), ("127.0.0.91", 403)] {
+        for _ in 0..2 {
+            let args = ["--interface", ip, "-u", "viewer:viewer-password"];
+            assert_eq!(
+                topo.https("lb", &args, "/system").0,
+                want,
+                "viewer from {ip}"
+            );
+        }
     }
 
     // A password guess run alternating over the replicas: cut after the configured
