@@ -193,6 +193,7 @@ fn node_b_serves_what_node_a_stored_and_nothing_at_rest_is_plaintext() {
         ["public.dicomidentifiers", "public.maindicomtags"],
         "patient names outside the index tables"
     );
+    topo.down_and_check();
 }
 
 /// Established TCP connections on local address `addr:port` (IPv4, /proc/net/tcp).

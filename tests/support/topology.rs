@@ -81,6 +81,36 @@ impl Topology {
         out
     }
 
+    /// `down`, then check that it left nothing running: `status` says stopped for every
+    /// component and none of the pids it had recorded still runs.
+    pub fn down_and_check(&self) {
+        let names = [
+            "postgres",
+            "s3",
+            "redis",
+            "orthanc-a",
+            "orthanc-b",
+            "gateway-a",
+            "gateway-b",
+            "haproxy",
+        ];
+        let pids: Vec<u32> = names.iter().map(|n| self.pid(n)).collect();
+        self.script("down", &[], &[]);
+        let status = self.script("status", &[], &[]);
+        for name in names {
+            assert!(status.contains(&format!("{name} stopped")), "{status}");
+        }
+        for pid in pids {
+            // A zombie (state Z, waiting for init to reap it) runs nothing.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+            assert!(
+                matches!(state, None | Some("Z") | Some("X")),
+                "pid {pid} still running after down: {stat}"
+            );
+        }
+    }
+
     pub fn get(&self, key: &str) -> &str {
         self.env
             .get(key)
