@@ -248,8 +248,8 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
     let topo = Topology::up(dir.path(), &[]);
     // C-STORE files of 6 MiB: the association spends most of its life moving data, so
     // the kill below mostly lands mid-transfer rather than in the release.
-    let make = |prefix: &str, mib: u32| -> Vec<PathBuf> {
-        (0..6)
+    let make = |prefix: &str, count: usize, mib: u32| -> Vec<PathBuf> {
+        (0..count)
             .map(|i| {
                 let f = dir.path().join(format!("{prefix}-{i}.dcm"));
                 big_dicom(&f, mib);
@@ -257,7 +257,7 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
             })
             .collect()
     };
-    let (dicom_files, http_files) = (make("dicom", 6), make("http", 3));
+    let (dicom_files, http_files) = (make("dicom", 8, 6), make("http", 8, 3));
     let (dicom_acked, http_acked) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let (dicom_failed, http_failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let killed = Mutex::new(false);
@@ -273,11 +273,12 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
                 }
             })
         });
-        let http = s.spawn(|| {
-            run_with_retries(&http_files, &http_acked, &http_failed, |f| {
+        // Two upload streams of about 3 s per file (rate-limited): HAProxy alternates
+        // new connections, so one of them is nearly always in flight through replica A
+        // and the kill below finds one while an association passes there.
+        let upload = |files: &'_ [PathBuf]| {
+            run_with_retries(files, &http_acked, &http_failed, |f| {
                 let data = format!("@{}", f.display());
-                // Uploads of about 3 s each (rate-limited): one is in flight through
-                // replica A half of the time, so the kill below finds one.
                 let args = ["--limit-rate", "1M", "--data-binary", &data];
                 match topo.https("lb", &args, "/instances") {
                     (200, body) => Ok((
@@ -287,7 +288,12 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
                     (code, body) => Err(format!("{code} {}", String::from_utf8_lossy(&body))),
                 }
             })
-        });
+        };
+        let (first, second) = http_files.split_at(http_files.len() / 2);
+        let http = [
+            s.spawn(move || upload(first)),
+            s.spawn(move || upload(second)),
+        ];
         // Both runs under way, and an association and an upload in flight through
         // replica A at the same moment: kill it.
         wait_until(
@@ -303,7 +309,9 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
         topo.kill9("gateway-a");
         topo.kill9("orthanc-a");
         *killed.lock().unwrap() = true;
-        (dicom.join().unwrap(), http.join().unwrap())
+        let uploaded: Vec<(PathBuf, String)> =
+            http.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        (dicom.join().unwrap(), uploaded)
     });
     assert!(*killed.lock().unwrap());
     let failed = (
@@ -341,5 +349,5 @@ fn replica_killed_mid_run_loses_nothing_acknowledged() {
     ];
     let refs: Vec<&[u8]> = needles.iter().map(Vec::as_slice).collect();
     let objects = assert_bucket_ciphertext_only(&topo, &refs);
-    assert!(objects >= 12, "{objects} objects for 12 instances");
+    assert!(objects >= 16, "{objects} objects for 16 instances");
 }
