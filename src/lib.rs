@@ -19,7 +19,9 @@
 //! - [`privileges`]: started as root, switch to `server.user` after binding.
 //! - [`server`]: what listeners share: bounded accept loop, per-address budgets for
 //!   connections not yet authenticated (`server::budget`) keyed by client
-//!   (`server::client_key`), shutdown, idle tracking, and the lingering close that lets
+//!   (`server::client_key`), the PROXY protocol from listed load balancers
+//!   (`server::proxied`: who the client is; `server::proxy`: the sans-IO v1/v2 header
+//!   parser), shutdown, idle tracking, and the lingering close that lets
 //!   a peer still sending read our refusal (an HTTP 4xx, a DICOM RJ or A-ABORT:
 //!   `server::linger`).
 //! - [`sync`]: the one poison-tolerant lock helper.
@@ -62,7 +64,8 @@
 //!
 //! # Flows
 //!
-//! HTTPS: accept (permit, per-address budget: pending until a request is admitted) -> TLS
+//! HTTPS: accept (permit; from a listed LB, its PROXY header names the client; per-address
+//! budget: pending until a request is admitted) -> TLS
 //! handshake (timeout; client certificate -> `PeerIdentity`, verified again on resumption
 //! and on each trust change) -> hyper HTTP/1.1 or HTTP/2 (ALPN) -> `http::handle_request`
 //! (hop-by-hop headers out, before we add ours) -> `http::guard::admit` (canonical path ->
@@ -72,7 +75,8 @@
 //! cut mid-body), bodies streamed both ways and counted -> one audit record.
 //!
 //! DICOM (`dicom::flow`, the same phases for outbound tunnels, plain in and TLS out):
-//! accept (permit, per-address budget: pending until the RQ is admitted) -> TLS
+//! accept (permit, PROXY header from a listed LB, per-address budget: pending until the RQ
+//! is admitted) -> TLS
 //! handshake -> one bounded A-ASSOCIATE-RQ under ARTIM ->
 //! limits + policy (calling/called AE, certificate binding; A-ASSOCIATE-RJ on refusal) ->
 //! connect the PACS (A-ASSOCIATE-RJ if it is down) -> replay the RQ's original bytes ->

@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod gcra;
 pub mod lockout;
+pub mod shared;
 pub mod table;
 
 pub use gcra::Gcra;

@@ -2,7 +2,7 @@
 //! a file change reloads the TLS material. Parts that take the new configuration
 //! (policies, users, limits) implement [`Reloadable`]: all of them validate first, and
 //! only if every one succeeds do they all switch, so a bad file changes nothing.
-//! Listener addresses and TLS file paths need a restart.
+//! Listener addresses, `proxy_protocol` lists and TLS file paths need a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;

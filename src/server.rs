@@ -82,7 +82,7 @@ pub async fn accept_loop<F, Fut>(
             r = listener.accept() => r,
             () = shutdown.stop_accepting.cancelled() => break,
         };
-        let (mut stream, peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning (mini-redis does the same).
@@ -100,26 +100,13 @@ pub async fn accept_loop<F, Fut>(
         let abort = shutdown.abort.clone();
         let open = crate::metrics::OpenConnection::new(name);
         if let Some(pp) = proxy.clone().filter(|p| p.trusts(peer.ip())) {
-            let (handler, budget) = (handler.clone(), budget.clone());
+            let work = from_balancer(name, (pp, budget.clone()), stream, peer, handler.clone());
             tracker.spawn(async move {
-                let work = async {
-                    let Ok(client) = pp.read_header(name, &mut stream, peer).await else {
-                        return;
-                    };
-                    let Some(admission) = admit_late(name, budget.as_ref(), client) else {
-                        return;
-                    };
-                    supervise(
-                        name,
-                        client,
-                        handler(stream, client, admission.clone()),
-                        &admission,
-                    )
-                    .await;
-                };
                 tokio::select! {
                     () = work => {}
-                    () = abort.cancelled() => {}
+                    () = abort.cancelled() => {
+                        tracing::info!(listener = name, via = %peer, "connection dropped at the end of the shutdown grace period");
+                    }
                 }
                 drop((permit, open));
             });
@@ -141,16 +128,14 @@ pub async fn accept_loop<F, Fut>(
         };
         let admission = Arc::new(admission);
         let client = Peer::direct(peer);
-        let handler = handler.clone();
-        let (held, pp) = (admission.clone(), proxy.clone());
-        let work = async move {
-            if let Some(pp) = pp {
-                if pp.check_direct(name, &stream, peer).await.is_err() {
-                    return;
-                }
-            }
-            handler(stream, client, held).await;
-        };
+        let work = direct(
+            name,
+            proxy.clone(),
+            stream,
+            peer,
+            handler.clone(),
+            admission.clone(),
+        );
         tracker.spawn(async move {
             tokio::select! {
                 () = supervise(name, client, work, &admission) => {}
@@ -168,6 +153,49 @@ pub async fn accept_loop<F, Fut>(
 /// What a listener's accept loop is bounded by: its connection limit, its per-address
 /// budget, and its PROXY protocol setting (`None`: the listener never speaks it).
 pub type Limits = (usize, Option<Arc<ClientBudget>>, Option<Arc<ProxyProtocol>>);
+
+/// From a listed load balancer: read its PROXY header, count the client it names in the
+/// budget, then serve as that client.
+async fn from_balancer<F, Fut>(
+    name: &'static str,
+    (pp, budget): (Arc<ProxyProtocol>, Option<Arc<ClientBudget>>),
+    mut stream: TcpStream,
+    lb: SocketAddr,
+    handler: Arc<F>,
+) where
+    F: Fn(TcpStream, Peer, Arc<Admission>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(client) = pp.read_header(name, &mut stream, lb).await else {
+        return;
+    };
+    let Some(admission) = admit_late(name, budget.as_ref(), client) else {
+        return;
+    };
+    let work = handler(stream, client, admission.clone());
+    supervise(name, client, work, &admission).await;
+}
+
+/// From anyone else (already counted in the budget): on a PROXY-capable listener, refuse
+/// a PROXY header first; then serve as the TCP peer.
+async fn direct<F, Fut>(
+    name: &'static str,
+    proxy: Option<Arc<ProxyProtocol>>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<F>,
+    admission: Arc<Admission>,
+) where
+    F: Fn(TcpStream, Peer, Arc<Admission>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if let Some(pp) = proxy {
+        if pp.check_direct(name, &mut stream, peer).await.is_err() {
+            return;
+        }
+    }
+    handler(stream, Peer::direct(peer), admission).await;
+}
 
 /// Run a connection's work until it ends or its admission's pending deadline passes.
 async fn supervise(

@@ -109,3 +109,17 @@ fn dicom_association_rate_is_one_budget_across_replicas() {
         [true, true, true, false, false, false, false, false]
     );
 }
+
+#[test]
+fn leased_requests_never_exceed_the_shared_budget() {
+    // Burst 64: each replica leases 4 requests per Redis call (`limit::shared`).
+    let c = Cluster::start(2, "[http.rate_limits]\nper_ip = \"1/h burst 64\"\n", "");
+    let codes: Vec<u16> = (0..90).map(|i| c.status(i % 2, None, "/system")).collect();
+    let admitted = count(&codes, 401);
+    assert_eq!(admitted + count(&codes, 429), 90, "{codes:?}");
+    // At most the budget; at most one unused lease (3 requests) per replica lost.
+    assert!(
+        (64 - 2 * 3..=64).contains(&admitted),
+        "{admitted}: {codes:?}"
+    );
+}

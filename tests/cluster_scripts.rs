@@ -70,11 +70,12 @@ fn redis_gcra_admits_the_same_sequences_as_the_local_limiter() {
                 .key(&key)
                 .arg(interval)
                 .arg(rate.burst.get())
+                .arg(1)
                 .arg(BASE_US + offset)
                 .invoke(&mut con)
                 .unwrap();
             let got = match reply.as_slice() {
-                [1, _] => Ok(()),
+                [1, 0] => Ok(()),
                 [0, wait] => Err(Duration::from_micros(*wait as u64)),
                 other => panic!("unexpected reply {other:?}"),
             };
@@ -162,4 +163,30 @@ fn redis_lockouts_follow_the_local_state_machine() {
         }
     }
     assert!(locks > 100, "{locks}");
+}
+
+#[test]
+fn a_lease_takes_what_the_bucket_holds_and_charges_it_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), None);
+    let mut con = connection(&redis);
+    let script = script_with_clock_argument("gcra").unwrap();
+    let mut take = |want: u32, offset: u64| -> Vec<i64> {
+        script
+            .key("test:lease")
+            .arg(1_000_000)
+            .arg(10)
+            .arg(want)
+            .arg(BASE_US + offset)
+            .invoke(&mut con)
+            .unwrap()
+    };
+    // Burst 10 at one instant: leases of 4 get 4, 4, then the 2 left, then nothing.
+    assert_eq!(take(4, 0), [4, 0]);
+    assert_eq!(take(4, 0), [4, 0]);
+    assert_eq!(take(4, 0), [2, 0]);
+    assert_eq!(take(4, 0), [0, 1_000_000]);
+    // One interval later exactly one more, whatever the lease asked for.
+    assert_eq!(take(4, 1_000_000), [1, 0]);
+    assert_eq!(take(1, 1_000_000), [0, 1_000_000]);
 }

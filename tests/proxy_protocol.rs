@@ -12,189 +12,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::gateway::{curl, tls_section, Gateway};
-use support::haproxy::Haproxy;
-use support::orthanc::Orthanc;
+use support::gateway::{curl, tls_section};
+use support::lb::{connect_from, spoof, topology, OTHER, REAL};
 use support::pki::Ca;
 use support::policy::{hash, ADMIN_PW};
 use support::process::{free_port, run, wait_until};
-
-const REAL: &str = "127.0.0.2";
-const OTHER: &str = "127.0.0.3";
-
-struct Replica {
-    https: u16,
-    dicom: u16,
-    admin: u16,
-    dir: PathBuf,
-    gateway: Gateway,
-}
-
-/// Orthanc, two replicas trusting PROXY headers from 127.0.0.1 only, and HAProxy with
-/// three frontends: `v2` (round robin over both, send-proxy-v2, v2 LOCAL health checks),
-/// `v1` (replica 1, send-proxy), `dicom` (both DICOM listeners, send-proxy-v2).
-struct Topology {
-    dir: tempfile::TempDir,
-    ca: Ca,
-    orthanc: Orthanc,
-    replicas: Vec<Replica>,
-    v2: u16,
-    v1: u16,
-    dicom: u16,
-    _lb: Haproxy,
-}
-
-fn topology(http_extra: &str) -> Topology {
-    let dir = tempfile::tempdir().unwrap();
-    let lua = dir.path().join("xff.lua");
-    // Orthanc prints the X-Forwarded-For it receives: the PACS is the witness.
-    std::fs::write(
-        &lua,
-        "function IncomingHttpRequestFilter(method, uri, ip, username, headers)\n  \
-         print('XFF=' .. tostring(headers['x-forwarded-for']) .. ' ' .. uri)\n  return true\nend\n",
-    )
-    .unwrap();
-    let orthanc = Orthanc::start(dir.path(), serde_json::json!({ "LuaScripts": [lua] }));
-    let ca = Ca::new(dir.path(), "LB test CA");
-    let server = ca.server(dir.path(), "localhost");
-    let replicas: Vec<Replica> = (1..=2)
-        .map(|n| {
-            let rdir = dir.path().join(format!("replica{n}"));
-            std::fs::create_dir_all(&rdir).unwrap();
-            let (https, dicom, admin) = (free_port(), free_port(), free_port());
-            let toml = format!(
-                r#"{tls}[audit]
-path = {audit:?}
-[admin]
-listen = "127.0.0.1:{admin}"
-[http]
-listen = "127.0.0.1:{https}"
-upstream = "http://127.0.0.1:{oh}"
-proxy_protocol = ["127.0.0.1/32"]
-{http_extra}
-[users.admin]
-password_hash = "{pw}"
-[[http.rules]]
-name = "admin-from-real"
-users = ["admin"]
-sources = ["{REAL}/32"]
-methods = ["GET"]
-paths = ["/**"]
-[dicom]
-listen = "127.0.0.1:{dicom}"
-upstream = "127.0.0.1:{od}"
-proxy_protocol = ["127.0.0.1/32"]
-called_aet = "ORTHANC"
-check_modality_host = true
-[dicom.modalities.ct]
-aet = "CT1"
-hosts = ["{REAL}"]
-allow = ["echo"]
-"#,
-                tls = tls_section(&server, ""),
-                audit = rdir.join("audit.jsonl").display().to_string(),
-                oh = orthanc.http_port,
-                od = orthanc.dicom_port,
-                pw = hash(ADMIN_PW),
-            );
-            let gateway = Gateway::start(&rdir, &toml);
-            Replica {
-                https,
-                dicom,
-                admin,
-                dir: rdir,
-                gateway,
-            }
-        })
-        .collect();
-    let (v2, v1, dicom) = (free_port(), free_port(), free_port());
-    let (a, b) = (&replicas[0], &replicas[1]);
-    let sections = format!(
-        "frontend v2\n    bind 127.0.0.1:{v2}\n    default_backend https_v2\n\
-         backend https_v2\n    balance roundrobin\n\
-         \x20   server gw1 127.0.0.1:{} send-proxy-v2 check check-send-proxy inter 200ms\n\
-         \x20   server gw2 127.0.0.1:{} send-proxy-v2 check check-send-proxy inter 200ms\n\
-         frontend v1\n    bind 127.0.0.1:{v1}\n    default_backend https_v1\n\
-         backend https_v1\n    server gw1 127.0.0.1:{} send-proxy\n\
-         frontend dicom\n    bind 127.0.0.1:{dicom}\n    default_backend dicom_v2\n\
-         backend dicom_v2\n    balance roundrobin\n\
-         \x20   server d1 127.0.0.1:{} send-proxy-v2\n\
-         \x20   server d2 127.0.0.1:{} send-proxy-v2\n",
-        a.https, b.https, a.https, a.dicom, b.dicom
-    );
-    let lb = Haproxy::start(dir.path(), &sections, &[v2, v1, dicom]);
-    Topology {
-        dir,
-        ca,
-        orthanc,
-        replicas,
-        v2,
-        v1,
-        dicom,
-        _lb: lb,
-    }
-}
-
-impl Topology {
-    /// GET `path` as admin through `port` from source address `from`, `n` times, each on
-    /// its own connection (so round robin spreads them): the status codes.
-    fn get(&self, port: u16, from: &str, path: &str, n: usize) -> Vec<u16> {
-        let ca = self.ca.path.display().to_string();
-        let url = format!("https://localhost:{port}{path}");
-        let creds = format!("admin:{ADMIN_PW}");
-        let mut rc = String::new();
-        for i in 0..n {
-            if i > 0 {
-                rc.push_str("next\n");
-            }
-            rc.push_str(&format!(
-                "url = \"{url}\"\ncacert = \"{ca}\"\nuser = \"{creds}\"\ninterface = \"{from}\"\n\
-                 ipv4\nheader = \"Connection: close\"\noutput = \"/dev/null\"\nwrite-out = \"%{{http_code}}\\n\"\n"
-            ));
-        }
-        let file = self.dir.path().join(format!("get-{from}-{n}.curlrc"));
-        std::fs::write(&file, rc).unwrap();
-        let (_, out, err) = curl(&["--config", file.to_str().unwrap()]);
-        let codes: Vec<u16> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        assert_eq!(codes.len(), n, "curl: {err}");
-        codes
-    }
-
-    fn audit(&self, replica: usize) -> Vec<serde_json::Value> {
-        let path = self.replicas[replica].dir.join("audit.jsonl");
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// HTTP audit records of both replicas, once there are `n` (the writer is async).
-    fn http_records(&self, n: usize) -> Vec<serde_json::Value> {
-        let all = || -> Vec<serde_json::Value> {
-            (0..2)
-                .flat_map(|r| self.audit(r))
-                .filter(|r| r.get("client").is_some())
-                .collect()
-        };
-        wait_until("audit records", Duration::from_secs(10), || {
-            all().len() >= n
-        });
-        all()
-    }
-
-    /// `pacsgate_proxy_protocol_total{listener, result}` of a replica.
-    fn proxy_metric(&self, replica: usize, listener: &str, result: &str) -> u64 {
-        let (_, body) = support::http_get(self.replicas[replica].admin, "/metrics").unwrap();
-        let needle = format!(
-            "pacsgate_proxy_protocol_total{{listener=\"{listener}\",result=\"{result}\"}} "
-        );
-        String::from_utf8_lossy(&body)
-            .lines()
-            .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0)
-    }
-}
 
 #[test]
 fn through_haproxy_the_real_client_is_the_client() {
@@ -266,6 +88,19 @@ fn per_ip_rate_and_budget_count_the_client_not_the_lb() {
 }
 
 #[test]
+fn failed_logins_lock_out_the_client_not_the_lb() {
+    let t = topology("[http.rate_limits]\nauth_failures_per_ip = \"4/min\"");
+    // One replica (the v1 frontend), so its counters see every attempt.
+    let codes = t.get_as("ghost:wrong", (t.v1, REAL), "/system", 8);
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 4, "{codes:?}");
+    // Another client through the same LB is not locked out: its failure is a 401.
+    assert_eq!(
+        t.get_as("phantom:wrong", (t.v1, OTHER), "/system", 1),
+        [401]
+    );
+}
+
+#[test]
 fn dicom_through_haproxy_checks_the_modality_host_of_the_real_client() {
     let t = topology("");
     let echo = |from: &str| {
@@ -325,6 +160,23 @@ fn a_proxy_header_from_anyone_but_the_lb_is_refused_before_tls() {
     }
     assert_eq!(t.proxy_metric(0, "https", "untrusted"), 2);
     assert_eq!(t.proxy_metric(0, "dicom", "untrusted"), 2);
+    // Through the LB, a client's own header after HAProxy's is only bytes before TLS:
+    // one header is read per connection, never a second.
+    for header in [v2, v1] {
+        let out = spoof(&t, OTHER, t.v2, header);
+        assert!(out.starts_with("REFUSED"), "through the LB: {out}");
+    }
+    // Plain HTTP starting with P is not TLS either: closed, but not counted as a header.
+    {
+        use std::io::{Read, Write};
+        let mut s = connect_from(OTHER, gw);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"POST /tools/execute-script HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = Vec::new();
+        assert!(matches!(s.read_to_end(&mut buf), Ok(0) | Err(_)) && buf.is_empty());
+        assert_eq!(t.proxy_metric(0, "https", "untrusted"), 2);
+    }
     assert!(t.audit(0).iter().all(|r| r["status"] != 200));
     // The LB's address without a header is closed too: it would make clients look like
     // the LB.
@@ -420,50 +272,61 @@ fn garbage(rng: &mut support::rng::Rng) -> Vec<u8> {
     b
 }
 
-/// A blocking TCP connection to 127.0.0.1:`port` from source address `from` (std cannot
-/// bind before connecting; tokio's `TcpSocket` can).
-fn connect_from(from: &str, port: u16) -> std::net::TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let stream = rt.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-        socket
-            .connect(([127, 0, 0, 1], port).into())
-            .await
-            .expect("connect")
-    });
-    let std = stream.into_std().unwrap();
-    std.set_nonblocking(false).unwrap();
-    std
-}
-
-/// From `from`, send `header` (a Python bytes literal) to `port`, then try TLS and an
-/// authenticated GET: `REFUSED <why>` or what came back.
-fn spoof(t: &Topology, from: &str, port: u16, header: &str) -> String {
-    let script = format!(
-        r#"
-import base64, socket, ssl
-s = socket.socket()
-s.bind(("{from}", 0))
-s.settimeout(10)
-s.connect(("127.0.0.1", {port}))
-s.sendall({header})
-ctx = ssl.create_default_context(cafile="{ca}")
-try:
-    t = ctx.wrap_socket(s, server_hostname="localhost")
-    auth = base64.b64encode(b"admin:{pw}").decode()
-    t.sendall(("GET /system HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic " + auth + "\r\nConnection: close\r\n\r\n").encode())
-    print("ANSWERED", t.recv(100))
-except (OSError, ssl.SSLError) as e:
-    print("REFUSED", type(e).__name__, e)
-"#,
-        ca = t.ca.path.display(),
-        pw = ADMIN_PW,
+#[test]
+fn a_load_balancer_list_that_trusts_everyone_is_refused_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "Config CA");
+    let server = ca.server(dir.path(), "localhost");
+    let port = free_port();
+    let base = |http: &str, dicom: &str| {
+        format!(
+            "{}[http]\nlisten = \"127.0.0.1:{port}\"\n{http}\n[users.admin]\npassword_hash = \"{}\"\n\
+             [[http.rules]]\nusers = [\"admin\"]\npaths = [\"/**\"]\n\
+             [dicom]\nlisten = \"127.0.0.1:{}\"\n{dicom}\n",
+            tls_section(&server, ""),
+            hash(ADMIN_PW),
+            free_port()
+        )
+    };
+    for (http, dicom, key) in [
+        (
+            "proxy_protocol = [\"10.0.0.5\", \"0.0.0.0/0\"]",
+            "",
+            "http.proxy_protocol",
+        ),
+        ("", "proxy_protocol = [\"::/0\"]", "dicom.proxy_protocol"),
+        (
+            "proxy_protocol = [\"lb.example\"]",
+            "",
+            "http.proxy_protocol",
+        ),
+    ] {
+        for sub in ["check", "run"] {
+            let (code, out) =
+                support::gateway::run_expecting_exit(dir.path(), &base(http, dicom), sub);
+            assert_eq!(code, Some(64), "{sub} {key}: {out}");
+            assert_eq!(out.trim().lines().count(), 1, "{out}");
+            assert!(out.contains(key), "{out}");
+        }
+        assert!(!support::process::port_open(port), "nothing was bound");
+    }
+    let ok = base(
+        "proxy_protocol = [\"10.0.0.5\"]",
+        "proxy_protocol = [\"fd00::/64\"]",
     );
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(script);
-    run(cmd, Duration::from_secs(30)).1
+    std::fs::write(dir.path().join("ok.toml"), &ok).unwrap();
+    let mut cmd = Command::new(support::gateway::binary());
+    cmd.arg("check")
+        .arg("--config")
+        .arg(dir.path().join("ok.toml"));
+    let (status, out) = run(cmd, Duration::from_secs(30));
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("https: client addresses from PROXY v1/v2 headers of [10.0.0.5/32] only"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dicom: client addresses from PROXY v1/v2 headers of [fd00::/64] only"),
+        "{out}"
+    );
 }

@@ -159,7 +159,7 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
   fi
   step "cargo fuzz build"
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --dev -s none)
-  for target in pdu_walker association command_set; do
+  for target in pdu_walker association command_set proxy_header; do
     step "cargo fuzz run $target (${FUZZ_SECONDS}s)"
     mkdir -p "fuzz/corpus/$target"
     (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev -s none "$target" "corpus/$target" ../tests/fixtures/pdu -- \

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::config::Rate;
 use crate::limit::cluster::Cluster;
-use crate::limit::Gcra;
+use crate::limit::shared::SharedRate;
 use crate::server::IpKey;
 
 /// Rate state is kept for at most this many addresses (`crate::limit::Gcra`: full
@@ -29,7 +29,7 @@ struct State {
 
 pub struct Limits {
     per_ip: Option<usize>,
-    rate: Option<Gcra<IpKey>>,
+    rate: Option<SharedRate<IpKey>>,
     cluster: Option<Arc<Cluster>>,
     state: Mutex<State>,
 }
@@ -73,7 +73,7 @@ impl Limits {
     ) -> Arc<Self> {
         Arc::new(Self {
             per_ip,
-            rate: rate.map(|r| Gcra::new(&r, MAX_TRACKED)),
+            rate: rate.map(|r| SharedRate::new("dicom-assoc", &r, MAX_TRACKED)),
             cluster,
             state: Mutex::new(State::default()),
         })
@@ -94,15 +94,9 @@ impl Limits {
     ) -> Result<Guard, LimitExceeded> {
         let ip = IpKey::of(ip);
         if let Some(rate) = &self.rate {
-            let local = rate.check(&ip, now);
-            let decision = match &self.cluster {
-                Some(c) => {
-                    c.rate_or("dicom-assoc", &ip.id_bytes(), rate.rate(), local)
-                        .await
-                }
-                None => local,
-            };
-            decision.map_err(|_| LimitExceeded::Rate)?;
+            rate.check(self.cluster.as_deref(), &ip, || ip.id_bytes(), now)
+                .await
+                .map_err(|_| LimitExceeded::Rate)?;
         }
         let mut state = self.lock();
         let n = state.per_ip.entry(ip).or_insert(0);

@@ -3,10 +3,10 @@
 //! it; from anyone else, refuse a connection that starts like a PROXY header.
 //!
 //! Abuse considered: a client that is not the LB sends a header naming an address that
-//! `sources` or `check_modality_host` trusts -> refused here, before TLS. The LB (or a
-//! host spoofing nothing but holding the LB's address) sends a malformed, endless or
-//! slow header -> closed at the first wrong byte, at [`HEADER_TIMEOUT`], or at the size
-//! bounds of `proxy`. A listed peer sends no header -> closed: a misconfigured LB would
+//! `sources` or `check_modality_host` trusts -> refused here, before TLS. Whoever holds
+//! the LB's address sends a malformed, endless or slow header -> closed at the first
+//! wrong byte, at [`HEADER_TIMEOUT`], or at the size bounds of `proxy`; until then the
+//! connection holds a permit but no per-address budget. A listed peer sends no header -> closed: a misconfigured LB would
 //! otherwise make every client look like the LB.
 
 use std::net::{IpAddr, SocketAddr};
@@ -110,6 +110,11 @@ impl ProxyProtocol {
                 addr: lb,
                 via: Some(lb),
             }),
+            // A plain TCP health check (connect, close) ends this way: counted, debug only.
+            Err(e @ ProxyRefusal::Closed) => {
+                tracing::debug!(listener, via = %lb, reason = %e, "connection closed: PROXY protocol");
+                Err(e)
+            }
             Err(e) => {
                 report(listener, lb, &e);
                 Err(e)
@@ -119,29 +124,60 @@ impl ProxyProtocol {
 
     /// From anyone else: look at the first byte without consuming it. `P` or CR start a
     /// PROXY header and can start neither a TLS record (RFC 8446 §5.1: content type 20-24)
-    /// nor a DICOM PDU (PS3.8 §9.3: types 1-7), so refusing them refuses nothing valid.
-    /// `Err(None)` when the peer closed or sent nothing in time (counted like a TLS
-    /// handshake timeout, which it is).
+    /// nor a DICOM PDU (PS3.8 §9.3: types 1-7), so the connection is over either way; up
+    /// to 12 bytes are then read to tell a PROXY header (refused as `untrusted`) from
+    /// other non-TLS bytes such as a plain-HTTP `POST` (counted as a failed handshake).
+    /// `Err(None)`: closed without a PROXY header, or nothing sent in time (counted like
+    /// a TLS handshake timeout, which it is).
     pub async fn check_direct(
         &self,
         listener: &'static str,
-        stream: &TcpStream,
+        stream: &mut TcpStream,
         peer: SocketAddr,
     ) -> Result<(), Option<ProxyRefusal>> {
         let mut first = [0u8; 1];
         match tokio::time::timeout(self.first_byte_timeout, stream.peek(&mut first)).await {
-            Ok(Ok(1)) if first[0] == b'P' || first[0] == b'\r' => {
-                METRICS.proxy_protocol.inc((listener, "untrusted"));
-                report(listener, peer, &ProxyRefusal::Untrusted);
-                Err(Some(ProxyRefusal::Untrusted))
-            }
-            Ok(Ok(1)) => Ok(()),
-            Ok(_) => Err(None),
+            Ok(Ok(1)) if first[0] == b'P' || first[0] == b'\r' => {}
+            Ok(Ok(1)) => return Ok(()),
+            Ok(_) => return Err(None),
             Err(_) => {
                 METRICS.tls_handshake(listener, Err("timeout"));
                 tracing::debug!("TLS handshake timed out");
-                Err(None)
+                return Err(None);
             }
+        }
+        let read = tokio::time::timeout(self.first_byte_timeout, signature(stream)).await;
+        if read.unwrap_or(false) {
+            METRICS.proxy_protocol.inc((listener, "untrusted"));
+            report(listener, peer, &ProxyRefusal::Untrusted);
+            return Err(Some(ProxyRefusal::Untrusted));
+        }
+        METRICS.tls_handshake(listener, Err("failed"));
+        tracing::debug!("closed: neither TLS nor a PROXY header");
+        Err(None)
+    }
+}
+
+/// Whether the stream starts with a whole PROXY signature ("PROXY " or v2's 12 bytes);
+/// reads until that is decided (at most 12 bytes).
+async fn signature(stream: &mut TcpStream) -> bool {
+    let mut head = [0u8; 12];
+    let mut have = 0;
+    loop {
+        let seen = &head[..have];
+        if seen.starts_with(proxy::V1_PREFIX) || seen == proxy::V2_SIGNATURE {
+            return true;
+        }
+        let want = if proxy::V1_PREFIX.starts_with(seen) {
+            proxy::V1_PREFIX.len()
+        } else if proxy::V2_SIGNATURE.starts_with(seen) {
+            proxy::V2_SIGNATURE.len()
+        } else {
+            return false;
+        };
+        match stream.read(&mut head[have..want]).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => have += n,
         }
     }
 }

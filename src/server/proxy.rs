@@ -34,9 +34,9 @@ pub const V2_MAX_PAYLOAD: usize = 1024;
 pub enum Header {
     /// The client's address and port (TCP4/TCP6, v2 PROXY over INET/INET6).
     Proxied(SocketAddr),
-    /// v2 LOCAL (the LB's own health checks), v2 PROXY with family UNSPEC, v1 UNKNOWN:
-    /// no client address is given, so the LB's own address is the client (spec 2.1 and
-    /// 2.2: "use the real connection endpoints").
+    /// v2 LOCAL (the LB's own health checks) and the bare v1 `PROXY UNKNOWN`: no client
+    /// address is given, so the LB's own address is the client (spec 2.1 and 2.2: "use
+    /// the real connection endpoints").
     Local,
 }
 
@@ -108,9 +108,14 @@ fn v1_fields(line: &[u8]) -> Result<Header, HeaderError> {
     if !text.is_ascii() || text.bytes().any(|b| b.is_ascii_control()) {
         return Err(HeaderError::V1("control characters"));
     }
-    // "UNKNOWN": the receiver must ignore anything up to the CRLF.
-    if text == "UNKNOWN" || text.starts_with("UNKNOWN ") {
+    // Spec 2.1 tells receivers to ignore anything between "UNKNOWN" and the CRLF, but
+    // HAProxy 2.6 (the LB we test against) resets such a line and itself sends the bare
+    // form only (tests/proxy_protocol_oracle.rs): where readings differ, refuse.
+    if text == "UNKNOWN" {
         return Ok(Header::Local);
+    }
+    if text.starts_with("UNKNOWN ") {
+        return Err(HeaderError::V1("fields after UNKNOWN"));
     }
     let fields: Vec<&str> = text.split(' ').collect();
     let [proto, src, dst, sport, dport] = fields[..] else {
@@ -180,7 +185,9 @@ fn v2(buf: &[u8]) -> Result<Parsed, HeaderError> {
     let addr_len = match (command, buf[13]) {
         // LOCAL: "the receiver must accept this connection as valid and must use the
         // real connection endpoints and discard the protocol block including the family".
-        (Command::Local, _) | (Command::Proxy, 0x00) => 0,
+        (Command::Local, _) => 0,
+        // PROXY over UNSPEC: the spec says use the real endpoints, HAProxy 2.6 resets it
+        // (tests/proxy_protocol_oracle.rs); where readings differ, refuse.
         // TCP over IPv4: src addr 4, dst addr 4, src port 2, dst port 2.
         (Command::Proxy, 0x11) => 12,
         // TCP over IPv6: src addr 16, dst addr 16, src port 2, dst port 2.

@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod haproxy;
 pub mod http_oracle;
 pub mod kms;
+pub mod lb;
 pub mod mutate;
 pub mod notify;
 pub mod orthanc;

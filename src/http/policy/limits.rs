@@ -11,7 +11,7 @@ use http::Method;
 
 pub use crate::config::{LimitsConfig, Rate, RouteLimit};
 use crate::limit::cluster::Cluster;
-use crate::limit::Gcra;
+use crate::limit::shared::SharedRate;
 pub use crate::server::IpKey;
 
 /// Keys kept per limiter at most; beyond that (after a sweep) new keys are throttled.
@@ -26,22 +26,24 @@ pub struct Throttled {
 
 /// The request-rate limits of one policy (`crate::limit::Gcra` each).
 pub struct RateLimits {
-    per_ip: Option<Gcra<IpKey>>,
+    per_ip: Option<SharedRate<IpKey>>,
     /// Users are bounded by the configuration.
-    per_user: Option<Gcra<Arc<str>>>,
+    per_user: Option<SharedRate<Arc<str>>>,
     /// One shared budget per route entry.
-    routes: Vec<(RouteLimit, Gcra<()>)>,
+    routes: Vec<(RouteLimit, SharedRate<()>)>,
 }
 
 impl RateLimits {
     pub fn new(config: &LimitsConfig) -> Self {
         Self {
-            per_ip: config.per_ip.map(|r| Gcra::new(&r, MAX_KEYS)),
-            per_user: config.per_user.map(|r| Gcra::new(&r, MAX_KEYS)),
+            per_ip: config.per_ip.map(|r| SharedRate::new("ip", &r, MAX_KEYS)),
+            per_user: config
+                .per_user
+                .map(|r| SharedRate::new("user", &r, MAX_KEYS)),
             routes: config
                 .routes
                 .iter()
-                .map(|r| (r.clone(), Gcra::new(&r.rate, 1)))
+                .map(|r| (r.clone(), SharedRate::new("route", &r.rate, 1)))
                 .collect(),
         }
     }
@@ -56,8 +58,7 @@ impl RateLimits {
     ) -> Result<(), Throttled> {
         let Some(l) = &self.per_ip else { return Ok(()) };
         let key = IpKey::of(ip);
-        let local = l.check(&key, now);
-        decide(cluster, "ip", &key.id_bytes(), l, local)
+        l.check(cluster, &key, || key.id_bytes(), now)
             .await
             .map_err(throttled("per_ip"))
     }
@@ -71,8 +72,7 @@ impl RateLimits {
         let Some(l) = &self.per_user else {
             return Ok(());
         };
-        let local = l.check(user, now);
-        decide(cluster, "user", user.as_bytes(), l, local)
+        l.check(cluster, user, || user.as_bytes().to_vec(), now)
             .await
             .map_err(throttled("per_user"))
     }
@@ -87,28 +87,16 @@ impl RateLimits {
         for (i, (route, limiter)) in self.routes.iter().enumerate() {
             let method_ok = route.methods.is_empty() || route.methods.contains(method);
             if method_ok && route.paths.iter().any(|g| g.matches(segments)) {
-                let local = limiter.check(&(), now);
                 // A route is named by its place in `[[http.rate_limits.routes]]`:
                 // replicas share a bucket when they share the configuration.
-                decide(cluster, "route", &(i as u64).to_be_bytes(), limiter, local)
+                let id = || (i as u64).to_be_bytes().to_vec();
+                limiter
+                    .check(cluster, &(), id, now)
                     .await
                     .map_err(throttled("route"))?;
             }
         }
         Ok(())
-    }
-}
-
-async fn decide<K: std::hash::Hash + Eq + Clone>(
-    cluster: Option<&Cluster>,
-    kind: &str,
-    id: &[u8],
-    local_limiter: &Gcra<K>,
-    local: Result<(), Duration>,
-) -> Result<(), Duration> {
-    match cluster {
-        Some(c) => c.rate_or(kind, id, local_limiter.rate(), local).await,
-        None => local,
     }
 }
 

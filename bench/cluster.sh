@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Cost of sharing limits through Redis ([cluster]): keep-alive HTTPS req/s through the
+# same release binary with the same policy (2 argon2id users, HTTP Basic on every request,
+# per-IP and per-user rate limits: two Redis decisions per request in cluster mode) with
+# limits in process ("local") and in Redis ("redis"), interleaved in one run. Both write
+# the audit file. Backend: nginx answering 1 KiB on loopback. Gateway pinned to CPU 0;
+# wrk, nginx and redis-server to CPU 1 (Redis is another machine's CPU in a deployment;
+# its CPU per request is reported separately).
+#   ROUNDS=5 DURATION=10s CONNS=32 bench/cluster.sh
+# Needs: wrk, nginx, curl, taskset, redis-server (apt-get install wrk nginx redis-server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+BIN=${PACSGATE_BIN:-${CARGO_TARGET_DIR:-/var/tmp/pacsgate-target}/release/pacsgate}
+[ -x "$BIN" ] || cargo build --release
+for tool in wrk nginx curl taskset redis-server; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk nginx redis-server)" >&2; exit 1; }
+done
+work=$(mktemp -d)
+# shellcheck source=bench/keepalive-lib.sh
+. bench/keepalive-lib.sh
+start_backend
+
+redis=$(free_port)
+taskset -c 1 redis-server --bind 127.0.0.1 --port "$redis" --save '' --appendonly no \
+  --dir "$work" --logfile "$work/redis.log" &
+pids+=($!)
+redis_pid=$!
+wait_port "$redis"
+
+"$BIN" cert self-signed --cert "$work/server.crt" --key "$work/server.key" >/dev/null
+hash_user=$(printf 'user-pw\n' | "$BIN" hash-password)
+
+config() { # mode port
+  cat <<TOML
+[tls]
+cert = "$work/server.crt"
+key = "$work/server.key"
+watch = false
+[http]
+listen = "127.0.0.1:$2"
+upstream = "http://127.0.0.1:$backend"
+max_connections = 4000
+[dicom]
+enabled = false
+[log]
+level = "warn"
+[audit]
+path = "$work/audit-$1.jsonl"
+[server]
+worker_threads = 1
+shutdown_grace = "1s"
+[http.rate_limits]
+per_ip = "1000000/s burst 1000000"
+per_user = "1000000/s burst 1000000"
+[users.user]
+password_hash = "$hash_user"
+[[http.rules]]
+name = "user-read"
+users = ["user"]
+methods = ["GET"]
+paths = ["/**"]
+TOML
+  [ "$1" = redis ] || return 0
+  printf '[cluster]\nredis = "redis://127.0.0.1:%s"\nkey_prefix = "bench"\n' "$redis"
+}
+
+run() { # mode -> req/s, gateway CPU us/req, redis CPU us/req
+  local port; port=$(free_port)
+  config "$1" "$port" >"$work/$1.toml"
+  taskset -c 0 "$BIN" run --config "$work/$1.toml" 2>"$work/$1.log" &
+  local gw=$!
+  wait_port "$port"
+  local url="https://127.0.0.1:$port/1k" auth="Authorization: Basic $(printf user:user-pw | base64)"
+  [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "$auth" "$url")" = 200 ] || { echo "$1: no 200" >&2; cat "$work/$1.log" >&2; exit 1; }
+  taskset -c 1 wrk -t1 -c"$CONNS" -d2s -H "$auth" "$url" >/dev/null
+  local before after rbefore rafter out rps reqs
+  before=$(cpu_ticks "$gw"); rbefore=$(cpu_ticks "$redis_pid")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" -H "$auth" "$url")
+  after=$(cpu_ticks "$gw"); rafter=$(cpu_ticks "$redis_pid")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  local non2xx; non2xx=$(grep -c '"status":[45]' "$work/audit-$1.jsonl" || true)
+  local degraded; degraded=$(grep -c 'shared limits degraded' "$work/$1.log" || true)
+  kill "$gw"; wait "$gw" 2>/dev/null || true
+  [ "$non2xx" = 0 ] || { echo "$1: $non2xx non-2xx answers" >&2; exit 1; }
+  # A run that fell back to local limits would measure the wrong thing.
+  [ "$degraded" = 0 ] || { echo "$1: Redis degraded during the run" >&2; exit 1; }
+  python3 -c "
+tck = $(getconf CLK_TCK)
+print(f'$rps {($after-$before)/tck/$reqs*1e6:.1f} {($rafter-$rbefore)/tck/$reqs*1e6:.1f}')"
+}
+
+declare -a loc red loccpu redcpu rediscpu
+echo "| round | local req/s | redis req/s | redis/local req/s | local CPU us/req | redis-mode gateway CPU us/req | redis-server CPU us/req |"
+echo "|---|---|---|---|---|---|---|"
+for r in $(seq 1 "$ROUNDS"); do
+  read -r l lc _ < <(run local)
+  read -r d dc rc < <(run redis)
+  loc+=("$l"); red+=("$d"); loccpu+=("$lc"); redcpu+=("$dc"); rediscpu+=("$rc")
+  echo "| $r | $l | $d | $(python3 -c "print(f'{$d/$l:.3f}')") | $lc | $dc | $rc |"
+done
+python3 - "${loc[*]}" "${red[*]}" "${loccpu[*]}" "${redcpu[*]}" "${rediscpu[*]}" <<'PY'
+import statistics, sys
+l, d, lc, dc, rc = ([float(x) for x in a.split()] for a in sys.argv[1:6])
+ratios = [b / a for a, b in zip(l, d)]
+m = statistics.median
+print(f"| median | {m(l):.0f} | {m(d):.0f} | {m(ratios):.3f} (rounds {min(ratios):.2f}-{max(ratios):.2f}) | {m(lc):.1f} | {m(dc):.1f} | {m(rc):.1f} |")
+PY
