@@ -148,6 +148,9 @@ fi
 . "$ROOT/deploy/topology-conf.sh"
 mkdir -p "$RUN" "$LOG"
 chmod 0711 "$DIR"   # the postgres user must reach DIR/postgres; nothing else is readable
+if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$DIR"; then
+  die "PostgreSQL runs as the postgres user, which cannot reach $DIR (a parent directory is closed): choose a DIR under /var/tmp or /tmp"
+fi
 if [ ! -f "$DIR/topology.env" ]; then
   cat > "$DIR/topology.env" <<ENV
 LB_ADDR=${TOPOLOGY_LB_ADDR:-127.0.0.10}
