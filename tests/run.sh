@@ -24,6 +24,9 @@ apt_packages+=(redis-server)
 # Container images (tests/containers.rs): podman builds them, mmdebstrap makes Orthanc's
 # Debian root file system; the tests mount images and chroot (util-linux unshare).
 apt_packages+=(podman mmdebstrap)
+# The two-node topology (deploy/topology.sh, tests/scaleout.rs): Orthanc's PostgreSQL index
+# plugin, PostgreSQL 15 (a throwaway cluster per test, never the system one), HAProxy (Redis: above).
+apt_packages+=(orthanc-postgresql postgresql-15 haproxy)
 # Stock Debian 12 has no pip for the system python3 and PEP 668 refuses installs into it:
 # every Python tool goes into a venv (python3-venv). g++: libfuzzer-sys compiles libFuzzer's
 # C++ sources with the cc crate (c++) for the fuzz step. iproute2 (ss) and git for the

@@ -4,7 +4,7 @@
 //! (`dicom`), a systemd notification socket (`notify`), the
 //! encrypting storage plugin (`storage`) and its key services (`kms`: moto's KMS, OpenBao,
 //! SoftHSM2), a systemd unit run without systemd (`unit`) and
-//! `deploy/quickstart.sh` (`quickstart`), the deploy/container/ images run from a chroot
+//! `deploy/quickstart.sh` (`quickstart`), `deploy/topology.sh` (`topology`), the deploy/container/ images run from a chroot
 //! (`container`), and for the oracles a seeded PRNG (`rng`),
 //! generated HTTP spellings (`spelling`, sent byte for byte by `rawhttp`, judged by
 //! `http_oracle`) and DIMSE
@@ -37,6 +37,7 @@ pub mod rng;
 pub mod silent;
 pub mod spelling;
 pub mod storage;
+pub mod topology;
 pub mod unit;
 
 use std::io::{Read, Write};
