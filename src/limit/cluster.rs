@@ -160,7 +160,14 @@ impl Cluster {
             h.update(part);
         }
         let digest = h.finalize();
-        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        // On the hot path (two keys per password login): no allocation per digit.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(32);
+        for b in &digest[..16] {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        hex
     }
 
     /// Up to `lease` requests against the shared bucket `kind`/`id`: `Ok(Ok(n))` admitted
