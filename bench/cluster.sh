@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cost of sharing limits through Redis ([cluster]): keep-alive HTTPS req/s through the
 # same release binary with the same policy (2 argon2id users, HTTP Basic on every request,
-# per-IP and per-user rate limits: two Redis decisions per request in cluster mode) with
+# per-IP and per-user rate limits, leased from Redis, plus the batched lockout check in
+# cluster mode) with
 # limits in process ("local") and in Redis ("redis"), interleaved in one run. Both write
 # the audit file. Backend: nginx answering 1 KiB on loopback. Gateway pinned to CPU 0;
 # wrk, nginx and redis-server to CPU 1 (Redis is another machine's CPU in a deployment;

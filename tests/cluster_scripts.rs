@@ -1,7 +1,8 @@
 //! The Lua scripts that decide shared limits in Redis against the in-process limiter, on
 //! a real redis-server: over generated time lines, the same rate/burst strings admit the
 //! same requests with the same Retry-After (`limit::Gcra`), and the same failed-login
-//! sequences lock for the same durations with the same back-off (`limit::Lockouts`). The
+//! sequences lock for the same durations with the same back-off (`limit::Lockouts`), read
+//! back as the gateway's batched check reads them (the lock flag's value, `GET`). The
 //! scripts run with the clock taken from an argument (the production prelude reads
 //! `TIME`); the bodies are the production ones.
 
@@ -10,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use pacsgate::config::{LockoutPolicy, Rate};
-use pacsgate::limit::cluster::{micros, script_with_clock_argument};
+use pacsgate::limit::cluster::{lock_remaining, micros, script_with_clock_argument};
 use pacsgate::limit::{Gcra, Lockouts};
 use support::redis::Redis;
 use support::rng::Rng;
@@ -99,7 +100,6 @@ fn redis_lockouts_follow_the_local_state_machine() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path(), None);
     let mut con = connection(&redis);
-    let check = script_with_clock_argument("lockout_check").unwrap();
     let fail = script_with_clock_argument("lockout_fail").unwrap();
     let policies = [
         LockoutPolicy {
@@ -126,6 +126,7 @@ fn redis_lockouts_follow_the_local_state_machine() {
         let local = Lockouts::new(16);
         let t0 = Instant::now();
         let key = format!("test:lock:{case}");
+        let flag = format!("test:locked:{case}");
         let mut offset = 0u64;
         for step in 0..120 {
             offset += match rng.below(5) {
@@ -138,18 +139,15 @@ fn redis_lockouts_follow_the_local_state_machine() {
             let now = t0 + Duration::from_micros(offset);
             let at = BASE_US + offset;
             let expected = local.check(&(), now);
-            let wait: i64 = check.key(&key).arg(at).invoke(&mut con).unwrap();
-            let got = if wait > 0 {
-                Err(Duration::from_micros(wait as u64))
-            } else {
-                Ok(())
-            };
+            let until: Option<u64> = redis::cmd("GET").arg(&flag).query(&mut con).unwrap();
+            let got = lock_remaining(at, until).map_or(Ok(()), Err);
             assert_eq!(got, expected, "case {case} step {step}: check");
             // The caller only counts failures while not locked (the check comes first).
             if expected.is_ok() {
                 let expected = local.fail(&(), &policy, now);
                 let wait: i64 = fail
                     .key(&key)
+                    .key(&flag)
                     .arg(policy.failures)
                     .arg(window)
                     .arg(micros(policy.max_lockout))

@@ -11,12 +11,14 @@
 //!
 //! Keys: `PREFIX:KIND:HASH`, HASH the first 128 bits of SHA-256(prefix, kind, id) in hex:
 //! an attacker-chosen user name of any length becomes 32 characters, and the raw names are
-//! not stored in Redis.
+//! not stored in Redis. A lockout record's lock flag is `PREFIX:locked:HASH` (same HASH).
+//! Lockout checks are batched reads of those flags, not scripts (`batch`).
 
+mod batch;
 mod health;
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -38,7 +40,6 @@ use crate::config::{ClusterConfig, ConfigError, LockoutPolicy, Rate};
 const SERVER_CLOCK: &str =
     "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n";
 const GCRA: &str = include_str!("cluster/gcra.lua");
-const LOCKOUT_CHECK: &str = include_str!("cluster/lockout_check.lua");
 const LOCKOUT_FAIL: &str = include_str!("cluster/lockout_fail.lua");
 /// Longest the start waits for Redis (see [`Cluster::warm_up`]).
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -50,9 +51,11 @@ pub struct Cluster {
     /// after the configuration is prepared.
     conn: OnceLock<Option<ConnectionManager>>,
     gcra: Lua,
-    lockout_check: Lua,
     lockout_fail: Lua,
     health: Health,
+    batches: batch::Batches,
+    /// Itself, for the task that sends batches of lockout checks.
+    me: Weak<Cluster>,
 }
 
 impl Cluster {
@@ -78,14 +81,15 @@ impl Cluster {
         let client = redis::Client::open(info).map_err(|e| {
             ConfigError::new("cluster.redis", e.to_string(), "write redis://HOST:PORT")
         })?;
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             config: config.clone(),
             client,
             conn: OnceLock::new(),
             gcra: script(GCRA),
-            lockout_check: script(LOCKOUT_CHECK),
             lockout_fail: script(LOCKOUT_FAIL),
             health: Health::default(),
+            batches: batch::Batches::default(),
+            me: me.clone(),
         }))
     }
 
@@ -102,7 +106,7 @@ impl Cluster {
     }
 
     /// Connect and load the scripts before the listeners serve, bounded by `WARM_UP`
-    /// rather than `cluster.timeout`: connecting, authenticating and loading three scripts
+    /// rather than `cluster.timeout`: connecting, authenticating and loading two scripts
     /// take several round trips, more than one decision may wait. A failure only logs and
     /// counts: decisions then start in degraded mode and probe Redis as usual.
     pub async fn warm_up(&self) {
@@ -110,7 +114,7 @@ impl Cluster {
             return;
         };
         let load = async {
-            for lua in [&self.gcra, &self.lockout_check, &self.lockout_fail] {
+            for lua in [&self.gcra, &self.lockout_fail] {
                 let mut cmd = redis::cmd("SCRIPT");
                 cmd.arg("LOAD").arg(&lua.source);
                 let sha1: String = cmd.query_async(&mut conn).await?;
@@ -141,15 +145,29 @@ impl Cluster {
 
     /// The Redis key of `id` (a client network, a user name, ...) for `kind`.
     pub fn key(&self, kind: &str, id: &[u8]) -> String {
-        let prefix = &self.config.key_prefix;
+        format!("{}:{kind}:{}", self.config.key_prefix, self.hash(kind, id))
+    }
+
+    /// The lock flag of the lockout record `key(kind, id)` (see `cluster/lockout_fail.lua`).
+    pub fn lock_key(&self, kind: &str, id: &[u8]) -> String {
+        format!("{}:locked:{}", self.config.key_prefix, self.hash(kind, id))
+    }
+
+    fn hash(&self, kind: &str, id: &[u8]) -> String {
         let mut h = Sha256::new();
-        for part in [prefix.as_bytes(), kind.as_bytes(), id] {
+        for part in [self.config.key_prefix.as_bytes(), kind.as_bytes(), id] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
         }
         let digest = h.finalize();
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{prefix}:{kind}:{hex}")
+        // On the hot path (two keys per password login): no allocation per digit.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(32);
+        for b in &digest[..16] {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        hex
     }
 
     /// Up to `lease` requests against the shared bucket `kind`/`id`: `Ok(Ok(n))` admitted
@@ -177,13 +195,6 @@ impl Cluster {
         }
     }
 
-    /// The longest lock on any of `keys` (`(kind, id)`), `None` when none is locked.
-    pub async fn locked(&self, keys: &[(&str, &[u8])]) -> Result<Option<Duration>, Unavailable> {
-        let keys: Vec<String> = keys.iter().map(|(k, id)| self.key(k, id)).collect();
-        let wait: i64 = self.run(&self.lockout_check, &keys, &[]).await?;
-        Ok((wait > 0).then(|| Duration::from_micros(wait as u64)))
-    }
-
     /// Count one failed login on each of `keys` under its policy; the longest lock started.
     pub async fn fail(
         &self,
@@ -199,17 +210,20 @@ impl Cluster {
                 ]
             })
             .collect();
-        let keys: Vec<String> = keys.iter().map(|(k, id, _)| self.key(k, id)).collect();
+        let keys: Vec<String> = keys
+            .iter()
+            .flat_map(|(k, id, _)| [self.key(k, id), self.lock_key(k, id)])
+            .collect();
         let wait: i64 = self.run(&self.lockout_fail, &keys, &args).await?;
         Ok((wait > 0).then(|| Duration::from_micros(wait as u64)))
     }
 
-    /// A correct password clears the user's record (as `Lockouts::succeed`).
+    /// A correct password clears the user's record and lock flag (as `Lockouts::succeed`).
     pub async fn succeed(&self, kind: &str, id: &[u8]) -> Result<(), Unavailable> {
-        let key = self.key(kind, id);
+        let keys = [self.key(kind, id), self.lock_key(kind, id)];
         let mut conn = self.connection()?;
         let mut del = redis::cmd("DEL");
-        del.arg(key);
+        del.arg(&keys);
         self.bounded(del.query_async::<i64>(&mut conn))
             .await
             .map(|_| ())
@@ -285,13 +299,15 @@ fn script(body: &str) -> Lua {
     Lua { source, sha1 }
 }
 
+pub use self::batch::remaining as lock_remaining;
+
 /// The scripts with the clock taken from the last argument instead of `TIME`, so tests
-/// can compare Redis's decisions with the in-process limiter's over the same time line.
+/// can compare Redis's decisions with the in-process limiter's over the same time line
+/// (the lockout check is [`lock_remaining`] over the lock flag's value).
 #[doc(hidden)]
 pub fn script_with_clock_argument(which: &str) -> Option<Script> {
     let body = match which {
         "gcra" => GCRA,
-        "lockout_check" => LOCKOUT_CHECK,
         "lockout_fail" => LOCKOUT_FAIL,
         _ => return None,
     };
