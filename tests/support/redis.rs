@@ -26,15 +26,24 @@ impl Redis {
             dir: dir.to_path_buf(),
             proc: None,
         };
-        r.up();
-        r
+        // A free port can be taken by another test between free_port() and redis-server's
+        // bind: then this server exits and the port is open, but not ours. Try another.
+        for _ in 0..5 {
+            if r.up() {
+                return r;
+            }
+            r.port = free_port();
+        }
+        panic!("redis-server could not bind a free port in 5 tries");
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn up(&mut self) {
+    /// Start on `self.port` and wait until this server says it accepts connections (an
+    /// open port alone could be another process's). False if it could not bind.
+    fn up(&mut self) -> bool {
         let mut cmd = Command::new("/usr/bin/redis-server");
         cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
@@ -44,8 +53,23 @@ impl Redis {
             cmd.args(["--requirepass", p]);
         }
         let log = self.dir.join(format!("redis-{}.log", self.port));
-        self.proc = Some(Proc::spawn("redis-server", cmd, &log));
+        let mut proc = Proc::spawn("redis-server", cmd, &log);
+        let mut ready = false;
+        wait_until("redis-server to start", Duration::from_secs(30), || {
+            ready = proc.output().contains("Ready to accept connections");
+            ready || matches!(proc.child.try_wait(), Ok(Some(_)))
+        });
+        if !ready {
+            let out = proc.output();
+            assert!(
+                out.contains("Address already in use"),
+                "redis-server exited at start:\n{out}"
+            );
+            return false;
+        }
         wait_for_port(self.port, Duration::from_secs(30));
+        self.proc = Some(proc);
+        true
     }
 
     /// Stop the server (SIGKILL: an outage, not a maintenance window) and wait until the
@@ -63,7 +87,11 @@ impl Redis {
 
     /// Start again on the same port (empty: no persistence).
     pub fn restart(&mut self) {
-        self.up();
+        assert!(
+            self.up(),
+            "port {} was taken while redis was down",
+            self.port
+        );
     }
 
     /// `redis-cli ARGS...`: stdout, trimmed.
