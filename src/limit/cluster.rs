@@ -32,7 +32,9 @@ struct Lua {
     sha1: String,
 }
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 
+use self::batch::{Answer, Flushing, Waiter, MAX_BATCH};
 use self::health::Health;
 pub use self::health::Unavailable;
 use crate::config::{ClusterConfig, ConfigError, LockoutPolicy, Rate};
@@ -297,6 +299,94 @@ fn script(body: &str) -> Lua {
     let source = format!("{SERVER_CLOCK}{body}");
     let sha1 = Script::new(&source).get_hash().to_string();
     Lua { source, sha1 }
+}
+
+/// Lockout checks, batched (`batch`): the cluster side of the queue.
+impl Cluster {
+    /// The longest lock on any of `keys` (`(kind, id)`), `None` when none is locked.
+    pub async fn locked(&self, keys: &[(&str, &[u8])]) -> Answer {
+        if !self.health.should_try() {
+            return Err(Unavailable);
+        }
+        let keys = keys.iter().map(|(k, id)| self.lock_key(k, id)).collect();
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut s = self.batches.state();
+            s.queue.push(Waiter { keys, tx });
+            !std::mem::replace(&mut s.flushing, true)
+        };
+        if start {
+            if let Some(me) = self.me.upgrade() {
+                tokio::spawn(async move { me.flush().await });
+            } else {
+                // Shutting down: nothing will answer.
+                self.batches.state().flushing = false;
+            }
+        }
+        match tokio::time::timeout(self.config.timeout * 2, rx).await {
+            Ok(Ok(answer)) => answer,
+            // Dropped sender (the task panicked) or no answer in time: fail closed.
+            _ => Err(Unavailable),
+        }
+    }
+
+    /// Send batches until the queue is empty.
+    async fn flush(&self) {
+        let _flushing = Flushing(&self.batches);
+        loop {
+            // Let the tasks that are ready now (requests already read, whose checks are
+            // on their way) queue theirs first: larger batches, no added wait when idle.
+            // Whatever joins is still sent after it arrived.
+            tokio::task::yield_now().await;
+            let batch: Vec<Waiter> = {
+                let mut s = self.batches.state();
+                if s.queue.is_empty() {
+                    return;
+                }
+                let n = s.queue.len().min(MAX_BATCH);
+                s.queue.drain(..n).collect()
+            };
+            let keys: Vec<&str> = batch
+                .iter()
+                .flat_map(|w| w.keys.iter().map(String::as_str))
+                .collect();
+            let reply = self.read_locks(&keys).await;
+            let mut offset = 0;
+            for w in batch {
+                let n = w.keys.len();
+                let answer = match &reply {
+                    Ok(waits) => waits
+                        .get(offset..offset + n)
+                        .map(|w| w.iter().flatten().max().copied())
+                        // Cannot happen (the length is checked); never an open door.
+                        .ok_or(Unavailable),
+                    Err(e) => Err(*e),
+                };
+                offset += n;
+                // A caller that gave up (timeout, cancelled request) does not matter.
+                let _ = w.tx.send(answer);
+            }
+        }
+    }
+
+    /// One round trip: Redis's clock and every flag; per key the time left on its lock.
+    async fn read_locks(&self, keys: &[&str]) -> Result<Vec<Option<Duration>>, Unavailable> {
+        let mut conn = self.connection()?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME").cmd("MGET").arg(keys);
+        let ((secs, us), until): ((u64, u64), Vec<Option<u64>>) =
+            self.bounded(pipe.query_async(&mut conn)).await?;
+        if until.len() != keys.len() {
+            return Err(self
+                .health
+                .failed("error", "MGET answered another number of values"));
+        }
+        let now = secs.saturating_mul(1_000_000).saturating_add(us);
+        Ok(until
+            .into_iter()
+            .map(|u| batch::remaining(now, u))
+            .collect())
+    }
 }
 
 pub use self::batch::remaining as lock_remaining;
