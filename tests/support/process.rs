@@ -8,8 +8,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
+/// A port that was free a moment ago, chosen at random below Linux's ephemeral range
+/// (32768-60999 by default). Ports from `bind(127.0.0.1:0)` come from that range, which
+/// every outgoing connection's source port also takes: with many tests in parallel a port
+/// picked that way was sometimes taken again before the server meant for it bound it
+/// (Orthanc: "port ... already in use"). Below the range only explicit binds compete.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        // One at a time: a listener still held would make the second bind fail.
+        let loopback = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let any = loopback && TcpListener::bind(("0.0.0.0", port)).is_ok();
+        if any {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
