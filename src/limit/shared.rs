@@ -159,7 +159,8 @@ mod tests {
             MAX_LEASE
         );
         // Without [cluster] the local limiter decides, as before.
-        let s = SharedRate::new("t", &r("1/h burst 2"), 8);
+        // Room for both keys whichever shards they hash to (the table has 16 shards).
+        let s = SharedRate::new("t", &r("1/h burst 2"), 1024);
         let now = Instant::now();
         let check = |k| futures_util::FutureExt::now_or_never(s.check(None, &k, Vec::new, now));
         assert_eq!(check(1), Some(Ok(())));
