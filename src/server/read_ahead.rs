@@ -14,7 +14,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::poll_read_buf;
 
 /// Bytes read at once in bulk mode.
 pub const CAPACITY: usize = 128 * 1024;
@@ -24,10 +26,10 @@ const QUIET: usize = 16 * 1024;
 
 pub struct ReadAhead<T> {
     inner: T,
-    /// Empty outside bulk mode.
-    buf: Vec<u8>,
-    pos: usize,
-    end: usize,
+    /// Bytes read ahead and not yet handed out. Allocated (uninitialised: entering bulk
+    /// mode costs no memset a peer could make us repeat) only in bulk mode.
+    buf: BytesMut,
+    bulk: bool,
     /// Free `buf` once handed out (the last bulk read was short).
     release: bool,
 }
@@ -36,9 +38,8 @@ impl<T> ReadAhead<T> {
     pub fn new(inner: T) -> Self {
         Self {
             inner,
-            buf: Vec::new(),
-            pos: 0,
-            end: 0,
+            buf: BytesMut::new(),
+            bulk: false,
             release: false,
         }
     }
@@ -47,17 +48,13 @@ impl<T> ReadAhead<T> {
         &self.inner
     }
 
-    /// Bytes held in memory, read from the peer but not yet handed out.
-    pub fn buffered(&self) -> usize {
-        self.end - self.pos
-    }
-
     fn hand_out(&mut self, dst: &mut ReadBuf<'_>) {
-        let n = dst.remaining().min(self.end - self.pos);
-        dst.put_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        if self.pos == self.end && self.release {
-            self.buf = Vec::new();
+        let n = dst.remaining().min(self.buf.len());
+        dst.put_slice(&self.buf[..n]);
+        self.buf.advance(n);
+        if self.buf.is_empty() && self.release {
+            self.buf = BytesMut::new();
+            self.bulk = false;
             self.release = false;
         }
     }
@@ -70,24 +67,24 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
         dst: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.pos < this.end {
+        if !this.buf.is_empty() {
             this.hand_out(dst);
             return Poll::Ready(Ok(()));
         }
-        if this.buf.is_empty() {
+        if !this.bulk {
             let wanted = dst.remaining();
             let before = dst.filled().len();
             ready!(Pin::new(&mut this.inner).poll_read(cx, dst))?;
             if wanted > 0 && dst.filled().len() - before == wanted {
-                this.buf = vec![0; CAPACITY];
+                this.bulk = true;
+                this.buf = BytesMut::with_capacity(CAPACITY);
             }
             return Poll::Ready(Ok(()));
         }
-        let mut ahead = ReadBuf::new(&mut this.buf);
-        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut ahead))?;
-        let got = ahead.filled().len();
-        this.pos = 0;
-        this.end = got;
+        // Empty and in bulk mode: `clear` keeps the allocation (advance moved its start).
+        this.buf.clear();
+        this.buf.reserve(CAPACITY);
+        let got = ready!(poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf))?;
         this.release = got < QUIET;
         this.hand_out(dst);
         Poll::Ready(Ok(()))
@@ -148,7 +145,7 @@ mod tests {
             let n = ra.read(&mut piece).await.unwrap();
             assert!(n > 0, "early EOF at {}", got.len());
             got.extend_from_slice(&piece[..n]);
-            saw_bulk |= !ra.buf.is_empty();
+            saw_bulk |= ra.buf.capacity() > 0;
         }
         assert_eq!(got, data);
         assert!(saw_bulk, "a 600 KB stream read 4 KiB at a time is bulk");
@@ -157,8 +154,9 @@ mod tests {
         peer.write_all(b"tail").await.unwrap();
         let n = ra.read(&mut piece).await.unwrap();
         assert_eq!(&piece[..n], b"tail");
-        assert!(
-            ra.buf.is_empty(),
+        assert_eq!(
+            ra.buf.capacity(),
+            0,
             "read-ahead memory freed after a quiet read"
         );
         drop(peer);
@@ -175,7 +173,7 @@ mod tests {
             peer.write_all(&[i; 300]).await.unwrap();
             let n = ra.read(&mut piece).await.unwrap();
             assert_eq!(&piece[..n], &[i; 300][..]);
-            assert!(ra.buf.is_empty());
+            assert_eq!(ra.buf.capacity(), 0);
         }
     }
 }
