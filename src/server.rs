@@ -100,54 +100,29 @@ pub async fn accept_loop<F, Fut>(
             tracing::debug!(listener = name, %peer, error = %e, "TCP_NODELAY failed");
         }
         let abort = shutdown.abort.clone();
-        let open = crate::metrics::OpenConnection::new(name);
         if let Some(pp) = proxy.clone().filter(|p| p.trusts(peer.ip())) {
             let work = from_balancer(name, (pp, budget.clone()), stream, peer, handler.clone());
-            tracker.spawn(async move {
-                tokio::select! {
-                    () = work => {}
-                    () = abort.cancelled() => {
-                        tracing::info!(listener = name, via = %peer, "connection dropped at the end of the shutdown grace period");
-                    }
-                }
-                drop((permit, open));
-            });
+            let open = crate::metrics::OpenConnection::new(name);
+            spawn_connection(&tracker, abort, (name, peer), work, (permit, open));
             continue;
         }
-        let admission = match budget.as_ref().map(|b| b.admit(peer.ip())) {
-            None => Admission::unlimited(),
-            Some(Ok(a)) => a,
-            Some(Err(over)) => {
-                // Dropping the stream closes it. Each refusal is logged at debug; a
-                // summary at info at most every REFUSAL_REPORT, so a flood cannot
-                // flood the log.
-                tracing::debug!(listener = name, %peer, reason = %over, "connection refused");
+        let admission = match admit(name, budget.as_ref(), Peer::direct(peer)) {
+            Ok(a) => a,
+            Err(over) => {
+                // Dropping the stream closes it. A summary at info at most every
+                // REFUSAL_REPORT, so a flood cannot flood the log.
                 refusals.count(name, peer, over);
-                crate::metrics::METRICS.budget_refusals.inc(name);
                 spare = Some(permit);
                 continue;
             }
         };
-        let admission = Arc::new(admission);
-        let client = Peer::direct(peer);
-        let work = direct(
-            name,
-            proxy.clone(),
-            stream,
-            peer,
-            handler.clone(),
-            admission.clone(),
-        );
-        tracker.spawn(async move {
-            tokio::select! {
-                () = supervise(name, client, work, &admission) => {}
-                () = abort.cancelled() => {
-                    tracing::info!(listener = name, %peer, "connection dropped at the end of the shutdown grace period");
-                }
-            }
-            drop(admission);
-            drop((permit, open));
-        });
+        let (proxy, handler) = (proxy.clone(), handler.clone());
+        let work = async move {
+            let work = direct(name, proxy, stream, peer, handler, admission.clone());
+            supervise(name, Peer::direct(peer), work, &admission).await;
+        };
+        let open = crate::metrics::OpenConnection::new(name);
+        spawn_connection(&tracker, abort, (name, peer), work, (permit, open));
     }
     tracing::debug!(listener = name, "stopped accepting");
 }
@@ -171,7 +146,7 @@ async fn from_balancer<F, Fut>(
     let Ok(client) = pp.read_header(name, &mut stream, lb).await else {
         return;
     };
-    let Some(admission) = admit_late(name, budget.as_ref(), client) else {
+    let Ok(admission) = admit(name, budget.as_ref(), client) else {
         return;
     };
     let work = handler(stream, client, admission.clone());
@@ -214,21 +189,40 @@ async fn supervise(
     }
 }
 
-/// The budget for a client named by a PROXY header, counted once the header is read.
-fn admit_late(
+/// Count `client` in the per-address budget (a direct peer at accept, a client named by a
+/// PROXY header once the header is read); a refusal is logged at debug and counted.
+fn admit(
     name: &'static str,
     budget: Option<&Arc<ClientBudget>>,
     client: Peer,
-) -> Option<Arc<Admission>> {
-    match budget.map(|b| b.admit(client.addr.ip())) {
-        None => Some(Arc::new(Admission::unlimited())),
-        Some(Ok(a)) => Some(Arc::new(a)),
-        Some(Err(over)) => {
-            tracing::debug!(listener = name, peer = %client.addr, via = ?client.via, reason = %over, "connection refused");
-            crate::metrics::METRICS.budget_refusals.inc(name);
-            None
+) -> Result<Arc<Admission>, budget::OverBudget> {
+    let Some(budget) = budget else {
+        return Ok(Arc::new(Admission::unlimited()));
+    };
+    budget.admit(client.addr.ip()).map(Arc::new).inspect_err(|over| {
+        tracing::debug!(listener = name, peer = %client.addr, via = ?client.via, reason = %over, "connection refused");
+        crate::metrics::METRICS.budget_refusals.inc(name);
+    })
+}
+
+/// Run one connection's task, tracked, until it ends or the shutdown grace period is
+/// over; `held` (its permit and open-connection gauge) is released with it.
+fn spawn_connection(
+    tracker: &TaskTracker,
+    abort: CancellationToken,
+    (name, peer): (&'static str, SocketAddr),
+    work: impl Future<Output = ()> + Send + 'static,
+    held: impl Send + 'static,
+) {
+    tracker.spawn(async move {
+        tokio::select! {
+            () = work => {}
+            () = abort.cancelled() => {
+                tracing::info!(listener = name, %peer, "connection dropped at the end of the shutdown grace period");
+            }
         }
-    }
+        drop(held);
+    });
 }
 
 /// How often refusals by the per-address budgets are summarised at info.
