@@ -29,8 +29,8 @@ pub struct RateLimits {
     per_ip: Option<SharedRate<IpKey>>,
     /// Users are bounded by the configuration.
     per_user: Option<SharedRate<Arc<str>>>,
-    /// One shared budget per route entry.
-    routes: Vec<(RouteLimit, SharedRate<()>)>,
+    /// One shared budget per route entry, with its name in the shared store.
+    routes: Vec<(RouteLimit, SharedRate<()>, Vec<u8>)>,
 }
 
 impl RateLimits {
@@ -43,7 +43,7 @@ impl RateLimits {
             routes: config
                 .routes
                 .iter()
-                .map(|r| (r.clone(), SharedRate::new("route", &r.rate, 1)))
+                .map(|r| (r.clone(), SharedRate::new("route", &r.rate, 1), route_id(r)))
                 .collect(),
         }
     }
@@ -84,20 +84,26 @@ impl RateLimits {
         segments: &[&str],
         now: Instant,
     ) -> Result<(), Throttled> {
-        for (i, (route, limiter)) in self.routes.iter().enumerate() {
+        for (route, limiter, id) in &self.routes {
             let method_ok = route.methods.is_empty() || route.methods.contains(method);
             if method_ok && route.paths.iter().any(|g| g.matches(segments)) {
-                // A route is named by its place in `[[http.rate_limits.routes]]`:
-                // replicas share a bucket when they share the configuration.
-                let id = || (i as u64).to_be_bytes().to_vec();
                 limiter
-                    .check(cluster, &(), id, now)
+                    .check(cluster, &(), || id.clone(), now)
                     .await
                     .map_err(throttled("route"))?;
             }
         }
         Ok(())
     }
+}
+
+/// A route's name in the shared store is what it limits (methods, paths, rate), not its
+/// place in `[[http.rate_limits.routes]]`: a reload that inserts a route, or a replica
+/// with the entries in another order, must not hand one route's budget to another.
+fn route_id(route: &RouteLimit) -> Vec<u8> {
+    let methods: Vec<&str> = route.methods.iter().map(|m| m.as_str()).collect();
+    let paths: Vec<&str> = route.paths.iter().map(|g| g.as_str()).collect();
+    format!("{methods:?} {paths:?} {:?}", route.rate).into_bytes()
 }
 
 fn throttled(limit: &'static str) -> impl Fn(Duration) -> Throttled {
@@ -140,5 +146,32 @@ mod tests {
         }
         let len = limits.per_ip.as_ref().map_or(0, |l| l.len());
         assert!(len <= MAX_KEYS, "{len}");
+    }
+
+    #[test]
+    fn routes_are_named_by_what_they_limit_not_their_place() {
+        let route = |methods: &[Method], path: &str, rate: &str| RouteLimit {
+            methods: methods.to_vec(),
+            paths: vec![crate::config::Glob::parse(path).unwrap()],
+            rate: Rate::parse(rate).unwrap(),
+        };
+        let find = route(&[Method::POST], "/tools/find", "5/s");
+        let studies = route(&[Method::GET], "/studies/**", "5/s");
+        let ids = |routes: Vec<RouteLimit>| -> Vec<Vec<u8>> {
+            let limits = RateLimits::new(&LimitsConfig {
+                routes,
+                ..Default::default()
+            });
+            limits.routes.iter().map(|(_, _, id)| id.clone()).collect()
+        };
+        let one = ids(vec![find.clone(), studies.clone()]);
+        let other_order = ids(vec![studies.clone(), find.clone()]);
+        assert_eq!(one[0], other_order[1]);
+        assert_eq!(one[1], other_order[0]);
+        assert_ne!(one[0], one[1]);
+        assert_ne!(
+            one[0],
+            ids(vec![route(&[Method::POST], "/tools/find", "6/s")])[0]
+        );
     }
 }
