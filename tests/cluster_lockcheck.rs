@@ -14,31 +14,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use support::cluster::Cluster;
 use support::policy::ADMIN_PW;
-use support::rawhttp::client_config;
+use support::rawhttp::{h2_connect, H2Sender};
 
-type Sender = hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>;
-
-/// One HTTP/2 connection (many concurrent streams) to a replica.
-async fn connect(port: u16, ca: &std::path::Path) -> Sender {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let tls = tokio_rustls::TlsConnector::from(client_config(ca, &[b"h2"]))
-        .connect(name, tcp)
-        .await
-        .expect("TLS");
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
-    sender
-}
-
-async fn get(mut sender: Sender, port: u16, creds: String) -> u16 {
+async fn get(mut sender: H2Sender, port: u16, creds: String) -> u16 {
     use http_body_util::BodyExt;
     let auth = base64::engine::general_purpose::STANDARD.encode(creds);
     let req = http::Request::get(format!("https://localhost:{port}/system"))
@@ -79,7 +57,7 @@ fn concurrent_password_checks_share_redis_round_trips() {
     let port = c.replicas[0].https;
     let ca = c.ca.path.clone();
     let rt = runtime();
-    let sender = rt.block_on(connect(port, &ca));
+    let sender = rt.block_on(h2_connect(port, &ca));
     c.redis().cli(&["CONFIG", "RESETSTAT"]);
     let codes: Vec<u16> = rt.block_on(async {
         let tasks: Vec<_> = (0..N)
@@ -112,7 +90,7 @@ fn a_lock_written_through_one_replica_is_seen_by_the_next_request_on_the_other()
     assert_eq!(c.status(0, Some(&admin), "/system"), 200);
     let (port, ca) = (c.replicas[0].https, c.ca.path.clone());
     let rt = runtime();
-    let sender = rt.block_on(connect(port, &ca));
+    let sender = rt.block_on(h2_connect(port, &ca));
     // Replica A under a steady load of right passwords (cached: 200 until locked), from
     // 16 concurrent streams, each request stamped with when it was sent.
     let stop = Arc::new(AtomicBool::new(false));

@@ -128,10 +128,33 @@ pub fn client_config(ca: &Path, alpn: &[&[u8]]) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+pub type H2Sender = hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+/// One HTTP/2 connection to the gateway over TLS (ALPN h2), its driver spawned on the
+/// current runtime; requests may share it concurrently.
+pub async fn h2_connect(port: u16, ca: &Path) -> H2Sender {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(client_config(ca, &[b"h2"]))
+        .connect(name, tcp)
+        .await
+        .expect("TLS");
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
 /// One HTTP/2 connection to the gateway, requests sent one after another.
 pub struct H2Client {
     rt: tokio::runtime::Runtime,
-    sender: hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    sender: H2Sender,
     port: u16,
 }
 
@@ -141,25 +164,7 @@ impl H2Client {
             .enable_all()
             .build()
             .expect("runtime");
-        let config = client_config(ca, &[b"h2"]);
-        let sender = rt.block_on(async move {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .expect("connect");
-            let name = ServerName::try_from("localhost").expect("name");
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .expect("TLS");
-            let (sender, conn) = hyper::client::conn::http2::handshake(
-                hyper_util::rt::TokioExecutor::new(),
-                hyper_util::rt::TokioIo::new(tls),
-            )
-            .await
-            .expect("h2 handshake");
-            tokio::spawn(conn);
-            sender
-        });
+        let sender = rt.block_on(h2_connect(port, ca));
         H2Client { rt, sender, port }
     }
 
