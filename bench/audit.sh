@@ -24,29 +24,10 @@ start_backend
 config() { # variant port
   local level=info audit=""
   case "$1" in
-    *-file) audit="[audit]
-path = \"$work/audit-$1.jsonl\"" ;;
+    *-file) audit="$work/audit-$1.jsonl" ;;
     none) level=warn ;;
   esac
-  cat <<TOML
-[tls]
-cert = "$work/server.crt"
-key = "$work/server.key"
-watch = false
-[http]
-listen = "127.0.0.1:$2"
-upstream = "http://127.0.0.1:$backend"
-authentication = "none"
-max_connections = 4000
-[dicom]
-enabled = false
-[log]
-level = "$level"
-[server]
-worker_threads = 1
-shutdown_grace = "1s"
-$audit
-TOML
+  gateway_toml "$2" none "$level" "$audit"
 }
 
 run() { # variant -> "req/s cpu-us/req"

@@ -38,25 +38,8 @@ wait_port "$redis"
 hash_user=$(printf 'user-pw\n' | "$BIN" hash-password)
 
 config() { # mode port
+  gateway_toml "$2" "$([ "$AUTH" = none ] && echo none || echo required)" warn "$work/audit-$1.jsonl"
   cat <<TOML
-[tls]
-cert = "$work/server.crt"
-key = "$work/server.key"
-watch = false
-[http]
-listen = "127.0.0.1:$2"
-upstream = "http://127.0.0.1:$backend"
-max_connections = 4000
-authentication = "$([ "$AUTH" = none ] && echo none || echo required)"
-[dicom]
-enabled = false
-[log]
-level = "warn"
-[audit]
-path = "$work/audit-$1.jsonl"
-[server]
-worker_threads = 1
-shutdown_grace = "1s"
 [http.rate_limits]
 per_ip = "1000000/s burst 1000000"
 TOML

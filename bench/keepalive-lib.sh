@@ -30,3 +30,28 @@ NGINX
   pids+=($!)
   wait_port "$backend"
 }
+
+# The gateway configuration every keep-alive benchmark starts from: HTTPS on 127.0.0.1:PORT
+# in front of the backend above, DICOM off, one worker, the certificate in $work; the
+# audit to FILE ("" = no audit file). Scripts append their own sections after it.
+gateway_toml() { # port auth log-level audit-file
+  cat <<TOML
+[tls]
+cert = "$work/server.crt"
+key = "$work/server.key"
+watch = false
+[http]
+listen = "127.0.0.1:$1"
+upstream = "http://127.0.0.1:$backend"
+authentication = "$2"
+max_connections = 4000
+[dicom]
+enabled = false
+[log]
+level = "$3"
+[server]
+worker_threads = 1
+shutdown_grace = "1s"
+TOML
+  [ -z "$4" ] || printf '[audit]\npath = "%s"\n' "$4"
+}

@@ -22,26 +22,7 @@ start_backend
 "$NEW_BIN" cert self-signed --cert "$work/server.crt" --key "$work/server.key" >/dev/null
 
 config() { # mode port admin-port
-  cat <<TOML
-[tls]
-cert = "$work/server.crt"
-key = "$work/server.key"
-watch = false
-[http]
-listen = "127.0.0.1:$2"
-upstream = "http://127.0.0.1:$backend"
-authentication = "none"
-max_connections = 4000
-[dicom]
-enabled = false
-[log]
-level = "warn"
-[audit]
-path = "$work/audit-$1.jsonl"
-[server]
-worker_threads = 1
-shutdown_grace = "1s"
-TOML
+  gateway_toml "$2" none warn "$work/audit-$1.jsonl"
   [ "$1" = new ] && printf '[admin]\nlisten = "127.0.0.1:%s"\n' "$3"
   return 0
 }

@@ -26,26 +26,7 @@ hash_user=$(printf 'user-pw\n' | "$BIN" hash-password)
 hash_admin=$(printf 'admin-pw\n' | "$BIN" hash-password)
 
 config() { # mode port
-  cat <<TOML
-[tls]
-cert = "$work/server.crt"
-key = "$work/server.key"
-watch = false
-[http]
-listen = "127.0.0.1:$2"
-upstream = "http://127.0.0.1:$backend"
-authentication = "$([ "$1" = on ] && echo required || echo none)"
-max_connections = 4000
-[dicom]
-enabled = false
-[log]
-level = "warn"
-[audit]
-path = "$work/audit-$1.jsonl"
-[server]
-worker_threads = 1
-shutdown_grace = "1s"
-TOML
+  gateway_toml "$2" "$([ "$1" = on ] && echo required || echo none)" warn "$work/audit-$1.jsonl"
   [ "$1" = on ] || return 0
   cat <<TOML
 [http.rate_limits]
