@@ -10,6 +10,8 @@ wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/nul
 # User + system CPU ticks of a process (/proc/PID/stat fields 14 and 15).
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
+# nginx answering 1 KiB at / on 127.0.0.1:$backend; optional extra lines for its http
+# block ($1) and its server block ($2).
 start_backend() {
   backend=$(free_port)
   local body
@@ -23,7 +25,8 @@ events { worker_connections 1024; }
 http {
   access_log off;
   keepalive_requests 10000000;
-  server { listen 127.0.0.1:$backend; location / { return 200 "$body"; } }
+  ${1:-}
+  server { listen 127.0.0.1:$backend; location / { return 200 "$body"; } ${2:-} }
 }
 NGINX
   taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" &

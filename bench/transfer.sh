@@ -18,28 +18,13 @@ work=$(mktemp -d)
 # shellcheck source=bench/keepalive-lib.sh
 . bench/keepalive-lib.sh
 
-backend=$(free_port)
 head -c $((64 << 20)) /dev/urandom >"$work/blob"
-cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_max_body_size 0;
-  client_body_temp_path $work;
-  server { listen 127.0.0.1:$backend;
-    location /up { client_body_buffer_size 1m; proxy_pass http://127.0.0.1:$backend/sink; }
-    location /sink { return 200 "ok"; }
-    location /blob { root $work; rewrite ^ /blob break; }
-  }
-}
-NGINX
-taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
-wait_port "$backend"
+# Uploads go to /up, which nginx proxies to itself (its own address and port: nginx
+# variables) so the body is read whole; downloads fetch the 64 MiB blob.
+start_backend "client_max_body_size 0; client_body_temp_path $work;" \
+  "location /up { client_body_buffer_size 1m; proxy_pass http://\$server_addr:\$server_port/sink; }
+    location /sink { return 200 \"ok\"; }
+    location /blob { root $work; rewrite ^ /blob break; }"
 scp=$(free_port)
 taskset -c 1 /usr/bin/storescp --ignore "$scp" &
 pids+=($!)
