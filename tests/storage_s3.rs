@@ -76,14 +76,7 @@ fn s3_curl_body(port: u16, method: &str, path: &str, body: Option<&Path>) -> (u1
         .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .expect("curl");
-    let raw = out.stdout;
-    let split = raw.iter().rposition(|&b| b == b'\n').unwrap_or(0);
-    let code = std::str::from_utf8(&raw[split..])
-        .unwrap_or("")
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (code, raw[..split].to_vec())
+    support::storage::status_and_body(out.stdout)
 }
 
 impl Seaweed {

@@ -177,14 +177,19 @@ pub fn rest(port: u16, method: &str, path: &str, body: Option<&Path>) -> (u16, V
     }
     cmd.arg(format!("http://127.0.0.1:{port}{path}"));
     let out = cmd.output().expect("curl");
-    let raw = out.stdout;
-    let split = raw.iter().rposition(|&b| b == b'\n').expect("status line");
-    let status = std::str::from_utf8(&raw[split + 1..])
-        .unwrap()
+    status_and_body(out.stdout)
+}
+
+/// curl's output with `-w "\n%{http_code}"` appended: (HTTP code, body); code 0 when
+/// curl printed none.
+pub fn status_and_body(raw: Vec<u8>) -> (u16, Vec<u8>) {
+    let split = raw.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+    let code = std::str::from_utf8(&raw[split..])
+        .unwrap_or("")
         .trim()
         .parse()
         .unwrap_or(0);
-    (status, raw[..split].to_vec())
+    (code, raw[..split].to_vec())
 }
 
 pub fn rest_json(port: u16, method: &str, path: &str, body: Option<&Path>) -> serde_json::Value {

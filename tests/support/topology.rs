@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::process::{free_port, port_open, run};
+use super::storage::status_and_body;
 
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/topology.sh");
 
@@ -280,17 +281,6 @@ impl Topology {
             .expect("curl");
         status_and_body(out.stdout)
     }
-}
-
-/// curl's output with `-w "\n%{http_code}"` appended: (HTTP code, body).
-fn status_and_body(raw: Vec<u8>) -> (u16, Vec<u8>) {
-    let split = raw.iter().rposition(|&b| b == b'\n').unwrap_or(0);
-    let code = std::str::from_utf8(&raw[split..])
-        .unwrap_or("")
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (code, raw[..split].to_vec())
 }
 
 impl Drop for Topology {
