@@ -47,9 +47,8 @@ impl ConnInfo {
             upstream: Sticky::default(),
         }
     }
-}
 
-impl ConnInfo {
+    /// The load balancer the connection came through (`server::Peer::via`).
     pub fn via(mut self, lb: Option<SocketAddr>) -> Self {
         self.via = lb;
         self
