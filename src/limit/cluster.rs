@@ -15,9 +15,10 @@
 //! Lockout checks are batched reads of those flags, not scripts (`batch`).
 
 mod batch;
+mod flags;
 mod health;
+mod password;
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -34,7 +35,8 @@ struct Lua {
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use self::batch::{Answer, Flushing, Waiter, MAX_BATCH};
+use self::batch::{Answer, Slot, Waiter, MAX_IN_FLIGHT};
+use self::flags::FlagConns;
 use self::health::Health;
 pub use self::health::Unavailable;
 use crate::config::{ClusterConfig, ConfigError, LockoutPolicy, Rate};
@@ -55,7 +57,9 @@ pub struct Cluster {
     gcra: Lua,
     lockout_fail: Lua,
     health: Health,
-    batches: batch::Batches,
+    batches: Arc<batch::Batches>,
+    /// The batch senders' own connections (`flags`).
+    flag_conns: FlagConns,
     /// Itself, for the task that sends batches of lockout checks.
     me: Weak<Cluster>,
 }
@@ -68,8 +72,13 @@ impl Cluster {
             .set_db(config.db)
             // No CLIENT SETINFO round trips on connect: fewer answers to get wrong.
             .set_skip_set_lib_name();
-        if let Some(path) = &config.password_file {
-            redis = redis.set_password(read_password(path)?);
+        let password = config
+            .password_file
+            .as_deref()
+            .map(password::read)
+            .transpose()?;
+        if let Some(p) = &password {
+            redis = redis.set_password(p.clone());
         }
         let info =
             redis::IntoConnectionInfo::into_connection_info((config.host.as_str(), config.port))
@@ -90,7 +99,8 @@ impl Cluster {
             gcra: script(GCRA),
             lockout_fail: script(LOCKOUT_FAIL),
             health: Health::default(),
-            batches: batch::Batches::default(),
+            batches: Arc::default(),
+            flag_conns: FlagConns::new(config, password, MAX_IN_FLIGHT),
             me: me.clone(),
         }))
     }
@@ -127,6 +137,17 @@ impl Cluster {
                     )));
                 }
             }
+            Ok::<_, redis::RedisError>(())
+        };
+        let load = async {
+            load.await?;
+            self.flag_conns.warm_up().await.map_err(|e| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "lock-check connection",
+                    e.to_string(),
+                ))
+            })?;
             Ok::<_, redis::RedisError>(())
         };
         match tokio::time::timeout(WARM_UP, load).await {
@@ -310,42 +331,29 @@ impl Cluster {
         }
         let keys = keys.iter().map(|(k, id)| self.lock_key(k, id)).collect();
         let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut s = self.batches.state();
-            s.queue.push(Waiter { keys, tx });
-            !std::mem::replace(&mut s.flushing, true)
-        };
-        if start {
-            if let Some(me) = self.me.upgrade() {
-                tokio::spawn(async move { me.flush().await });
-            } else {
-                // Shutting down: nothing will answer.
-                self.batches.state().flushing = false;
-            }
+        if let Some(slot) = self.batches.push(Waiter { keys, tx }) {
+            // No `me` (shutting down): the slot is dropped, which fails the queue closed.
+            let me = self.me.upgrade().ok_or(Unavailable)?;
+            tokio::spawn(async move { me.send_batches(slot).await });
         }
-        match tokio::time::timeout(self.config.timeout * 2, rx).await {
-            Ok(Ok(answer)) => answer,
-            // Dropped sender (the task panicked) or no answer in time: fail closed.
-            _ => Err(Unavailable),
-        }
+        // The sender bounds its round trip by cluster.timeout and answers or drops every
+        // waiter it took, so no timer of our own: a dropped answer fails closed.
+        rx.await.unwrap_or(Err(Unavailable))
     }
 
-    /// Send batches until the queue is empty.
-    async fn flush(&self) {
-        let _flushing = Flushing(&self.batches);
+    /// Run one sender (`batch`): collect, send, answer; again while checks wait.
+    async fn send_batches(&self, mut slot: Slot) {
         loop {
-            // Let the tasks that are ready now (requests already read, whose checks are
-            // on their way) queue theirs first: larger batches, no added wait when idle.
-            // Whatever joins is still sent after it arrived.
+            // Let the tasks that are ready now (requests already read, whose checks are on
+            // their way) queue theirs first: larger batches, no added wait when idle.
+            // (Waiting longer for the batch to grow was measured: fewer round trips, but
+            // the added wait cost more throughput than they saved.) Whatever joins is
+            // still sent after it arrived.
             tokio::task::yield_now().await;
-            let batch: Vec<Waiter> = {
-                let mut s = self.batches.state();
-                if s.queue.is_empty() {
-                    return;
-                }
-                let n = s.queue.len().min(MAX_BATCH);
-                s.queue.drain(..n).collect()
-            };
+            let batch = slot.take();
+            if batch.is_empty() {
+                return;
+            }
             let keys: Vec<&str> = batch
                 .iter()
                 .flat_map(|w| w.keys.iter().map(String::as_str))
@@ -363,25 +371,33 @@ impl Cluster {
                     Err(e) => Err(*e),
                 };
                 offset += n;
-                // A caller that gave up (timeout, cancelled request) does not matter.
+                // A caller that gave up (cancelled request) does not matter.
                 let _ = w.tx.send(answer);
+            }
+            if !slot.again() {
+                return;
             }
         }
     }
 
     /// One round trip: Redis's clock and every flag; per key the time left on its lock.
+    /// Bounded by `cluster.timeout`, connecting included; a connection that failed or
+    /// timed out (its answer may still come) is dropped, never reused.
     async fn read_locks(&self, keys: &[&str]) -> Result<Vec<Option<Duration>>, Unavailable> {
-        let mut conn = self.connection()?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("TIME").cmd("MGET").arg(keys);
-        let ((secs, us), until): ((u64, u64), Vec<Option<u64>>) =
-            self.bounded(pipe.query_async(&mut conn)).await?;
-        if until.len() != keys.len() {
-            return Err(self
-                .health
-                .failed("error", "MGET answered another number of values"));
+        if !self.health.should_try() {
+            return Err(Unavailable);
         }
-        let now = secs.saturating_mul(1_000_000).saturating_add(us);
+        let call = self.flag_conns.read(keys);
+        let (now, until) = match tokio::time::timeout(self.config.timeout, call).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Err(self.health.failed("error", &e.to_string())),
+            Err(_) => {
+                return Err(self
+                    .health
+                    .failed("timeout", "no answer within cluster.timeout"))
+            }
+        };
+        self.health.succeeded();
         Ok(until
             .into_iter()
             .map(|u| batch::remaining(now, u))
@@ -411,39 +427,4 @@ pub fn script_with_clock_argument(which: &str) -> Option<Script> {
 pub fn micros(d: Duration) -> u64 {
     let us = d.as_nanos().div_ceil(1000);
     u64::try_from(us).unwrap_or(u64::MAX)
-}
-
-/// The Redis password: first line of a regular file that only its owner can read.
-fn read_password(path: &Path) -> Result<String, ConfigError> {
-    use std::os::unix::fs::MetadataExt;
-    const KEY: &str = "cluster.redis_password_file";
-    let meta = std::fs::metadata(path).map_err(|e| {
-        ConfigError::new(
-            KEY,
-            format!("cannot read {}: {e}", path.display()),
-            "point it at a file holding the Redis password (mode 0600)",
-        )
-    })?;
-    if !meta.is_file() || meta.mode() & 0o077 != 0 {
-        return Err(ConfigError::new(
-            KEY,
-            format!(
-                "{} is not a regular file readable only by its owner (mode {:o})",
-                path.display(),
-                meta.mode() & 0o777
-            ),
-            format!("chmod 600 {}", path.display()),
-        ));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(KEY, format!("cannot read {}: {e}", path.display()), ""))?;
-    let password = text.lines().next().unwrap_or("").trim_end().to_string();
-    if password.is_empty() {
-        return Err(ConfigError::new(
-            KEY,
-            format!("{} is empty", path.display()),
-            "write the Redis password (requirepass) on its first line",
-        ));
-    }
-    Ok(password)
 }

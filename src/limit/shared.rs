@@ -19,7 +19,7 @@ use super::table::Table;
 use crate::config::Rate;
 
 const LEASE_DIVISOR: u32 = 16;
-const MAX_LEASE: u32 = 64;
+const MAX_LEASE: u32 = 256;
 const LEASE_LIFE: Duration = Duration::from_secs(1);
 
 struct Lease {
