@@ -156,3 +156,35 @@ fn a_lock_written_through_one_replica_is_seen_by_the_next_request_on_the_other()
         assert_eq!(c.status(i, Some(&admin), "/system"), 429, "replica {i}");
     }
 }
+
+/// The lock check reads over connections of its own (`src/limit/cluster/flags.rs`, RESP
+/// written by hand): they must authenticate and select the configured database like the
+/// redis crate's connection that writes the locks. With `redis://.../3`, a lock written
+/// by the failure script into database 3 must stop the right password, and a check that
+/// read database 0 would answer 200.
+#[test]
+fn the_lock_check_reads_the_configured_database_with_the_password() {
+    let mut c = Cluster::without_redis();
+    let redis = support::redis::Redis::start(c.dir.path(), Some(support::cluster::REDIS_PASSWORD));
+    let url = format!("{}/3", redis.url());
+    c.redis = Some(redis);
+    c.add_replica(&url, "", "", "");
+    let admin = format!("admin:{ADMIN_PW}");
+    assert_eq!(c.status(0, Some(&admin), "/system"), 200);
+    for i in 0..5 {
+        assert_eq!(
+            c.status(0, Some(&format!("admin:guess-{i}")), "/system"),
+            401
+        );
+    }
+    assert_eq!(
+        c.status(0, Some(&admin), "/system"),
+        429,
+        "the right password while the name is locked"
+    );
+    let in_db = |db: &str| c.redis.as_ref().expect("redis").cli(&["-n", db, "DBSIZE"]);
+    assert_ne!(in_db("3"), "0", "the lock records are in database 3");
+    assert_eq!(in_db("0"), "0", "nothing in database 0");
+    // Every decision came from Redis: the replica never degraded.
+    assert_eq!(c.replicas[0].metric("pacsgate_cluster_degraded"), 0.0);
+}
