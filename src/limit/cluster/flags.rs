@@ -334,6 +334,70 @@ mod tests {
         ));
     }
 
+    /// Generated inputs: mutations of real answers (bytes replaced, inserted, removed,
+    /// cut). Nothing panics, and whatever this parser accepts, the redis crate's parser
+    /// reads as the same values (the reference reading of RESP).
+    #[test]
+    fn mutated_answers_never_panic_and_agree_with_the_redis_crate() {
+        let seeds: [&[u8]; 3] = [
+            b"*3\r\n$2\r\n17\r\n$-1\r\n$16\r\n1795651200123456\r\n",
+            b"*2\r\n$10\r\n1795651200\r\n$6\r\n123456\r\n",
+            b"*1\r\n$-1\r\n",
+        ];
+        let alphabet = b"*$-+:_0123456789\r\nab";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |bound: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % bound as u64) as usize
+        };
+        let mut accepted = 0;
+        for i in 0..60_000 {
+            let mut buf = seeds[i % seeds.len()].to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(buf.len() + 1);
+                let byte = alphabet[next(alphabet.len())];
+                match next(4) {
+                    0 if at < buf.len() => buf[at] = byte,
+                    1 => buf.insert(at, byte),
+                    2 if at < buf.len() => {
+                        buf.remove(at);
+                    }
+                    _ => buf.truncate(at),
+                }
+            }
+            for n in [1, 2, 3] {
+                let mut at = 0;
+                let Ok(Some(ours)) = values(&buf, &mut at, n, "test") else {
+                    continue;
+                };
+                accepted += 1;
+                assert!(at <= buf.len());
+                let theirs = redis::parse_redis_value(&buf[..at])
+                    .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(&buf)));
+                let redis::Value::Array(items) = theirs else {
+                    panic!(
+                        "{:?} is no array to the crate",
+                        String::from_utf8_lossy(&buf)
+                    );
+                };
+                let theirs: Vec<Option<u64>> = items
+                    .iter()
+                    .map(|v| match v {
+                        redis::Value::Nil => None,
+                        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+                        other => panic!("{other:?}"),
+                    })
+                    .collect();
+                assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&buf));
+            }
+        }
+        // The mutations leave enough answers whole for the comparison to mean something.
+        assert!(accepted > 1000, "only {accepted} accepted");
+        eprintln!("{accepted} mutated answers accepted and compared");
+    }
+
     #[test]
     fn a_header_line_without_end_is_bounded() {
         let long = vec![b'*'; MAX_LINE + 3];
