@@ -3,8 +3,9 @@
 //! clocks do not matter; keys carry `PX` TTLs so idle ones delete themselves. The
 //! arithmetic is the in-process limiter's (`gcra.rs`, `lockout.rs`), in microseconds.
 //!
-//! One multiplexed connection per process (`redis::aio::ConnectionManager`, which
-//! reconnects on its own). Every call is bounded by `cluster.timeout`; a call that fails or
+//! Scripts go over one multiplexed connection per process (`redis::aio::ConnectionManager`,
+//! which reconnects on its own); the batched lock checks over up to two connections of
+//! their own (`flags`, for latency). Every call is bounded by `cluster.timeout`; a call that fails or
 //! times out puts the process in degraded mode (`health`): for `PROBE` after that, decisions
 //! do not wait on Redis at all, then the next call probes it again. What degraded means is
 //! the caller's policy (rates: the local limiter; lockouts: fail closed).
