@@ -5,9 +5,9 @@
 //!
 //! Scripts go over one multiplexed connection per process (`redis::aio::ConnectionManager`,
 //! which reconnects on its own); the batched lock checks over up to two connections of
-//! their own (`flags`, for latency). Every call is bounded by `cluster.timeout`; a call that fails or
-//! times out puts the process in degraded mode (`health`): for `PROBE` after that, decisions
-//! do not wait on Redis at all, then the next call probes it again. What degraded means is
+//! their own (`flags`, for latency). Every call is bounded by `cluster.timeout`; a call
+//! that fails or times out puts the process in degraded mode (`health`): for `PROBE` after
+//! that, decisions do not wait on Redis at all, then the next call probes it again. What degraded means is
 //! the caller's policy (rates: the local limiter; lockouts: fail closed).
 //!
 //! Keys: `PREFIX:KIND:HASH`, HASH the first 128 bits of SHA-256(prefix, kind, id) in hex:
@@ -130,31 +130,21 @@ impl Cluster {
             for lua in [&self.gcra, &self.lockout_fail] {
                 let mut cmd = redis::cmd("SCRIPT");
                 cmd.arg("LOAD").arg(&lua.source);
-                let sha1: String = cmd.query_async(&mut conn).await?;
+                let sha1: String = cmd
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if sha1 != lua.sha1 {
-                    return Err(redis::RedisError::from((
-                        redis::ErrorKind::Client,
-                        "SCRIPT LOAD answered another hash",
-                    )));
+                    return Err("SCRIPT LOAD answered another hash".to_string());
                 }
             }
-            Ok::<_, redis::RedisError>(())
-        };
-        let load = async {
-            load.await?;
-            self.flag_conns.warm_up().await.map_err(|e| {
-                redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "lock-check connection",
-                    e.to_string(),
-                ))
-            })?;
-            Ok::<_, redis::RedisError>(())
+            // The lock checks' own connection (`flags`), so the first login does not wait.
+            self.flag_conns.warm_up().await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(WARM_UP, load).await {
             Ok(Ok(())) => tracing::info!("shared limits: Redis reachable, scripts loaded"),
             Ok(Err(e)) => {
-                self.health.failed("error", &e.to_string());
+                self.health.failed("error", &e);
             }
             Err(_) => {
                 self.health.failed("timeout", "no answer while connecting");
@@ -277,10 +267,12 @@ impl Cluster {
         self.bounded(call).await
     }
 
-    /// No lock is held here: the manager is cloned (an `Arc`) and the call owns it.
-    async fn bounded<T>(
+    /// Any call to Redis: skipped while degraded, bounded by `cluster.timeout`, its
+    /// outcome recorded in `health`. No lock is held here: the manager is cloned (an
+    /// `Arc`) and the call owns it.
+    async fn bounded<T, E: std::fmt::Display>(
         &self,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+        call: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, Unavailable> {
         if !self.health.should_try() {
             return Err(Unavailable);
@@ -385,20 +377,7 @@ impl Cluster {
     /// Bounded by `cluster.timeout`, connecting included; a connection that failed or
     /// timed out (its answer may still come) is dropped, never reused.
     async fn read_locks(&self, keys: &[&str]) -> Result<Vec<Option<Duration>>, Unavailable> {
-        if !self.health.should_try() {
-            return Err(Unavailable);
-        }
-        let call = self.flag_conns.read(keys);
-        let (now, until) = match tokio::time::timeout(self.config.timeout, call).await {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return Err(self.health.failed("error", &e.to_string())),
-            Err(_) => {
-                return Err(self
-                    .health
-                    .failed("timeout", "no answer within cluster.timeout"))
-            }
-        };
-        self.health.succeeded();
+        let (now, until) = self.bounded(self.flag_conns.read(keys)).await?;
         Ok(until
             .into_iter()
             .map(|u| batch::remaining(now, u))

@@ -199,11 +199,13 @@ impl FlagConn {
     }
 }
 
-/// One command as a RESP array of bulk strings.
+/// One command as a RESP array of bulk strings (written in place: no string per key).
 fn command(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", parts.len()).as_bytes());
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "*{}\r\n", parts.len());
     for part in parts {
-        out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+        let _ = write!(out, "${}\r\n", part.len());
         out.extend_from_slice(part);
         out.extend_from_slice(b"\r\n");
     }
